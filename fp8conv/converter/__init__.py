@@ -1,0 +1,1 @@
+"""Orchestration of a conversion: configuration, calibration, the pass pipeline, convert()/convert_file()."""

@@ -1,0 +1,1 @@
+"""Graph passes over onnx_ir models, one pass per module."""
