@@ -237,7 +237,9 @@ def minifloat(
         raise ValueError(f"max_value must be positive and finite, got {max_value}")
     else:
         max_value = min(float(max_value), grid_max)
-    name = f"e{exponent_bits}m{mantissa_bits}" + (f"b{bias}" if bias != (1 << (exponent_bits - 1)) - 1 else "")
+    name = f"minifloat_e{exponent_bits}m{mantissa_bits}"
+    if bias != (1 << (exponent_bits - 1)) - 1:
+        name += f"b{bias}"
     if max_value != grid_max:
         name += f"max{max_value:g}"
     if not has_subnormal:

@@ -1,0 +1,352 @@
+"""The canonical form of FP8 fake quantization, shared by every pass.
+
+Every FP8 fake-quant that a normalization pass recognises becomes one of two things in the graph:
+
+1. ``ai.fp8conv::FakeQuantize(x, scale) -> y`` — a single node computing
+
+       y = fake_quantize(x, scale, format, axis=axis, block_size=block_size, saturate=saturate)
+
+   exactly as :func:`fp8conv.fp8.fake_quantize` defines it (``x / scale`` in float32, round half to even
+   on the format's grid, saturate or not, ``· scale`` in float32). ``scale`` is a constant (initializer or
+   ``Constant``) of any float type. Attributes:
+
+   * ``format`` (string): a named format (``e4m3fn`` …) or ``minifloat``; for ``minifloat`` also
+     ``exponent_bits``, ``mantissa_bits``, ``bias`` (ints), ``max_value`` (float), ``has_inf``,
+     ``has_nan``, ``has_subnormal`` (ints 0/1);
+   * ``saturate`` (int 0/1), ``axis`` (int, present for per-axis and blocked scales), ``block_size``
+     (int, present and > 0 for blocked scales);
+   * ``source`` (string): the dialect it was read from, for reports.
+
+   The node keeps the source tensor names: its input is the tensor that was quantized and its output
+   the tensor the source model's dequantizer produced.
+
+2. A standard ``DequantizeLinear(w, scale)`` whose ``w`` is an FP8 initializer (weights stored as FP8
+   codes), without zero point (it must be 0), with ``axis``/``block_size`` as needed.
+
+:func:`collect_quant_points` reads both into :class:`QuantPoint` records, which later passes and the
+reports consume. The canonical form is a fixed point of normalization (normalizing it again changes
+nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+from typing import Literal
+
+import numpy as np
+import onnx_ir as ir
+
+from fp8conv.errors import Fp8ConvError
+from fp8conv.runtime.formats import FORMATS, FloatFormat, minifloat
+
+__all__ = [
+    "CANONICAL_DOMAIN",
+    "CANONICAL_OPSET",
+    "FAKE_QUANTIZE",
+    "FP8_DATA_TYPES",
+    "QuantPoint",
+    "QuantSpec",
+    "collect_quant_points",
+    "constant_array",
+    "format_attributes",
+    "format_from_attributes",
+    "is_fake_quantize",
+    "is_fp8_weight_dequantize",
+    "make_fake_quantize",
+    "read_fake_quantize",
+]
+
+logger = logging.getLogger(__name__)
+
+CANONICAL_DOMAIN = "ai.fp8conv"
+CANONICAL_OPSET = 1
+FAKE_QUANTIZE = "FakeQuantize"
+
+FP8_DATA_TYPES: dict[ir.DataType, str] = {
+    ir.DataType.FLOAT8E4M3FN: "e4m3fn",
+    ir.DataType.FLOAT8E4M3FNUZ: "e4m3fnuz",
+    ir.DataType.FLOAT8E5M2: "e5m2",
+    ir.DataType.FLOAT8E5M2FNUZ: "e5m2fnuz",
+}
+"""The ONNX float8 element types and the emulator format each one is."""
+
+Role = Literal["weight", "activation"]
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantSpec:
+    """How a tensor is fake-quantized: format, granularity and saturation.
+
+    Attributes:
+        format: The number format.
+        axis: Axis of per-axis or blocked scales; None for a per-tensor scale.
+        block_size: Block length along ``axis`` for blocked scales; None otherwise.
+        saturate: ONNX ``saturate`` semantics (True: overflow and ±Inf clip to ±max).
+    """
+
+    format: FloatFormat
+    axis: int | None = None
+    block_size: int | None = None
+    saturate: bool = True
+
+    @property
+    def granularity(self) -> str:
+        """``per-tensor``, ``per-axis`` or ``blocked``."""
+        if self.block_size:
+            return "blocked"
+        return "per-tensor" if self.axis is None else "per-axis"
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantPoint:
+    """One FP8 quantization point of a model in canonical form.
+
+    Attributes:
+        tensor: Name of the tensor that is quantized (the FakeQuantize input, or the FP8 initializer).
+        output: Name of the dequantized tensor the rest of the graph reads.
+        role: ``weight`` when the quantized tensor is a constant, else ``activation``.
+        spec: Format, granularity and saturation.
+        scale: The scale(s), float32, shaped as in the graph.
+        node: Name of the canonical node (FakeQuantize or DequantizeLinear).
+        consumers: Op types of the nodes that read ``output``.
+        dialect: The dialect the point was read from (``qdq``, ``dq-weight``, ``trt``, ``qonnx``,
+            ``cast``, or whatever the ``source`` attribute says).
+        stored: True when the weight is stored as FP8 codes (DequantizeLinear form).
+    """
+
+    tensor: str
+    output: str
+    role: Role
+    spec: QuantSpec
+    scale: np.ndarray = dataclasses.field(compare=False, repr=False)
+    node: str
+    consumers: tuple[str, ...]
+    dialect: str
+    stored: bool = False
+
+    @property
+    def scale_range(self) -> tuple[float, float]:
+        """Smallest and largest scale."""
+        return float(self.scale.min()), float(self.scale.max())
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-serialisable description (the ``quant_points`` entries of ``fp8conv inspect --json``)."""
+        low, high = self.scale_range
+        return {
+            "tensor": self.tensor,
+            "output": self.output,
+            "role": self.role,
+            "format": self.spec.format.name,
+            "axis": self.spec.axis,
+            "block_size": self.spec.block_size,
+            "granularity": self.spec.granularity,
+            "saturate": self.spec.saturate,
+            "scale_min": low,
+            "scale_max": high,
+            "node": self.node,
+            "consumers": list(self.consumers),
+            "dialect": self.dialect,
+            "stored": self.stored,
+        }
+
+
+def format_attributes(fmt: FloatFormat) -> dict[str, object]:
+    """The FakeQuantize attributes that describe ``fmt``."""
+    if FORMATS.get(fmt.name) == fmt:
+        return {"format": fmt.name}
+    return {
+        "format": "minifloat",
+        "exponent_bits": fmt.exponent_bits,
+        "mantissa_bits": fmt.mantissa_bits,
+        "bias": fmt.bias,
+        "max_value": float(fmt.max_value),
+        "has_inf": int(fmt.has_inf),
+        "has_nan": int(fmt.has_nan),
+        "has_subnormal": int(fmt.has_subnormal),
+    }
+
+
+def format_from_attributes(node: ir.Node) -> FloatFormat:
+    """The format a FakeQuantize node's attributes describe.
+
+    Raises:
+        Fp8ConvError: For an unknown format name or missing minifloat attributes.
+    """
+    name = node.attributes.get_string("format")
+    if name is None:
+        raise Fp8ConvError(f"node {node.name!r}: {FAKE_QUANTIZE} has no 'format' attribute")
+    if name != "minifloat":
+        try:
+            return FORMATS[name]
+        except KeyError:
+            raise Fp8ConvError(f"node {node.name!r}: unknown format {name!r}") from None
+    attrs = node.attributes
+    try:
+        return minifloat(
+            attrs.get_int("exponent_bits"),
+            attrs.get_int("mantissa_bits"),
+            bias=attrs.get_int("bias"),
+            max_value=attrs.get_float("max_value"),
+            has_inf=bool(attrs.get_int("has_inf", 0)),
+            has_nan=bool(attrs.get_int("has_nan", 0)),
+            has_subnormal=bool(attrs.get_int("has_subnormal", 1)),
+        )
+    except (TypeError, ValueError) as error:
+        raise Fp8ConvError(f"node {node.name!r}: bad minifloat attributes: {error}") from error
+
+
+def make_fake_quantize(
+    x: ir.Value,
+    scale: ir.Value,
+    spec: QuantSpec,
+    *,
+    source: str,
+    name: str | None = None,
+    output: ir.Value | None = None,
+) -> ir.Node:
+    """Build a canonical FakeQuantize node (not yet inserted in a graph).
+
+    Args:
+        x: The tensor to quantize.
+        scale: The constant scale value.
+        spec: Format, granularity, saturation.
+        source: Dialect name recorded in the ``source`` attribute.
+        name: Node name (keep the source node's name so reports can point at it).
+        output: An existing value to produce (to keep the source model's tensor name); its previous
+            producer must be removed from the graph first. A fresh value otherwise.
+    """
+    attributes: dict[str, object] = {**format_attributes(spec.format), "saturate": int(spec.saturate)}
+    if spec.axis is not None:
+        attributes["axis"] = spec.axis
+    if spec.block_size:
+        attributes["block_size"] = spec.block_size
+    attributes["source"] = source
+    return ir.node(
+        FAKE_QUANTIZE,
+        inputs=[x, scale],
+        attributes=attributes,
+        domain=CANONICAL_DOMAIN,
+        name=name,
+        outputs=[output] if output is not None else None,
+    )
+
+
+def is_fake_quantize(node: ir.Node) -> bool:
+    """Whether ``node`` is a canonical FakeQuantize."""
+    return node.domain == CANONICAL_DOMAIN and node.op_type == FAKE_QUANTIZE
+
+
+def read_fake_quantize(node: ir.Node) -> QuantSpec:
+    """The :class:`QuantSpec` of a canonical FakeQuantize node."""
+    attrs = node.attributes
+    block_size = attrs.get_int("block_size", 0) or None
+    axis = attrs.get_int("axis")
+    return QuantSpec(
+        format=format_from_attributes(node),
+        axis=axis,
+        block_size=block_size,
+        saturate=bool(attrs.get_int("saturate", 1)),
+    )
+
+
+def is_fp8_weight_dequantize(node: ir.Node) -> bool:
+    """Whether ``node`` is a ``DequantizeLinear`` over a constant FP8 tensor (canonical stored weight)."""
+    if node.op_type != "DequantizeLinear" or node.domain not in ("", "ai.onnx") or not node.inputs:
+        return False
+    data = node.inputs[0]
+    return data is not None and data.dtype in FP8_DATA_TYPES and constant_array(data) is not None
+
+
+def constant_array(value: ir.Value | None) -> np.ndarray | None:
+    """The value's constant contents as NumPy (initializer or ``Constant`` output), else None.
+
+    FP8 tensors come back as ``ml_dtypes``-free ``uint8`` codes (see :func:`_tensor_numpy`).
+    """
+    if value is None:
+        return None
+    tensor = value.const_value
+    if tensor is None:
+        producer = value.producer()
+        if producer is None or producer.op_type != "Constant" or producer.domain not in ("", "ai.onnx"):
+            return None
+        attribute = producer.attributes.get("value")
+        if attribute is None:
+            return None
+        tensor = attribute.as_tensor()
+    return _tensor_numpy(tensor)
+
+
+def _tensor_numpy(tensor: ir.TensorProtocol) -> np.ndarray:
+    """A tensor's contents; FP8 tensors as their uint8 codes."""
+    if tensor.dtype in FP8_DATA_TYPES:
+        return np.frombuffer(tensor.tobytes(), dtype=np.uint8).reshape(tensor.shape.numpy())
+    return tensor.numpy()
+
+
+def _scale_array(node: ir.Node, value: ir.Value | None) -> np.ndarray:
+    array = constant_array(value)
+    if array is None:
+        raise Fp8ConvError(
+            f"node {node.name!r}: the scale {value.name if value else None!r} is not a constant; "
+            "fp8conv needs constant FP8 scales"
+        )
+    return np.asarray(array, dtype=np.float32)
+
+
+def _consumers(value: ir.Value) -> tuple[str, ...]:
+    ops = [consumer.op_type for consumer in value.consumers()]
+    if value.is_graph_output():
+        ops.append("<graph output>")
+    return tuple(ops)
+
+
+def _iter_nodes(graph: ir.Graph) -> Iterator[ir.Node]:
+    yield from ir.traversal.RecursiveGraphIterator(graph)
+
+
+def collect_quant_points(model: ir.Model) -> list[QuantPoint]:
+    """Every quantization point of a model in canonical form, in graph order.
+
+    Raises:
+        Fp8ConvError: When a scale is not constant.
+    """
+    points: list[QuantPoint] = []
+    for node in _iter_nodes(model.graph):
+        if is_fake_quantize(node):
+            x, scale = node.inputs[0], node.inputs[1]
+            assert x is not None
+            is_weight = constant_array(x) is not None
+            points.append(
+                QuantPoint(
+                    tensor=x.name or "",
+                    output=node.outputs[0].name or "",
+                    role="weight" if is_weight else "activation",
+                    spec=read_fake_quantize(node),
+                    scale=_scale_array(node, scale),
+                    node=node.name or "",
+                    consumers=_consumers(node.outputs[0]),
+                    dialect=node.attributes.get_string("source", "canonical"),
+                )
+            )
+        elif is_fp8_weight_dequantize(node):
+            data = node.inputs[0]
+            assert data is not None
+            block_size = node.attributes.get_int("block_size", 0) or None
+            scale = _scale_array(node, node.inputs[1])
+            axis = node.attributes.get_int("axis", 1) if (scale.size > 1 or block_size) else None
+            points.append(
+                QuantPoint(
+                    tensor=data.name or "",
+                    output=node.outputs[0].name or "",
+                    role="weight",
+                    spec=QuantSpec(FORMATS[FP8_DATA_TYPES[data.dtype]], axis=axis, block_size=block_size),
+                    scale=scale,
+                    node=node.name or "",
+                    consumers=_consumers(node.outputs[0]),
+                    dialect=node.metadata_props.get("fp8conv.source", "dq-weight"),
+                    stored=True,
+                )
+            )
+    return points
