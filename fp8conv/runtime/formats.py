@@ -52,8 +52,8 @@ class FloatFormat:
         style: How Inf and NaN are encoded (see the module docstring).
         has_sign: False only for unsigned scale formats (``e8m0fnu``).
         has_subnormal: Whether exponent field 0 encodes subnormals ``f/2^M * 2^(1 - b)``. When False,
-            field 0 is an ordinary normal binade (``e8m0fnu``) and there is no zero for ``has_zero``
-            False formats.
+            field 0 encodes only ±0 (the smallest normal is ``2^(1 - b)``), except in formats without a
+            zero (``has_zero`` False, ``e8m0fnu``), where it is an ordinary normal binade.
         has_zero: False only for ``e8m0fnu``, whose smallest code is ``2^-127``.
         onnx_type: The ``onnx.TensorProto`` data type enum, where ONNX has the type.
     """
@@ -86,8 +86,8 @@ class FloatFormat:
 
     @property
     def min_exponent(self) -> int:
-        """Exponent of the smallest normal binade: ``1 - bias`` (``-bias`` without subnormals)."""
-        return (1 - self.bias) if self.has_subnormal else -self.bias
+        """Exponent of the smallest normal binade: ``1 - bias`` (``-bias`` without subnormals and zero)."""
+        return (1 - self.bias) if (self.has_subnormal or self.has_zero) else -self.bias
 
     @property
     def min_normal(self) -> float:
