@@ -104,8 +104,7 @@ def _scaled_lookup(x: np.ndarray, scale: np.ndarray, table: np.ndarray) -> np.nd
 def _check_code_format(fmt: FloatFormat) -> None:
     if not fmt.fits_code:
         raise ValueError(
-            f"format {fmt.name} has {fmt.bits} bits; encode/decode need at most 8 "
-            "(use fake_quantize for wider formats)"
+            f"format {fmt.name} has {fmt.bits} bits; encode/decode need at most 8 (use fake_quantize for wider formats)"
         )
 
 
@@ -186,9 +185,7 @@ def _quantize_values_arithmetic(x: np.ndarray, fmt: FloatFormat, saturate: bool)
     return value.astype(np.float32)
 
 
-def _broadcast_scale(
-    scale: np.ndarray, shape: tuple[int, ...], axis: int | None, block_size: int | None
-) -> np.ndarray:
+def _broadcast_scale(scale: np.ndarray, shape: tuple[int, ...], axis: int | None, block_size: int | None) -> np.ndarray:
     """Validate ``scale`` against ONNX ``QuantizeLinear`` rules and return it broadcastable to ``shape``."""
     if scale.size == 0:
         raise ValueError("scale is empty; give a scalar, one scale per channel, or one per block")
@@ -202,9 +199,7 @@ def _broadcast_scale(
     if scale.size == 1 and (axis is None or scale.ndim == 0):
         return scale.reshape(())
     if axis is None:
-        raise ValueError(
-            f"scale has shape {scale.shape} but no axis was given; pass axis= for per-channel scales"
-        )
+        raise ValueError(f"scale has shape {scale.shape} but no axis was given; pass axis= for per-channel scales")
     if rank == 0:
         return scale.reshape(())
     if not -rank <= axis < rank:
@@ -212,8 +207,7 @@ def _broadcast_scale(
     axis %= rank
     if scale.ndim != 1 or scale.shape[0] != shape[axis]:
         raise ValueError(
-            f"per-axis scale must be 1-D with {shape[axis]} entries (input dimension {axis}), "
-            f"got shape {scale.shape}"
+            f"per-axis scale must be 1-D with {shape[axis]} entries (input dimension {axis}), got shape {scale.shape}"
         )
     view = [1] * rank
     view[axis] = shape[axis]

@@ -226,8 +226,10 @@ def minifloat(
     elif style == "fn":
         if exponent_bits + mantissa_bits < 2:
             raise ValueError("has_nan needs at least 2 magnitude bits")
-        grid_max = _full_max(exponent_bits, mantissa_bits, bias, 1) if mantissa_bits else math.ldexp(
-            1.0, (1 << exponent_bits) - 2 - bias
+        grid_max = (
+            _full_max(exponent_bits, mantissa_bits, bias, 1)
+            if mantissa_bits
+            else math.ldexp(1.0, (1 << exponent_bits) - 2 - bias)
         )
     else:
         grid_max = _full_max(exponent_bits, mantissa_bits, bias)

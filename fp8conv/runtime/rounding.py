@@ -150,9 +150,7 @@ def decode_reference(codes: np.ndarray, fmt: FloatFormat) -> np.ndarray:
             np.ldexp(1.0 + np.ldexp(fraction.astype(np.float64), -m), field - fmt.bias),
         )
     elif fmt.has_zero:
-        value = np.where(
-            field == 0, 0.0, np.ldexp(1.0 + np.ldexp(fraction.astype(np.float64), -m), field - fmt.bias)
-        )
+        value = np.where(field == 0, 0.0, np.ldexp(1.0 + np.ldexp(fraction.astype(np.float64), -m), field - fmt.bias))
     else:
         value = np.ldexp(1.0 + np.ldexp(fraction.astype(np.float64), -m), field - fmt.bias)
     value = np.where(sign == 1, -value, value)

@@ -1,0 +1,177 @@
+"""Sample data for calibration, reference runs and verification.
+
+A data source is either one ``.npz`` file whose keys are graph input names (first axis = samples), or
+a directory of such ``.npz`` files (each a chunk of samples, read one at a time) or of ``<input>.npy``
+files. An optional ``labels`` key holds task labels. Files are read with ``allow_pickle=False``; ``.npy``
+files are memory-mapped, so a data set never has to fit in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from fp8conv.errors import Fp8ConvError
+
+__all__ = ["LABELS_KEY", "SampleSet", "load_samples", "save_arrays"]
+
+logger = logging.getLogger(__name__)
+
+LABELS_KEY = "labels"
+
+_Chunk = Callable[[], Mapping[str, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleSet:
+    """Samples for a model's inputs, read lazily chunk by chunk.
+
+    Attributes:
+        source: Where the samples come from (for messages and reports).
+        input_names: The graph inputs the samples feed.
+        num_samples: Number of samples.
+        has_labels: Whether a ``labels`` array is present.
+    """
+
+    source: str
+    input_names: tuple[str, ...]
+    num_samples: int
+    has_labels: bool
+    _chunks: tuple[_Chunk, ...] = dataclasses.field(repr=False)
+
+    def batches(self, batch_size: int = 1) -> Iterator[dict[str, np.ndarray]]:
+        """Yield feeds of at most ``batch_size`` samples (a ``labels`` entry rides along when present)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        for load_chunk in self._chunks:
+            chunk = load_chunk()
+            count = len(next(iter(chunk.values())))
+            for start in range(0, count, batch_size):
+                yield {name: np.asarray(array[start : start + batch_size]) for name, array in chunk.items()}
+
+    def labels(self) -> np.ndarray | None:
+        """All labels, or None."""
+        if not self.has_labels:
+            return None
+        return np.concatenate([np.asarray(chunk()[LABELS_KEY]) for chunk in self._chunks])
+
+
+def load_samples(path: str | Path, input_names: Sequence[str]) -> SampleSet:
+    """Open a data file or directory for the given graph inputs.
+
+    Args:
+        path: ``.npz`` file, or directory of ``.npz`` chunks or ``<input>.npy`` files.
+        input_names: The graph inputs that need data.
+
+    Returns:
+        The sample set.
+
+    Raises:
+        Fp8ConvError: Missing file, missing input, inconsistent sample counts, pickled data.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise Fp8ConvError(f"{path}: no such data file or directory")
+    names = tuple(input_names)
+    if path.is_dir():
+        npz_files = sorted(path.glob("*.npz"))
+        if npz_files:
+            return _from_npz_files(str(path), npz_files, names)
+        return _from_npy_directory(path, names)
+    if path.suffix == ".npy":
+        if len(names) != 1:
+            raise Fp8ConvError(f"{path}: a single .npy file can only feed a model with one input, not {names}")
+        array = _open_npy(path)
+        return SampleSet(str(path), names, len(array), False, (lambda: {names[0]: _open_npy(path)},))
+    return _from_npz_files(str(path), [path], names)
+
+
+def _open_npz(path: Path) -> Mapping[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except ValueError as error:
+        raise Fp8ConvError(f"{path}: cannot be read without pickle (object arrays are refused): {error}") from error
+    except (OSError, EOFError) as error:
+        raise Fp8ConvError(f"{path}: not a readable .npz file: {error}") from error
+
+
+def _open_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r")
+    except ValueError as error:
+        raise Fp8ConvError(f"{path}: cannot be read without pickle (object arrays are refused): {error}") from error
+    except (OSError, EOFError) as error:
+        raise Fp8ConvError(f"{path}: not a readable .npy file: {error}") from error
+
+
+def _check_chunk(label: str, arrays: Mapping[str, np.ndarray], names: tuple[str, ...]) -> int:
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        found = ", ".join(sorted(arrays)) or "nothing"
+        raise Fp8ConvError(f"{label}: no data for model input(s) {', '.join(missing)} (found: {found})")
+    counts = {
+        name: len(np.asarray(arrays[name])) if np.ndim(arrays[name]) else 0
+        for name in (*names, LABELS_KEY)
+        if name in arrays
+    }
+    if len(set(counts.values())) != 1 or 0 in counts.values():
+        raise Fp8ConvError(
+            f"{label}: inputs must share the first (sample) axis; sample counts: "
+            + ", ".join(f"{name}={count}" for name, count in counts.items())
+        )
+    extra = sorted(set(arrays) - set(names) - {LABELS_KEY})
+    if extra:
+        logger.warning("%s: ignoring arrays that are not model inputs: %s", label, ", ".join(extra))
+    return next(iter(counts.values()))
+
+
+def _from_npz_files(label: str, files: Sequence[Path], names: tuple[str, ...]) -> SampleSet:
+    total = 0
+    has_labels: set[bool] = set()
+    for file in files:
+        arrays = _open_npz(file)
+        total += _check_chunk(str(file), arrays, names)
+        has_labels.add(LABELS_KEY in arrays)
+    if len(has_labels) > 1:
+        raise Fp8ConvError(f"{label}: some .npz chunks have labels and some do not")
+
+    def loader(file: Path) -> _Chunk:
+        def load_chunk() -> Mapping[str, np.ndarray]:
+            arrays = _open_npz(file)
+            return {key: arrays[key] for key in (*names, LABELS_KEY) if key in arrays}
+
+        return load_chunk
+
+    return SampleSet(label, names, total, has_labels == {True}, tuple(loader(file) for file in files))
+
+
+def _from_npy_directory(path: Path, names: tuple[str, ...]) -> SampleSet:
+    files = {name: path / f"{name}.npy" for name in names}
+    labels_file = path / f"{LABELS_KEY}.npy"
+    missing = [name for name, file in files.items() if not file.is_file()]
+    if missing:
+        raise Fp8ConvError(f"{path}: no .npz files and no <input>.npy for model input(s) {', '.join(missing)}")
+    if labels_file.is_file():
+        files[LABELS_KEY] = labels_file
+    arrays = {name: _open_npy(file) for name, file in files.items()}
+    count = _check_chunk(str(path), arrays, names)
+    return SampleSet(
+        str(path),
+        names,
+        count,
+        LABELS_KEY in files,
+        (lambda: {name: _open_npy(file) for name, file in files.items()},),
+    )
+
+
+def save_arrays(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write arrays to an ``.npz`` file atomically (a temporary file renamed into place)."""
+    from fp8conv.converter.files import atomic_write
+
+    with atomic_write(Path(path)) as handle:
+        np.savez(handle, **{name: np.asarray(array) for name, array in arrays.items()})

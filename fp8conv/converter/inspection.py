@@ -1,0 +1,117 @@
+"""``fp8conv inspect``: what a model is and which FP8 quantization points it has."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
+from fp8conv.passes.canonical import QuantPoint
+
+__all__ = ["INSPECT_SCHEMA_VERSION", "Inspection", "inspect"]
+
+logger = logging.getLogger(__name__)
+
+INSPECT_SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Inspection:
+    """The facts ``fp8conv inspect`` shows.
+
+    Attributes:
+        source: File facts (opset, IR version, size, external data).
+        dialects: FP8 dialects found.
+        quant_points: Quantization points in graph order.
+        integer_qdq: Integer Q/DQ nodes kept as they are.
+    """
+
+    source: SourceInfo
+    dialects: tuple[str, ...]
+    quant_points: tuple[QuantPoint, ...]
+    integer_qdq: tuple[str, ...]
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel) -> Inspection:
+        """Build from a loaded model."""
+        return cls(loaded.source, loaded.dialects, tuple(loaded.quant_points), loaded.integer_qdq)
+
+    def to_json(self) -> dict[str, object]:
+        """A stable JSON document (``schema_version`` 1)."""
+        return {
+            "schema_version": INSPECT_SCHEMA_VERSION,
+            "path": str(self.source.path) if self.source.path else None,
+            "opset": self.source.opset,
+            "ir_version": self.source.ir_version,
+            "producer": self.source.producer,
+            "size_bytes": self.source.size_bytes,
+            "external_data": list(self.source.external_data),
+            "dialects": list(self.dialects),
+            "quant_points": [point.to_json() for point in self.quant_points],
+            "integer_qdq": list(self.integer_qdq),
+        }
+
+    def to_text(self) -> str:
+        """A human-readable summary and table."""
+        source = self.source
+        counts = {role: sum(point.role == role for point in self.quant_points) for role in ("weight", "activation")}
+        lines = [
+            f"model        {source.path or '(in memory)'}",
+            f"opset        ai.onnx {source.opset}, IR version {source.ir_version}"
+            + (f", producer {source.producer}" if source.producer else ""),
+            f"size         {_human_size(source.size_bytes)}"
+            + (f" (external data: {', '.join(source.external_data)})" if source.external_data else ""),
+            f"dialects     {', '.join(self.dialects) or 'none (no FP8 quantization found)'}",
+            f"quant points {len(self.quant_points)} ({counts['weight']} weight, {counts['activation']} activation)",
+        ]
+        if self.integer_qdq:
+            lines.append(f"integer Q/DQ {len(self.integer_qdq)} nodes kept as they are")
+        if self.quant_points:
+            lines.append("")
+            lines.extend(_table(self.quant_points))
+        return "\n".join(lines)
+
+
+def inspect(model: ModelInput) -> Inspection:
+    """Load a model and describe its FP8 quantization.
+
+    Args:
+        model: A path, ``onnx.ModelProto``, ``onnx_ir.Model`` or ``onnx_graphsurgeon.Graph``.
+
+    Returns:
+        The inspection.
+
+    Raises:
+        Fp8ConvError: See :func:`fp8conv.load`.
+    """
+    return Inspection.from_loaded(load(model))
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _table(points: tuple[QuantPoint, ...]) -> list[str]:
+    headers = ("tensor", "role", "consumer", "format", "granularity", "scale range")
+    rows = []
+    for point in points:
+        low, high = point.scale_range
+        scale = f"{low:.4g}" if low == high else f"{low:.4g} .. {high:.4g}"
+        granularity = point.spec.granularity
+        if point.spec.axis is not None:
+            granularity += f" (axis {point.spec.axis}" + (
+                f", block {point.spec.block_size})" if point.spec.block_size else ")"
+            )
+        rows.append(
+            (point.tensor, point.role, ",".join(point.consumers) or "-", point.spec.format.name, granularity, scale)
+        )
+    widths = [max(len(str(row[i])) for row in (headers, *rows)) for i in range(len(headers))]
+    return [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (headers, *rows)
+    ]

@@ -1,0 +1,291 @@
+"""Read a model from any source users have, validate it, and bring it to canonical form.
+
+Accepted inputs: a path to an ``.onnx`` file (with or without external data), an ``onnx.ModelProto``,
+an ``onnx_ir.Model`` or an ``onnx_graphsurgeon.Graph`` (with the ``gs`` extra installed). Files are
+parsed without their external data, which stays on disk (memory-mapped by onnx_ir) until a pass reads
+it. The caller's object or file is never modified.
+
+Every problem is an :class:`~fp8conv.errors.Fp8ConvError` with a one-line message that names the file,
+node or tensor: not an ONNX file, truncated protobuf, missing or unsafe external data, a graph that fails
+``onnx.checker``, an unsupported opset, a cycle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import onnx
+import onnx_ir as ir
+from google.protobuf.message import DecodeError
+
+from fp8conv.errors import ModelLoadError, UnsupportedModelError
+from fp8conv.passes.canonical import QuantPoint, collect_quant_points
+
+if TYPE_CHECKING:
+    import onnx_graphsurgeon as gs
+
+__all__ = ["LoadedModel", "ModelInput", "SourceInfo", "load", "read_model"]
+
+logger = logging.getLogger(__name__)
+
+ModelInput = Union[str, os.PathLike, onnx.ModelProto, ir.Model, "gs.Graph"]
+"""Anything :func:`load` accepts."""
+
+MIN_OPSET = 13
+"""Oldest ai.onnx opset accepted (per-axis Q/DQ appeared in 13; FP8 types need 19)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceInfo:
+    """Facts about the model as it was given.
+
+    Attributes:
+        path: The file, when the model came from one.
+        opset: The ai.onnx opset imported by the model.
+        ir_version: The ONNX IR version.
+        producer: ``producer_name producer_version`` as the file states it.
+        size_bytes: Size of the ``.onnx`` file plus its external data files (serialized size otherwise).
+        external_data: External data files, relative to the model's directory.
+    """
+
+    path: Path | None
+    opset: int
+    ir_version: int
+    producer: str
+    size_bytes: int
+    external_data: tuple[str, ...]
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A model in canonical form and what was found in it.
+
+    Attributes:
+        model: The canonical model (onnx_ir); external data is still lazy.
+        source: Facts about the input.
+        dialects: Names of the FP8 dialects found (``qdq``, ``dq-weight``, ``trt``, ``qonnx``, ``cast``).
+        quant_points: Every FP8 quantization point, in graph order.
+        integer_qdq: Names of integer QuantizeLinear/DequantizeLinear nodes kept as they are.
+    """
+
+    model: ir.Model
+    source: SourceInfo
+    dialects: tuple[str, ...]
+    quant_points: list[QuantPoint]
+    integer_qdq: tuple[str, ...]
+
+
+def load(model: ModelInput) -> LoadedModel:
+    """Load, validate and normalize a model to canonical form.
+
+    Args:
+        model: A path, ``onnx.ModelProto``, ``onnx_ir.Model`` or ``onnx_graphsurgeon.Graph``.
+
+    Returns:
+        The canonical model with its quantization points.
+
+    Raises:
+        ModelLoadError: The input cannot be read or is not a valid ONNX model.
+        UnsupportedModelError: The model uses something fp8conv does not support.
+        Fp8ConvError: A quantizer is malformed (zero point not 0, bad scale, scale shape).
+    """
+    from fp8conv.passes.normalize import normalize_fp8
+
+    ir_model, source = read_model(model)
+    normalized = normalize_fp8(ir_model)
+    points = collect_quant_points(normalized.model)
+    logger.info("%s: dialects %s, %d quantization points", _label(source), normalized.dialects, len(points))
+    return LoadedModel(
+        model=normalized.model,
+        source=source,
+        dialects=normalized.dialects,
+        quant_points=points,
+        integer_qdq=normalized.integer_qdq,
+    )
+
+
+def read_model(model: ModelInput) -> tuple[ir.Model, SourceInfo]:
+    """Read and validate a model without normalizing it.
+
+    Returns:
+        A private onnx_ir copy of the model (safe to mutate) and facts about the source.
+
+    Raises:
+        ModelLoadError: See :func:`load`.
+        UnsupportedModelError: For an opset fp8conv does not support.
+    """
+    path: Path | None = None
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        proto = _parse_file(path)
+    elif isinstance(model, onnx.ModelProto):
+        proto = model
+    elif isinstance(model, ir.Model):
+        proto = ir.to_proto(model)
+    elif _is_graphsurgeon_graph(model):
+        proto = _export_graphsurgeon(model)
+    else:
+        raise ModelLoadError(
+            f"cannot load a {type(model).__name__}: give a path, an onnx.ModelProto, an onnx_ir.Model "
+            "or an onnx_graphsurgeon.Graph"
+        )
+    label = str(path) if path else "model"
+    base_dir = path.parent if path else None
+    external = _check_external_data(proto, base_dir, label) if base_dir is not None else ()
+    _check_graph(proto, label)
+    opset = _check_opset(proto, label)
+    ir_model = ir.serde.deserialize_model(proto)
+    if base_dir is not None:
+        ir.external_data.set_base_dir(ir_model.graph, str(base_dir))
+    size = _source_size(path, base_dir, external) if path else proto.ByteSize()
+    producer = f"{proto.producer_name} {proto.producer_version}".strip()
+    source = SourceInfo(path, opset, proto.ir_version, producer, size, external)
+    return ir_model, source
+
+
+def _label(source: SourceInfo) -> str:
+    return str(source.path) if source.path else "model"
+
+
+def _parse_file(path: Path) -> onnx.ModelProto:
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ModelLoadError(f"{path}: is a directory, not an ONNX file")
+    try:
+        proto = onnx.load_model(str(path), load_external_data=False)
+    except DecodeError as error:
+        raise ModelLoadError(f"{path}: not a valid ONNX protobuf (truncated, or not an ONNX file): {error}") from error
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ModelLoadError(f"{path}: cannot be read as ONNX: {error}") from error
+    if not proto.HasField("graph") or proto.ir_version <= 0 or not proto.opset_import:
+        raise ModelLoadError(f"{path}: not an ONNX model (no graph, IR version or opset import)")
+    return proto
+
+
+def _is_graphsurgeon_graph(model: Any) -> bool:
+    return type(model).__module__.startswith("onnx_graphsurgeon") and hasattr(model, "nodes")
+
+
+def _export_graphsurgeon(graph: gs.Graph) -> onnx.ModelProto:
+    import onnx_graphsurgeon as gs
+
+    try:
+        return gs.export_onnx(graph)
+    except Exception as error:
+        raise ModelLoadError(f"onnx_graphsurgeon graph could not be exported to ONNX: {error}") from error
+
+
+def _iter_tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    """Every TensorProto of the model: initializers and Constant attributes, subgraphs included."""
+
+    def from_graph(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+        yield from graph.initializer
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.HasField("t"):
+                    yield attribute.t
+                yield from attribute.tensors
+                if attribute.HasField("g"):
+                    yield from from_graph(attribute.g)
+                for subgraph in attribute.graphs:
+                    yield from from_graph(subgraph)
+
+    yield from from_graph(proto.graph)
+    for function in proto.functions:
+        for node in function.node:
+            for attribute in node.attribute:
+                if attribute.HasField("t"):
+                    yield attribute.t
+
+
+def _check_external_data(proto: onnx.ModelProto, base_dir: Path, label: str) -> tuple[str, ...]:
+    """Refuse external data outside the model's directory, missing or too short; list the files."""
+    root = base_dir.resolve()
+    files: dict[str, int] = {}
+    for tensor in _iter_tensors(proto):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        entries = {entry.key: entry.value for entry in tensor.external_data}
+        location = entries.get("location", "")
+        if not location:
+            raise ModelLoadError(f"{label}: tensor {tensor.name!r} has external data without a location")
+        if os.path.isabs(location):
+            raise ModelLoadError(
+                f"{label}: external data of tensor {tensor.name!r} has an absolute location {location!r}; "
+                "refusing to read outside the model's directory"
+            )
+        resolved = (root / location).resolve()
+        if not resolved.is_relative_to(root):
+            raise ModelLoadError(
+                f"{label}: external data location {location!r} of tensor {tensor.name!r} resolves outside "
+                f"the model's directory ({resolved}); refusing to read it"
+            )
+        if not resolved.is_file():
+            raise ModelLoadError(f"{label}: external data file {location!r} of tensor {tensor.name!r} is missing")
+        offset = int(entries.get("offset", 0) or 0)
+        length = entries.get("length")
+        file_size = resolved.stat().st_size
+        if length is not None and offset + int(length) > file_size:
+            raise ModelLoadError(
+                f"{label}: external data file {location!r} is too short for tensor {tensor.name!r} "
+                f"(needs {offset + int(length)} bytes, has {file_size})"
+            )
+        files[location] = file_size
+    return tuple(sorted(files))
+
+
+def _check_graph(proto: onnx.ModelProto, label: str) -> None:
+    cycle = _find_cycle(proto.graph)
+    if cycle:
+        raise ModelLoadError(f"{label}: the graph has a cycle through nodes {', '.join(cycle)}")
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(f"{label}: fails onnx.checker: {first_line}") from error
+
+
+def _find_cycle(graph: onnx.GraphProto) -> list[str]:
+    """Names of the nodes on a cycle (empty when the graph is acyclic). Kahn's algorithm."""
+    producers = {output: index for index, node in enumerate(graph.node) for output in node.output if output}
+    dependencies = [{producers[name] for name in node.input if name in producers} for node in graph.node]
+    users: dict[int, set[int]] = {index: set() for index in range(len(graph.node))}
+    for index, deps in enumerate(dependencies):
+        for dep in deps:
+            users[dep].add(index)
+    remaining = [len(deps) for deps in dependencies]
+    ready = [index for index, count in enumerate(remaining) if count == 0]
+    while ready:
+        index = ready.pop()
+        for user in users[index]:
+            remaining[user] -= 1
+            if remaining[user] == 0:
+                ready.append(user)
+    stuck = [index for index, count in enumerate(remaining) if count > 0]
+    return [graph.node[index].name or f"#{index} ({graph.node[index].op_type})" for index in stuck]
+
+
+def _check_opset(proto: onnx.ModelProto, label: str) -> int:
+    versions = {entry.domain: entry.version for entry in proto.opset_import}
+    opset = versions.get("", versions.get("ai.onnx"))
+    if opset is None:
+        raise UnsupportedModelError(f"{label}: imports no ai.onnx opset")
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise UnsupportedModelError(
+            f"{label}: ai.onnx opset {opset} is not supported (supported: {MIN_OPSET}..{newest})"
+        )
+    return opset
+
+
+def _source_size(path: Path, base_dir: Path | None, external: tuple[str, ...]) -> int:
+    size = path.stat().st_size
+    if base_dir is not None:
+        size += sum((base_dir / name).stat().st_size for name in external)
+    return size
