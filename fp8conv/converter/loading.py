@@ -94,9 +94,9 @@ def load(model: ModelInput) -> LoadedModel:
         UnsupportedModelError: The model uses something fp8conv does not support.
         Fp8ConvError: A quantizer is malformed (zero point not 0, bad scale, scale shape).
     """
+    ir_model, source = read_model(model)
     from fp8conv.passes.normalize import normalize_fp8
 
-    ir_model, source = read_model(model)
     normalized = normalize_fp8(ir_model)
     points = collect_quant_points(normalized.model)
     logger.info("%s: dialects %s, %d quantization points", _label(source), normalized.dialects, len(points))
@@ -137,7 +137,7 @@ def read_model(model: ModelInput) -> tuple[ir.Model, SourceInfo]:
     label = str(path) if path else "model"
     base_dir = path.parent if path else None
     external = _check_external_data(proto, base_dir, label) if base_dir is not None else ()
-    _check_graph(proto, label)
+    _check_graph(proto, label, path)
     opset = _check_opset(proto, label)
     ir_model = ir.serde.deserialize_model(proto)
     if base_dir is not None:
@@ -240,12 +240,13 @@ def _check_external_data(proto: onnx.ModelProto, base_dir: Path, label: str) -> 
     return tuple(sorted(files))
 
 
-def _check_graph(proto: onnx.ModelProto, label: str) -> None:
+def _check_graph(proto: onnx.ModelProto, label: str, path: Path | None) -> None:
     cycle = _find_cycle(proto.graph)
     if cycle:
         raise ModelLoadError(f"{label}: the graph has a cycle through nodes {', '.join(cycle)}")
     try:
-        onnx.checker.check_model(proto)
+        # Given the path, the checker resolves external data against the model's directory.
+        onnx.checker.check_model(str(path) if path else proto)
     except onnx.checker.ValidationError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"{label}: fails onnx.checker: {first_line}") from error
