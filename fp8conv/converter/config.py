@@ -1,0 +1,237 @@
+"""Typed, frozen configuration of a conversion: target, range methods, per-layer overrides.
+
+A configuration comes from keyword arguments (Python API), CLI flags, or a YAML/TOML file; all three
+end in :class:`ConversionConfig`, validated once in ``__post_init__``.
+
+Targets (weights / activations):
+
+=========  =====================================  ==========================================
+target     weights                                activations
+=========  =====================================  ==========================================
+``int8``   INT8 symmetric per output channel      INT8 per tensor (uint8 asymmetric default)
+``int4``   INT4 symmetric per channel or blocked  INT8 per tensor
+``w8a16``  INT8 symmetric per output channel      INT16 per tensor (symmetric)
+``w4a16``  INT4 blocked along K (MatMul/Gemm)     float (weight-only; runs as MatMulNBits)
+=========  =====================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fp8conv.errors import Fp8ConvError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "ActivationRange",
+    "ActivationType",
+    "ConversionConfig",
+    "LayerPrecision",
+    "Target",
+    "WeightRange",
+    "load_config_file",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class Target(str, enum.Enum):
+    """What the converted model computes in."""
+
+    INT8 = "int8"
+    INT4 = "int4"
+    W8A16 = "w8a16"
+    W4A16 = "w4a16"
+
+    @property
+    def weight_bits(self) -> int:
+        """Bits of the integer weights."""
+        return 4 if self in (Target.INT4, Target.W4A16) else 8
+
+    @property
+    def activation_bits(self) -> int | None:
+        """Bits of the integer activations; None for weight-only targets."""
+        return {Target.INT8: 8, Target.INT4: 8, Target.W8A16: 16, Target.W4A16: None}[self]
+
+
+class WeightRange(str, enum.Enum):
+    """How the weight range is chosen: MSE-optimal clipping (paper §6) or the max."""
+
+    MSE = "mse"
+    MAX = "max"
+
+
+class ActivationRange(str, enum.Enum):
+    """How activation ranges are chosen from calibration statistics (``fp8``: data-free)."""
+
+    MSE = "mse"
+    MINMAX = "minmax"
+    PERCENTILE = "percentile"
+    ENTROPY = "entropy"
+    FP8 = "fp8"
+
+
+class ActivationType(str, enum.Enum):
+    """Integer type of 8-bit activations: uint8 asymmetric (onnxruntime CPU's choice) or int8 symmetric."""
+
+    UINT8 = "uint8"
+    INT8 = "int8"
+
+
+class LayerPrecision(str, enum.Enum):
+    """Per-layer override of the target."""
+
+    FLOAT = "float"
+    INT16 = "int16"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionConfig:
+    """Every option of a conversion.
+
+    Attributes:
+        target: See :class:`Target`.
+        weights_range: Weight range method.
+        activations_range: Activation range method (``fp8`` needs no data).
+        activation_type: 8-bit activation type.
+        full_range_weights: Use the full int8 weight range [-127, 127]. Off by default: on x86 CPUs
+            without VNNI, onnxruntime's u8×s8 kernels saturate with full-range weights (24-29 output
+            LSB wrong), so weights are kept within 7 bits ([-63, 63]) unless the deployment CPU has VNNI
+            (or ARM) or sets ``session.x64quantprecision=1``.
+        int4_block_size: INT4 block length along K (32, 64 or 128); None for per-channel INT4.
+        keep_float: Regexes of node or tensor names whose layers stay float.
+        int16: Regexes of node or tensor names whose activations get INT16.
+        percentile: Percentile for the ``percentile`` range method.
+        calibration_batch_size: Samples per reference run during calibration.
+        max_calibration_samples: Use at most this many calibration samples (None: all).
+    """
+
+    target: Target = Target.INT8
+    weights_range: WeightRange = WeightRange.MSE
+    activations_range: ActivationRange = ActivationRange.MSE
+    activation_type: ActivationType = ActivationType.UINT8
+    full_range_weights: bool = False
+    int4_block_size: int | None = 32
+    keep_float: tuple[str, ...] = ()
+    int16: tuple[str, ...] = ()
+    percentile: float = 99.999
+    calibration_batch_size: int = 8
+    max_calibration_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, kind in (
+            ("target", Target),
+            ("weights_range", WeightRange),
+            ("activations_range", ActivationRange),
+            ("activation_type", ActivationType),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, kind):
+                try:
+                    object.__setattr__(self, name, kind(value))
+                except ValueError:
+                    valid = ", ".join(member.value for member in kind)
+                    raise Fp8ConvError(f"{name} must be one of {valid}, got {value!r}") from None
+        if self.int4_block_size is not None and self.int4_block_size not in (16, 32, 64, 128, 256):
+            raise Fp8ConvError(f"int4_block_size must be 16, 32, 64, 128 or 256 (or None), got {self.int4_block_size}")
+        if not 50.0 < self.percentile <= 100.0:
+            raise Fp8ConvError(f"percentile must be in (50, 100], got {self.percentile}")
+        if self.calibration_batch_size < 1:
+            raise Fp8ConvError(f"calibration_batch_size must be >= 1, got {self.calibration_batch_size}")
+        for field in ("keep_float", "int16"):
+            patterns = tuple(getattr(self, field))
+            object.__setattr__(self, field, patterns)
+            for pattern in patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as error:
+                    raise Fp8ConvError(f"{field} pattern {pattern!r} is not a valid regex: {error}") from error
+
+    @property
+    def weight_bits(self) -> int:
+        """Integer weight range actually used: 4, 7 (AVX2-safe default) or 8."""
+        if self.target.weight_bits == 4:
+            return 4
+        return 8 if self.full_range_weights else 7
+
+    def layer_precision(self, *names: str) -> LayerPrecision | None:
+        """The override for a layer known by any of ``names`` (node name, tensor names), if any."""
+        if any(re.search(pattern, name) for pattern in self.keep_float for name in names if name):
+            return LayerPrecision.FLOAT
+        if any(re.search(pattern, name) for pattern in self.int16 for name in names if name):
+            return LayerPrecision.INT16
+        return None
+
+    def replace(self, **changes: Any) -> ConversionConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-serialisable view (recorded in reports and model metadata)."""
+        return {
+            field.name: (
+                value.value if isinstance(value, enum.Enum) else list(value) if isinstance(value, tuple) else value
+            )
+            for field in dataclasses.fields(self)
+            for value in [getattr(self, field.name)]
+        }
+
+
+_CONFIG_KEYS = {field.name for field in dataclasses.fields(ConversionConfig)}
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read conversion options from a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file.
+
+    The file holds the same keys as :class:`ConversionConfig` (``target``, ``weights_range``,
+    ``activations_range``, ``keep_float: [regex, ...]``, ``int16: [regex, ...]``, …), optionally under a
+    top-level ``fp8conv`` table, plus a ``gates`` table read by verification.
+
+    Returns:
+        The options as a dict (validated when a :class:`ConversionConfig` is built from them).
+
+    Raises:
+        Fp8ConvError: Missing file, parse error, or unknown keys (listed with the valid ones).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise Fp8ConvError(f"{path}: no such config file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            document = yaml.safe_load(text) or {}
+        elif path.suffix == ".toml":
+            document = tomllib.loads(text)
+        else:
+            raise Fp8ConvError(f"{path}: config files must be .yaml, .yml or .toml")
+    except (tomllib.TOMLDecodeError, ValueError) as error:
+        raise Fp8ConvError(f"{path}: cannot parse config: {error}") from error
+    except ImportError as error:
+        raise Fp8ConvError(f"{path}: YAML config needs PyYAML (pip install pyyaml)") from error
+    if not isinstance(document, Mapping):
+        raise Fp8ConvError(f"{path}: the config must be a mapping of options")
+    options = dict(document.get("fp8conv", document))
+    gates = options.pop("gates", None)
+    unknown = sorted(set(options) - _CONFIG_KEYS)
+    if unknown:
+        raise Fp8ConvError(f"{path}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(_CONFIG_KEYS))}")
+    for key in ("keep_float", "int16"):
+        if key in options:
+            value = options[key]
+            options[key] = (value,) if isinstance(value, str) else tuple(value)
+    if gates is not None:
+        options["gates"] = gates
+    return options
