@@ -1,0 +1,274 @@
+"""Normalize ``Div → [Clip] → Cast(FP8) → Cast(float) → Mul`` chains (PyTorch's export of FP8 casts)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import onnx_ir as ir
+
+from fp8conv.passes.canonical import FP8_DATA_TYPES, QuantSpec, constant_array
+from fp8conv.passes.normalize_qdq import (
+    add_canonical_opset,
+    add_initializer,
+    check_scale,
+    constant_dtype,
+    per_axis_scale,
+    remove_unused_constants,
+    replace_with_fake_quantize,
+)
+from fp8conv.runtime.formats import FORMATS, FloatFormat
+
+__all__ = ["NormalizeCastPairPass"]
+
+logger = logging.getLogger(__name__)
+
+_BACK_TYPES = (ir.DataType.FLOAT, ir.DataType.FLOAT16)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scaling:
+    """A ``Div(data, constant)`` or ``Mul(data, constant)`` node."""
+
+    node: ir.Node
+    data: ir.Value
+    constant: ir.Value
+
+    @property
+    def divides(self) -> bool:
+        return self.node.op_type == "Div"
+
+    @property
+    def scale(self) -> np.ndarray:
+        """The constant, as float64."""
+        return np.asarray(constant_array(self.constant), dtype=np.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chain:
+    """A matched chain: ``front → [clip] → to_fp8 → back_cast → back``."""
+
+    front: _Scaling
+    clip: ir.Node | None
+    to_fp8: ir.Node
+    back_cast: ir.Node
+    back: _Scaling
+
+    @property
+    def nodes(self) -> list[ir.Node]:
+        nodes = [self.front.node, self.clip, self.to_fp8, self.back_cast, self.back.node]
+        return [node for node in nodes if node is not None]
+
+
+def _scaling(node: ir.Node | None, data: ir.Value | None = None) -> _Scaling | None:
+    """Read ``node`` as a Div or Mul by a constant (of ``data`` when given), else None.
+
+    For a Mul whose operands are both constant and ``data`` is not given, the second is the scale.
+    """
+    if node is None or node.domain != "" or node.op_type not in ("Div", "Mul") or len(node.inputs) != 2:
+        return None
+    first, second = node.inputs
+    if first is None or second is None:
+        return None
+    if data is None:
+        if constant_array(second) is not None:
+            return _Scaling(node, first, second)
+        if node.op_type == "Mul" and constant_array(first) is not None:
+            return _Scaling(node, second, first)
+        return None
+    if first is data and second is not data and constant_array(second) is not None:
+        return _Scaling(node, first, second)
+    if node.op_type == "Mul" and second is data and first is not data and constant_array(first) is not None:
+        return _Scaling(node, second, first)
+    return None
+
+
+def _only_consumer(value: ir.Value) -> ir.Node | None:
+    """The single node that reads ``value`` once, when it is not also a graph output."""
+    uses = list(value.uses())
+    if len(uses) != 1 or value.is_graph_output():
+        return None
+    return uses[0].node
+
+
+def _is_power_of_two(array: np.ndarray) -> bool:
+    mantissa, _ = np.frexp(array)
+    return bool(np.all(mantissa == 0.5))
+
+
+def _clip_bounds(clip: ir.Node) -> tuple[float, float] | None:
+    """A Clip's bounds (a missing bound is ±Inf), or None when a bound is not a constant scalar."""
+    if len(clip.inputs) == 1:  # Clip-6 attributes, or Clip-11+ without bounds
+        return clip.attributes.get_float("min", -np.inf), clip.attributes.get_float("max", np.inf)
+    bounds = []
+    for index, default in ((1, -np.inf), (2, np.inf)):
+        value = clip.inputs[index] if len(clip.inputs) > index else None
+        if value is None:
+            bounds.append(default)
+            continue
+        array = constant_array(value)
+        if array is None or array.size != 1:
+            return None
+        bounds.append(float(array.reshape(())))
+    return bounds[0], bounds[1]
+
+
+class NormalizeCastPairPass(ir.passes.InPlacePass):
+    """Rewrite scaled FP8 ``Cast`` pairs as canonical FakeQuantize nodes.
+
+    ``Mul(Cast(Cast(Div(x, s), to=FP8, saturate), to=float), s)``, as the PyTorch dynamo exporter
+    writes ``(x / s).to(torch.float8_*).to(torch.float32) * s``, becomes
+    ``ai.fp8conv::FakeQuantize(x, s)`` with the format of the first Cast's ``to`` and its
+    ``saturate`` (default 1). This is exact: the Div rounds ``x / s`` to float32, the Cast rounds it
+    to the FP8 grid with round-half-to-even and the saturate rule, the second Cast is exact (every
+    FP8 value is a float32 and a float16) and the Mul rounds ``fp8 · s`` once, which is
+    FakeQuantize's definition. The scalar or broadcastable per-channel scale ``s`` must be the same
+    float32 constant on both sides; after ``Cast(to=FLOAT16)`` the float16 Mul needs a scale of the
+    same value (an FP8 value times a float16 scale is exact in float32, so the product rounds once
+    either way). A per-channel scale such as ``[C,1,1,1]`` becomes a new 1-D initializer with
+    ``axis``.
+
+    An optional ``Clip`` between the Div and the first Cast is absorbed when it cannot change the
+    result: with ``saturate=1`` when its bounds are ±max of the format or wider (the cast saturates
+    to ±max anyway); with ``saturate=0`` when its bounds are exactly ±max (the chain then is the
+    saturating FakeQuantize). ``Mul(x, 1/s)`` in place of the Div and ``Div(·, 1/s)`` in place of the
+    Mul are accepted when every scale involved is a power of two and the two are exact reciprocals
+    (multiplying by ``1/s`` and dividing by ``s`` then round identically).
+
+    The FakeQuantize keeps the final node's output (name, type, graph-output position) and takes
+    the name of the FP8 Cast. Left alone (logged): a Clip that could change the result; a scaling
+    computed in float16 or bfloat16 before the cast (two roundings, not one); scales that differ or
+    are not exact reciprocal powers of two; intermediates read outside the chain; bare Cast pairs
+    without the scaling Div and Mul.
+
+    Raises (through the pass manager): :class:`~fp8conv.errors.Fp8ConvError` for a scale that is
+    <= 0, NaN or Inf or does not broadcast; :class:`~fp8conv.errors.UnsupportedModelError` for a
+    scale varying along several axes.
+    """
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        """Rewrite every scaled FP8 Cast pair of the model's graph and its subgraphs."""
+        modified = False
+        for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
+            if node.graph is not None and self._rewrite(node):
+                modified = True
+        if modified:
+            add_canonical_opset(model)
+        return ir.passes.PassResult(model, modified=modified)
+
+    def _rewrite(self, to_fp8: ir.Node) -> bool:
+        if to_fp8.op_type != "Cast" or to_fp8.domain != "" or not to_fp8.inputs or to_fp8.inputs[0] is None:
+            return False
+        target = to_fp8.attributes.get_int("to", 0)
+        if target not in FP8_DATA_TYPES:
+            return False
+        chain = self._match(to_fp8)
+        if chain is None:
+            return False
+        fmt = FORMATS[FP8_DATA_TYPES[ir.DataType(target)]]
+        saturate = self._absorbed_saturate(chain, fmt)
+        scale_value = None if saturate is None else self._scale(chain)
+        if saturate is None or scale_value is None:
+            return False
+        x = chain.front.data
+        scale_value, axis = per_axis_scale(to_fp8, scale_value, check_scale(to_fp8, scale_value), x)
+        spec = QuantSpec(fmt, axis=axis, saturate=saturate)
+        constants = [chain.front.constant, chain.back.constant, *(chain.clip.inputs[1:] if chain.clip else ())]
+        replace_with_fake_quantize(chain.nodes, x, scale_value, spec, source="cast", name=to_fp8.name)
+        remove_unused_constants(constants)
+        logger.debug("node %r: FP8 Cast pair -> FakeQuantize (%s)", to_fp8.name, spec)
+        return True
+
+    @staticmethod
+    def _match(to_fp8: ir.Node) -> _Chain | None:
+        """Find the scaling, optional Clip, second Cast and rescaling around an FP8 Cast."""
+        back_cast = _only_consumer(to_fp8.outputs[0])
+        if (
+            back_cast is None
+            or back_cast.op_type != "Cast"
+            or back_cast.domain != ""
+            or back_cast.attributes.get_int("to", 0) not in _BACK_TYPES
+        ):
+            return None
+        back = _scaling(_only_consumer(back_cast.outputs[0]), back_cast.outputs[0])
+        producer = to_fp8.inputs[0].producer()
+        clip = producer if producer is not None and producer.op_type == "Clip" and producer.domain == "" else None
+        front_output = clip.inputs[0] if clip is not None else to_fp8.inputs[0]
+        front = _scaling(front_output.producer() if front_output is not None else None)
+        if back is None or front is None:
+            logger.debug("node %r: FP8 Cast pair without a scaling Div/Mul on both sides; left as is", to_fp8.name)
+            return None
+        for value in (front.node.outputs[0], clip.outputs[0] if clip is not None else None):
+            if value is not None and _only_consumer(value) is None:
+                logger.warning(
+                    "node %r: the intermediate %r of the FP8 Cast chain is read outside it; left as is",
+                    to_fp8.name,
+                    value.name,
+                )
+                return None
+        return _Chain(front, clip, to_fp8, back_cast, back)
+
+    @staticmethod
+    def _absorbed_saturate(chain: _Chain, fmt: FloatFormat) -> bool | None:
+        """The chain's saturate mode once its Clip (if any) is absorbed; None (logged) when it cannot be."""
+        saturate = bool(chain.to_fp8.attributes.get_int("saturate", 1))
+        if chain.clip is None:
+            return saturate
+        bounds = _clip_bounds(chain.clip)
+        limit = fmt.max_value
+        if bounds is not None:
+            low, high = bounds
+            if (saturate and low <= -limit and high >= limit) or (low == -limit and high == limit):
+                return True
+        logger.warning(
+            "node %r: Clip %r with bounds %s may change the result of the cast to %s (max %g, saturate=%d); left as is",
+            chain.to_fp8.name,
+            chain.clip.name,
+            bounds,
+            fmt.name,
+            limit,
+            saturate,
+        )
+        return None
+
+    @staticmethod
+    def _scale(chain: _Chain) -> ir.Value | None:
+        """The constant ``s`` with ``front = x / s`` and ``back = · s`` exactly; None (logged) when unproven."""
+        name = chain.to_fp8.name
+        front_type = constant_dtype(chain.front.constant)
+        back_type = constant_dtype(chain.back.constant)
+        if front_type != ir.DataType.FLOAT:
+            logger.warning(
+                "node %r: the scaling before the FP8 cast is computed in %s, not float32; left as is",
+                name,
+                front_type.name if front_type is not None else "an unknown type",
+            )
+            return None
+        if back_type != chain.back_cast.attributes.get_int("to"):
+            logger.warning("node %r: the rescaling after the FP8 cast has a mismatched type; left as is", name)
+            return None
+        front, back = chain.front.scale, chain.back.scale
+        if front.shape != back.shape:
+            logger.warning("node %r: the scales before and after the FP8 cast differ in shape; left as is", name)
+            return None
+        if chain.front.divides and not chain.back.divides:
+            if chain.front.constant is not chain.back.constant and not np.array_equal(front, back):
+                logger.warning("node %r: the scales before and after the FP8 cast differ; left as is", name)
+                return None
+            return chain.front.constant
+        with np.errstate(divide="ignore"):
+            front_scale = front if chain.front.divides else 1.0 / front
+            back_scale = 1.0 / back if chain.back.divides else back
+        if not (_is_power_of_two(front) and _is_power_of_two(back) and np.array_equal(front_scale, back_scale)):
+            logger.warning(
+                "node %r: the FP8 Cast chain scales by a reciprocal that is not an exact power of two, so the "
+                "rewrite is not provably exact; left as is",
+                name,
+            )
+            return None
+        if chain.front.divides:
+            return chain.front.constant
+        if not chain.back.divides and back_type == ir.DataType.FLOAT:
+            return chain.back.constant
+        return add_initializer(chain.to_fp8, chain.front.constant, front_scale.astype(np.float32), "reciprocal")

@@ -1,0 +1,148 @@
+"""Normalization of models written by real exporters, produced inside the tests (nothing is committed).
+
+* PyTorch's dynamo exporter on an FP8 fake-quant module → the ``cast`` dialect.
+* onnxruntime's ``quantize_static`` with FLOAT8E4M3FN activations and weights → ``qdq`` + ``dq-weight``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+from fp8conv import fp8
+from fp8conv.passes.canonical import collect_quant_points, is_fake_quantize
+from fp8conv.passes.normalize import normalize_fp8
+
+
+class _Fp8Net(torch.nn.Module):
+    """Conv → Relu → Linear with ``(x/s).clamp(-448, 448).to(float8_e4m3fn).to(float32) * s`` on both inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.linear = torch.nn.Linear(4 * 6 * 6, 5)
+        self.register_buffer("s_in", torch.tensor(0.0125))
+        self.register_buffer("s_hidden", torch.tensor(0.03))
+
+    @staticmethod
+    def fake_quantize(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return (x / s).clamp(-448, 448).to(torch.float8_e4m3fn).to(torch.float32) * s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.conv(self.fake_quantize(x, self.s_in)))
+        return self.linear(self.fake_quantize(y, self.s_hidden).flatten(1))
+
+
+def test_pytorch_dynamo_export_of_fp8_casts_is_the_cast_dialect():
+    module = _Fp8Net().eval()
+    program = torch.onnx.export(module, (torch.randn(1, 3, 8, 8),), dynamo=True, verbose=False)
+    source = program.model_proto
+    exported_ops = [node.op_type for node in source.graph.node]
+    assert exported_ops.count("Cast") == 4  # Div → Clip → Cast(to=17) → Cast(to=1) → Mul, twice
+    assert exported_ops.count("Clip") == 2
+
+    result = normalize_fp8(ir.from_proto(source))
+    points = collect_quant_points(result.model)
+    assert result.dialects == ("cast",)
+    assert [(p.role, p.spec.format.name, p.spec.granularity, p.spec.saturate) for p in points] == [
+        ("activation", "e4m3fn", "per-tensor", True),
+        ("activation", "e4m3fn", "per-tensor", True),
+    ]
+    assert [float(p.scale) for p in points] == [np.float32(0.0125), np.float32(0.03)]
+    assert points[0].tensor == source.graph.input[0].name
+    assert {"Cast", "Clip", "Div"}.isdisjoint(node.op_type for node in result.model.graph)
+    assert not normalize_fp8(result.model).modified
+
+    # The canonical FakeQuantize is what torch computed in eager mode.
+    x = torch.randn(64, 3, 8, 8) * 10.0 ** torch.empty(64, 3, 8, 8).uniform_(-4, 1)
+    eager = _Fp8Net.fake_quantize(x, module.s_in).numpy()
+    canonical = fp8.fake_quantize(x.numpy(), points[0].scale, points[0].spec.format)
+    np.testing.assert_array_equal(canonical, eager)
+
+
+class _Reader(CalibrationDataReader):
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        self._batches = iter([{"input": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(4)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def _float_conv_model() -> onnx.ModelProto:
+    rng = np.random.default_rng(1)
+    initializers = [
+        numpy_helper.from_array((rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32), "W1"),
+        numpy_helper.from_array((rng.standard_normal(4) * 0.1).astype(np.float32), "B1"),
+        numpy_helper.from_array((rng.standard_normal((4, 4, 3, 3)) * 0.3).astype(np.float32), "W2"),
+    ]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["input", "W1", "B1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+            helper.make_node("Conv", ["r1", "W2"], ["output"], name="conv2", pads=[1, 1, 1, 1]),
+        ],
+        "float_conv",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_onnxruntime_quantize_static_fp8_is_qdq_and_dq_weight(tmp_path):
+    float_path, quantized_path = tmp_path / "float.onnx", tmp_path / "fp8.onnx"
+    onnx.save(_float_conv_model(), float_path)
+    quantize_static(
+        float_path,
+        quantized_path,
+        _Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QFLOAT8E4M3FN,
+        weight_type=QuantType.QFLOAT8E4M3FN,
+        calibrate_method=CalibrationMethod.Distribution,
+    )
+    source = onnx.load(quantized_path)
+    assert {o.domain: o.version for o in source.opset_import}[""] == 19  # quantize_static bumps 17 → 19
+
+    result = normalize_fp8(ir.from_proto(source))
+    points = collect_quant_points(result.model)
+    assert result.dialects == ("dq-weight", "qdq")
+    assert result.integer_qdq == ()
+    assert sorted((p.role, p.dialect, p.stored) for p in points) == [
+        ("activation", "qdq", False),
+        ("activation", "qdq", False),
+        ("activation", "qdq", False),  # input, the Conv output (Relu was folded away) and the model output
+        ("weight", "dq-weight", True),
+        ("weight", "dq-weight", True),
+    ]
+    assert {p.spec.format.name for p in points} == {"e4m3fn"}
+    assert all(p.spec.granularity == "per-tensor" and p.scale_range[0] > 0 for p in points)
+    canonical = ir.to_proto(result.model)
+    assert [o.name for o in canonical.graph.output] == ["output"]
+    last = canonical.graph.node[-1]
+    assert (last.op_type, list(last.output)) == ("FakeQuantize", ["output"])
+    assert not any(n.op_type == "QuantizeLinear" for n in canonical.graph.node)
+    assert not normalize_fp8(result.model).modified
+
+    # The input's FakeQuantize is what onnxruntime computes for the source Q→DQ.
+    point = next(p for p in points if p.tensor == "input")
+    sub = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(source)).extract_model(["input"], [point.output])
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(sub.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    x = (np.random.default_rng(2).standard_normal((1, 3, 8, 8)) * 5).astype(np.float32)
+    np.testing.assert_array_equal(
+        fp8.fake_quantize(x, point.scale, point.spec.format), session.run(None, {"input": x})[0]
+    )
+    assert sum(is_fake_quantize(node) for node in result.model.graph) == 3
