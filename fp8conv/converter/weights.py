@@ -1,0 +1,400 @@
+"""Requantization of weights to symmetric INT8 / 7-bit / INT4, per tensor, per channel or blocked.
+
+Math (zero point 0 everywhere)::
+
+    q = clip(round_half_even(w / s), qmin, qmax)        # w / s in float32
+    dequantize(q) = q * s                               # float32: exactly ONNX DequantizeLinear
+
+per *group* of weights sharing one scale ``s``: the whole tensor (``axis=None``), one slice along ``axis``
+(per channel, ONNX's 1-D per-axis scale), or a block of ``block_size`` consecutive elements along
+``axis`` (ONNX opset-21 blocked scale of ``w``'s rank with ``ceil(D / block_size)`` on ``axis``; the last
+block may be shorter).
+
+The scale is ``s = r * max|w_group| / qmax`` with clipping ratio ``r``: ``r = 1`` for ``method="max"``
+(no clipping); ``method="mse"`` picks, per group, the ``r`` minimizing ``sum (w - q s)^2`` over a coarse
+grid ``0.50, 0.52, ..., 1.30`` refined to steps of 0.002 around the best, plus the ratios ``qmax / n``
+near it that put the group's max exactly on an integer level ``n``. Ratios above 1 matter: the best INT
+grid for FP8-trained weights ends slightly above their maximum (paper §6), where its step is a
+power-of-two multiple of the FP8 scale and it reproduces the large FP8 values (e4m3fn: max 448 on level
+112, step 4, ``r = 127 / 112``). The choice is pure MSE, so it may settle a few 1e-4 away from that ratio
+when the drift wins more on rounding ties near zero than it loses on the large values. ``r = 1`` is
+evaluated first and kept on ties, so the MSE result is never worse than ``max``.
+
+Integer ranges (``qmin, qmax``) and why:
+
+* ``bits=8``: [-127, 127]. Symmetric, so ``-w`` quantizes to ``-q`` (sign-flip equivariant), the same
+  convention as onnxruntime's symmetric weights; -128 would add 1/256 of range on one side only.
+* ``bits=7`` (or ``bits=8, narrow_bits=7``): [-63, 63], int8 storage. onnxruntime's u8×s8 kernels on x86
+  without VNNI saturate their int16 pair sums with full-range weights; [-64, 63] is safe. Using -64 too
+  (the asymmetric-range trick: flip each channel's sign so its larger side gets -64) would make the step
+  only 64/63 finer (1.6 %), at the price of a sign convention every consumer must know; [-63, 63] needs none.
+* ``bits=4``: [-8, 7] with the scale defined by 7 (``s = r max|w| / 7``): the grid is symmetric for
+  ``|w| <= 7.5 s``, and the 16th level -8 is used for free whenever clipping (``r < 1``) leaves negative
+  weights below ``-7.5 s``. At 4 bits that level is 1/16 of the grid, worth having; the MSE search uses it.
+* ``narrow_bits=n`` (``n < bits``): [-(2^(n-1) - 1), 2^(n-1) - 1] in the storage type of ``bits``.
+
+An all-zero group gets scale 1.0 (any positive value is exact; 1.0 keeps a bias scale ``s_x * s_w`` far
+from int32 overflow).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "QuantizedWeights",
+    "WeightMethod",
+    "dequantize",
+    "quantize_bias",
+    "quantize_weights",
+    "weight_range",
+]
+
+logger = logging.getLogger(__name__)
+
+WeightMethod = Literal["mse", "max"]
+
+_COARSE_RATIOS = np.arange(25, 66) / 50.0  # 0.50 .. 1.30, step 0.02; contains 1.0 exactly
+_FINE_OFFSETS = np.arange(-9, 10) / 500.0  # -0.018 .. 0.018, step 0.002
+_CHUNK_ELEMENTS = 1 << 18
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizedWeights:
+    """Integer weights and their scales, ready for an ONNX ``DequantizeLinear``.
+
+    Attributes:
+        q: int8 array of ``w``'s shape with values in ``[qmin, qmax]`` (INT4 values also stored as int8).
+        scale: float32 scales: a 0-d array (per tensor), 1-D along ``axis`` (per channel), or ``w``'s rank
+            with ``ceil(D / block_size)`` on ``axis`` (blocked).
+        axis: Quantization axis (non-negative), None per tensor.
+        block_size: Block length along ``axis``, None unless blocked.
+        bits: Storage width: 8 (ONNX INT8) or 4 (ONNX INT4).
+        qmin: Smallest integer used.
+        qmax: Largest integer used; the scale is ``clip_ratio * max|w| / qmax``.
+        clip_ratio: Chosen clipping ratio per group (shaped like ``scale``), for reports.
+        mse: Mean squared error ``mean (w - q s)^2`` per group (shaped like ``scale``), for reports.
+        method: ``mse`` or ``max``.
+    """
+
+    q: np.ndarray
+    scale: np.ndarray
+    axis: int | None
+    block_size: int | None
+    bits: int
+    qmin: int
+    qmax: int
+    clip_ratio: np.ndarray
+    mse: np.ndarray
+    method: str
+
+    @property
+    def onnx_type(self) -> int:
+        """The ``onnx.TensorProto`` data type of ``q``: INT8 (3) or INT4 (22)."""
+        return 3 if self.bits == 8 else 22
+
+
+def weight_range(bits: int, narrow_bits: int | None = None) -> tuple[int, int, int]:
+    """Storage width and integer range for a weight precision (see the module docstring for why).
+
+    Args:
+        bits: 8, 7 (7-bit values in int8 storage) or 4.
+        narrow_bits: Optional narrower value range, ``2 <= narrow_bits <= bits``.
+
+    Returns:
+        ``(storage_bits, qmin, qmax)``.
+
+    Raises:
+        ValueError: For unsupported widths.
+    """
+    if bits not in (4, 7, 8) or isinstance(bits, bool):
+        raise ValueError(f"bits must be 8, 7 (AVX2-safe int8) or 4, got {bits!r}")
+    storage = 4 if bits == 4 else 8
+    if narrow_bits is None or narrow_bits == bits:
+        qmax = {8: 127, 7: 63, 4: 7}[bits]
+        return storage, (-8 if bits == 4 else -qmax), qmax
+    if isinstance(narrow_bits, bool) or not isinstance(narrow_bits, int) or not 2 <= narrow_bits <= bits:
+        raise ValueError(f"narrow_bits must be an int in [2, {bits}] (or None), got {narrow_bits!r}")
+    qmax = (1 << (narrow_bits - 1)) - 1
+    return storage, -qmax, qmax
+
+
+@dataclasses.dataclass(frozen=True)
+class _Groups:
+    """``w`` rearranged as a 2-D ``[G, K]`` array of groups (zero-padded ragged blocks), and the way back."""
+
+    data: np.ndarray
+    sizes: np.ndarray
+    scale_shape: tuple[int, ...]
+    restore: tuple[str, int | None, tuple[int, ...]]
+
+    def scales(self, per_group: np.ndarray) -> np.ndarray:
+        """Per-group values in ONNX scale layout."""
+        kind, axis, moved = self.restore
+        if kind == "blocked":
+            assert axis is not None
+            return np.moveaxis(per_group.reshape((*moved[:-1], -1)), -1, axis)
+        return per_group.reshape(self.scale_shape)
+
+    def ungroup(self, grouped: np.ndarray) -> np.ndarray:
+        """A ``[G, K]`` array back in ``w``'s layout."""
+        kind, axis, moved = self.restore
+        if kind == "tensor":
+            return grouped.reshape(moved)
+        assert axis is not None
+        if kind == "channel":
+            return np.moveaxis(grouped.reshape(moved), 0, axis)
+        length = moved[-1]
+        flat = grouped.reshape((*moved[:-1], -1))[..., :length]
+        return np.moveaxis(flat, -1, axis)
+
+
+def _group(w: np.ndarray, axis: int | None, block_size: int | None) -> _Groups:
+    if axis is None:
+        return _Groups(w.reshape(1, -1), np.array([w.size]), (), ("tensor", None, w.shape))
+    if block_size is None:
+        moved = np.moveaxis(w, axis, 0)
+        data = moved.reshape(w.shape[axis], -1)
+        sizes = np.full(w.shape[axis], data.shape[1])
+        return _Groups(data, sizes, (w.shape[axis],), ("channel", axis, moved.shape))
+    moved = np.moveaxis(w, axis, -1)
+    length = moved.shape[-1]
+    blocks = -(-length // block_size)
+    padded = np.zeros((*moved.shape[:-1], blocks * block_size), dtype=np.float32)
+    padded[..., :length] = moved
+    sizes = np.full((*moved.shape[:-1], blocks), block_size)
+    sizes[..., -1] = length - (blocks - 1) * block_size
+    scale_shape = tuple(blocks if d == axis else n for d, n in enumerate(w.shape))
+    return _Groups(padded.reshape(-1, block_size), sizes.reshape(-1), scale_shape, ("blocked", axis, moved.shape))
+
+
+def _check_args(
+    w: np.typing.ArrayLike, axis: int | None, block_size: int | None, method: str
+) -> tuple[np.ndarray, int | None, int | None]:
+    try:
+        array = np.asarray(w, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"weights must be a numeric array, got {type(w).__name__}") from error
+    if not np.isfinite(array).all():
+        raise ValueError("weights contain NaN or Inf; fix the model's weights before quantizing")
+    if method not in ("mse", "max"):
+        raise ValueError(f"method must be 'mse' or 'max', got {method!r}")
+    if axis is not None:
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise ValueError(f"axis must be an int or None, got {axis!r}")
+        if not -array.ndim <= axis < array.ndim:
+            raise ValueError(f"axis {axis} is out of range for weights of rank {array.ndim}")
+        axis = int(axis) % array.ndim
+    if block_size is not None:
+        if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
+            raise ValueError(f"block_size must be a positive int (e.g. 32, 64, 128) or None, got {block_size!r}")
+        if axis is None:
+            raise ValueError("blocked quantization needs axis= (the axis the blocks run along, K for MatMul)")
+    if array.size == 0:
+        raise ValueError(f"weights are empty (shape {array.shape})")
+    return array, axis, None if block_size is None else int(block_size)
+
+
+def quantize_weights(
+    w: np.typing.ArrayLike,
+    *,
+    axis: int | None,
+    bits: int,
+    method: WeightMethod = "mse",
+    block_size: int | None = None,
+    narrow_bits: int | None = None,
+) -> QuantizedWeights:
+    """Quantize weights symmetrically (zero point 0), choosing one scale per group.
+
+    Args:
+        w: Float weights (converted to float32), finite.
+        axis: Per-channel axis (e.g. 0 for Conv ``[M, C, kH, kW]``, 1 for MatMul ``[K, N]``); with
+            ``block_size``, the axis the blocks run along; None for one scale per tensor.
+        bits: 8 ([-127, 127]), 7 ([-63, 63] in int8: the AVX2-safe default) or 4 ([-8, 7]).
+        method: ``mse`` (clipping-ratio search, default) or ``max``.
+        block_size: Block length along ``axis`` (e.g. 32, 64, 128); the last block may be shorter.
+        narrow_bits: Restrict the values to the symmetric range of fewer bits (see :func:`weight_range`).
+
+    Returns:
+        The integer weights, scales and per-group report data.
+
+    Raises:
+        ValueError: For non-finite or empty weights, a bad axis, block size, bit width or method.
+    """
+    storage, qmin, qmax = weight_range(bits, narrow_bits)
+    array, axis, block_size = _check_args(w, axis, block_size, method)
+    groups = _group(array, axis, block_size)
+    ratio, squared, scale, q = _quantize_groups(groups.data, qmin, qmax, search=method == "mse")
+    result = QuantizedWeights(
+        q=groups.ungroup(q).astype(np.int8),
+        scale=groups.scales(scale),
+        axis=axis,
+        block_size=block_size,
+        bits=storage,
+        qmin=qmin,
+        qmax=qmax,
+        clip_ratio=groups.scales(ratio),
+        mse=groups.scales(squared / groups.sizes),
+        method=method,
+    )
+    logger.debug(
+        "weights %s: %d groups, %s [%d, %d], clip ratio %.3f..%.3f",
+        array.shape,
+        ratio.size,
+        method,
+        qmin,
+        qmax,
+        float(ratio.min()),
+        float(ratio.max()),
+    )
+    return result
+
+
+def _scale_for(amax: np.ndarray, ratio: np.ndarray, qmax: int) -> np.ndarray:
+    """float32 ``ratio * amax / qmax`` (computed in float64, rounded once); 1.0 for all-zero groups."""
+    scale = (ratio * amax.astype(np.float64) / qmax).astype(np.float32)
+    return np.where(amax > 0, np.maximum(scale, np.finfo(np.float32).tiny), np.float32(1.0))
+
+
+def _integers(data: np.ndarray, scale: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
+    """``clip(round_half_even(data / scale), qmin, qmax)`` (float32-valued) for ``[G, K]`` data, ``[G]`` scales."""
+    return np.clip(np.rint(data / scale[:, None]), qmin, qmax)
+
+
+def _squared_error(data: np.ndarray, scale: np.ndarray, qmin: int, qmax: int, work: np.ndarray) -> np.ndarray:
+    """Per-group ``sum (w - q s)^2`` (float32 elementwise, float64 sums), computed in place in ``work``."""
+    s = scale[:, None]
+    np.divide(data, s, out=work)
+    np.rint(work, out=work)
+    np.clip(work, qmin, qmax, out=work)
+    np.multiply(work, s, out=work)
+    np.subtract(data, work, out=work)
+    np.square(work, out=work)
+    return work.sum(axis=1, dtype=np.float64)
+
+
+def _quantize_groups(
+    data: np.ndarray, qmin: int, qmax: int, *, search: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-group ratio, squared error, scale and integers, in row chunks of about a quarter million elements."""
+    rows = max(1, _CHUNK_ELEMENTS // max(data.shape[1], 1))
+    parts = [_quantize_chunk(data[i : i + rows], qmin, qmax, search) for i in range(0, data.shape[0], rows)]
+    ratio, squared, scale, q = zip(*parts, strict=True)
+    return np.concatenate(ratio), np.concatenate(squared), np.concatenate(scale), np.concatenate(q)
+
+
+def _quantize_chunk(
+    data: np.ndarray, qmin: int, qmax: int, search: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    amax = np.abs(data).max(axis=1)
+    work = np.empty_like(data)
+
+    def error(ratio: np.ndarray) -> np.ndarray:
+        return _squared_error(data, _scale_for(amax, ratio, qmax), qmin, qmax, work)
+
+    best_ratio = np.ones(data.shape[0])
+    best_error = error(best_ratio)
+    if search:
+        for ratio in _COARSE_RATIOS[_COARSE_RATIOS != 1.0]:
+            candidate = np.full_like(best_ratio, ratio)
+            _keep_better(candidate, error(candidate), best_ratio, best_error)
+        for candidate in _refinements(best_ratio.copy(), qmax):
+            _keep_better(candidate, error(candidate), best_ratio, best_error)
+    scale = _scale_for(amax, best_ratio, qmax)
+    return best_ratio, best_error, scale, _integers(data, scale, qmin, qmax)
+
+
+def _refinements(centre: np.ndarray, qmax: int) -> list[np.ndarray]:
+    """Fine ratios around each group's coarse optimum: steps of 0.002, and the ratios ``qmax / n`` (integer n).
+
+    ``qmax / n`` puts the group's max exactly on level ``n``: for FP8-trained weights these include the grid
+    whose step is a power-of-two multiple of the FP8 scale (e4m3fn max 448 on level 112: step 4), which a
+    0.002 grid only comes close to.
+    """
+    level = np.rint(qmax / centre)
+    on_level = [qmax / np.maximum(level + k, 1.0) for k in range(-2, 3)]
+    return [centre + offset for offset in _FINE_OFFSETS if offset != 0.0] + on_level
+
+
+def _keep_better(ratio: np.ndarray, error: np.ndarray, best_ratio: np.ndarray, best_error: np.ndarray) -> None:
+    """Replace, in place, the groups whose error at ``ratio`` is strictly lower."""
+    better = error < best_error
+    best_ratio[better] = ratio[better]
+    best_error[better] = error[better]
+
+
+def dequantize(weights: QuantizedWeights) -> np.ndarray:
+    """``q * scale`` in float32, broadcast as ONNX ``DequantizeLinear`` does (exactly its result).
+
+    Returns:
+        float32 array of ``q``'s shape.
+    """
+    q = weights.q.astype(np.float32)
+    scale = np.asarray(weights.scale, dtype=np.float32)
+    if weights.axis is None:
+        return q * scale
+    if weights.block_size is None:
+        view = [1] * q.ndim
+        view[weights.axis] = q.shape[weights.axis]
+        return q * scale.reshape(view)
+    expanded = np.repeat(scale, weights.block_size, axis=weights.axis)
+    index = [slice(None)] * q.ndim
+    index[weights.axis] = slice(0, q.shape[weights.axis])
+    return q * expanded[tuple(index)]
+
+
+def quantize_bias(
+    bias: np.typing.ArrayLike, input_scale: float, weight_scale: np.typing.ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """Quantize a bias to int32 with scale ``input_scale * weight_scale`` (what QLinearConv/QGemm need).
+
+    ``s_b = s_x * s_w`` is a float32 product (as onnxruntime computes it). ``q = round_half_even(b / s_b)``
+    with the quotient of the two float32 values computed in float64, so the rounding decision is that of
+    the exact quotient; the result saturates to ``[-2^31, 2^31 - 1]`` (a warning is logged when it does:
+    the weight scale is then too small for this bias).
+
+    Args:
+        bias: 1-D float bias of length N.
+        input_scale: Per-tensor activation scale ``s_x`` (positive, finite).
+        weight_scale: Scalar or ``[N]`` weight scales ``s_w`` (positive, finite).
+
+    Returns:
+        ``(q int32 [N], s_b float32 [N])``.
+
+    Raises:
+        ValueError: For a bias that is not 1-D or not finite, non-positive scales, a weight scale of another
+            length, or a product that underflows to 0 in float32.
+    """
+    b = np.asarray(bias, dtype=np.float32)
+    if b.ndim != 1 or not np.isfinite(b).all():
+        raise ValueError(f"bias must be a finite 1-D array, got shape {b.shape}")
+    s_x = np.float32(input_scale)
+    s_w = np.asarray(weight_scale, dtype=np.float32)
+    if not (math.isfinite(s_x) and s_x > 0):
+        raise ValueError(f"input_scale must be positive and finite, got {input_scale!r}")
+    if s_w.ndim > 1 or (s_w.ndim == 1 and s_w.shape[0] != b.shape[0]):
+        raise ValueError(
+            f"weight_scale must be a scalar or 1-D with {b.shape[0]} entries (per channel), got shape {s_w.shape}"
+        )
+    if not (np.isfinite(s_w).all() and (s_w > 0).all()):
+        raise ValueError("weight_scale must be positive and finite")
+    scale = np.broadcast_to(s_x * s_w, b.shape).astype(np.float32)
+    if (scale == 0).any():
+        raise ValueError("input_scale * weight_scale underflows to 0 in float32; the bias cannot be quantized")
+    quotient = np.rint(b.astype(np.float64) / scale.astype(np.float64))
+    saturated = (quotient < _INT32_MIN) | (quotient > _INT32_MAX)
+    if saturated.any():
+        logger.warning(
+            "%d of %d bias values saturate int32 (scale %g too small for bias %g)",
+            int(saturated.sum()),
+            b.size,
+            float(scale[saturated][0]),
+            float(b[saturated][0]),
+        )
+    return np.clip(quotient, _INT32_MIN, _INT32_MAX).astype(np.int32), scale
