@@ -22,7 +22,16 @@ EXIT_BAD_INPUT = 2
 
 
 class _Fp8ConvGroup(click.Group):
-    """A group whose errors from fp8conv become one line on stderr and exit code 2."""
+    """A group whose errors from fp8conv become one line on stderr and exit code 2.
+
+    ``fp8conv MODEL.onnx --to int8`` is short for ``fp8conv convert MODEL.onnx --to int8``: a first
+    argument that is not a command name runs ``convert``.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["convert", *args]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -57,6 +66,163 @@ def formats_command() -> None:
             f"{fmt.name:<12} {fmt.bits:>4} {fmt.exponent_bits:>2} {fmt.mantissa_bits:>2} {fmt.bias:>4} "
             f"{fmt.max_value:>12g} {fmt.min_normal:>12g} {fmt.min_subnormal:>14g}  {fmt.style}"
         )
+
+
+@cli.command("convert")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--to",
+    "target",
+    type=click.Choice(["int8", "int4", "w8a16", "w4a16"]),
+    default=None,
+    help="Default int8. int8: W8A8; int4: INT4 weights, INT8 activations; w8a16: INT16 activations; "
+    "w4a16: weight-only INT4 MatMul/Gemm (MatMulNBits).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Output model (default: <stem>.<target>.onnx next to MODEL).",
+)
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Calibration data: .npz keyed by input name (first axis = samples) or a directory of "
+    ".npz/.npy. Without it, ranges come from the FP8 quantizers (data-free).",
+)
+@click.option(
+    "--weights-range",
+    type=click.Choice(["mse", "max"]),
+    default=None,
+    help="Weight range: mse (clipping search, default) or max.",
+)
+@click.option(
+    "--activations-range",
+    type=click.Choice(["mse", "minmax", "percentile", "entropy", "fp8"]),
+    default=None,
+    help="Activation range method (default mse; fp8 = data-free).",
+)
+@click.option(
+    "--activation-type",
+    type=click.Choice(["uint8", "int8"]),
+    default=None,
+    help="8-bit activation type (default uint8 asymmetric, onnxruntime CPU's choice).",
+)
+@click.option(
+    "--full-range-weights",
+    is_flag=True,
+    default=None,
+    help="Use the full int8 weight range [-127,127]. Default: 7-bit weights [-63,63], because "
+    "onnxruntime's u8xs8 kernels saturate on x86 CPUs without VNNI.",
+)
+@click.option(
+    "--int4-block-size",
+    type=click.Choice(["0", "32", "64", "128"]),
+    default=None,
+    help="INT4 block length along K for MatMul/Gemm (0: per channel; default 32).",
+)
+@click.option(
+    "--keep-float",
+    multiple=True,
+    metavar="REGEX",
+    help="Keep layers whose node or tensor name matches REGEX in float (repeatable).",
+)
+@click.option(
+    "--int16",
+    "int16_patterns",
+    multiple=True,
+    metavar="REGEX",
+    help="Give layers whose node or tensor name matches REGEX INT16 activations (repeatable).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="YAML or TOML file with any of these options (flags win).",
+)
+@click.option(
+    "--max-samples", type=click.IntRange(min=1), default=None, help="Use at most this many calibration samples."
+)
+@click.option(
+    "--external-data/--no-external-data",
+    default=None,
+    help="Save weights as external data (default: only for models over 1 GiB).",
+)
+@click.option("--no-audit", is_flag=True, help="Skip the onnxruntime integer-kernel audit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the conversion record as JSON.")
+def convert_command(
+    model: Path,
+    target: str | None,
+    output: Path | None,
+    data_path: Path | None,
+    weights_range: str | None,
+    activations_range: str | None,
+    activation_type: str | None,
+    full_range_weights: bool | None,
+    int4_block_size: str | None,
+    keep_float: tuple[str, ...],
+    int16_patterns: tuple[str, ...],
+    config_path: Path | None,
+    max_samples: int | None,
+    external_data: bool | None,
+    no_audit: bool,
+    as_json: bool,
+) -> None:
+    """Convert an FP8 fake-quantized MODEL to an integer QDQ model for onnxruntime.
+
+    Also available as `fp8conv MODEL --to int8`. Reads every FP8 dialect (QDQ with float8, FP8 weights
+    behind DequantizeLinear, TensorRT trt:: ops, QONNX FloatQuant, Cast pairs), requantizes the exact FP8
+    weights per output channel and calibrates activation ranges on the exact FP8 reference, then checks
+    which layers onnxruntime runs on integer kernels.
+    """
+    from fp8conv.converter.config import load_config_file
+    from fp8conv.converter.pipeline import convert_file
+
+    options: dict[str, object] = {}
+    if config_path is not None:
+        options.update(load_config_file(config_path))
+        options.pop("gates", None)
+    flags = {
+        "weights_range": weights_range,
+        "activations_range": activations_range,
+        "activation_type": activation_type,
+        "full_range_weights": full_range_weights,
+        "max_calibration_samples": max_samples,
+        "int4_block_size": (int(int4_block_size) or None) if int4_block_size is not None else None,
+    }
+    options.update({key: value for key, value in flags.items() if value is not None})
+    if int4_block_size == "0":
+        options["int4_block_size"] = None
+    if keep_float:
+        options["keep_float"] = tuple(options.get("keep_float", ())) + keep_float
+    if int16_patterns:
+        options["int16"] = tuple(options.get("int16", ())) + int16_patterns
+    target = target or str(options.pop("target", "int8"))
+    options.pop("target", None)
+    result = convert_file(
+        model,
+        output,
+        to=target,
+        data=data_path,
+        audit=not no_audit,
+        external_data=external_data,
+        progress=True,
+        **options,
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    click.echo(_conversion_summary(result))
+
+
+def _conversion_summary(result: object) -> str:
+    from fp8conv.converter.summary import conversion_summary
+
+    return conversion_summary(result)
 
 
 @cli.command("inspect")

@@ -1,0 +1,523 @@
+"""``fp8conv.convert``: FP8 model in, integer QDQ model out, with a record of every decision.
+
+Steps (each delegated to the module that owns it):
+
+1. :func:`fp8conv.load`: read any FP8 dialect into canonical form.
+2. :func:`~fp8conv.converter.plan.plan_conversion`: which layers become integer, where quantizers go.
+3. Weights: the exact FP8 weights, requantized per output channel (INT8/7-bit) or per channel/block
+   (INT4) with the chosen range method (:mod:`fp8conv.converter.weights`).
+4. Activations: the exact FP8 reference (:class:`~fp8conv.runtime.reference.ReferenceRunner`) runs over
+   the calibration data once; streaming statistics per activation group (an exact FP8-code histogram
+   where an FP8 quantizer produced the tensor, a growing histogram elsewhere); ranges by the chosen
+   method; scale and zero point (:mod:`fp8conv.converter.calibration`). Without data, ranges come from
+   the FP8 quantizers' formats and scales (``fp8`` method) and the result says so.
+5. :class:`~fp8conv.passes.emit_qdq.EmitQdqPass` writes the integer QDQ graph; metadata records the
+   fp8conv version, target and methods.
+6. :func:`convert_file` saves atomically and audits which layers onnxruntime runs on integer kernels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+from tqdm import tqdm
+
+from fp8conv.converter import calibration
+from fp8conv.converter.config import ActivationRange, ConversionConfig, Target
+from fp8conv.converter.data import LABELS_KEY, SampleSet, load_samples
+from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
+from fp8conv.converter.plan import ActivationPoint, Layer, QuantizationPlan, plan_conversion
+from fp8conv.converter.weights import QuantizedWeights, quantize_weights
+from fp8conv.errors import Fp8ConvError
+from fp8conv.passes.emit_qdq import ActivationQuantization, EmitQdqPass, WeightQuantization
+from fp8conv.runtime.reference import ReferenceRunner
+
+__all__ = ["ConversionResult", "convert", "convert_file", "default_output_path", "save_model"]
+
+logger = logging.getLogger(__name__)
+
+EXTERNAL_DATA_THRESHOLD_BYTES = 1 << 30
+"""Models whose initializers exceed this are saved with (sharded) external data."""
+
+
+@dataclasses.dataclass
+class ActivationRecord:
+    """How one activation group was quantized (for reports)."""
+
+    tensors: tuple[str, ...]
+    dtype: str
+    method: str
+    low: float
+    high: float
+    scale: float
+    zero_point: int
+    statistics: str
+    fp8_source: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        """JSON view."""
+        return dataclasses.asdict(self) | {"tensors": list(self.tensors), "fp8_source": list(self.fp8_source)}
+
+
+@dataclasses.dataclass
+class LayerRecord:
+    """What happened to one Conv/MatMul/Gemm (for reports)."""
+
+    node: str
+    op_type: str
+    precision: str
+    activation_bits: int | None
+    reason: str
+    weight_bits: int | None = None
+    weight_method: str | None = None
+    weight_granularity: str | None = None
+    clip_ratio_min: float | None = None
+    clip_ratio_max: float | None = None
+    weight_mse: float | None = None
+    weight_range: tuple[float, float] | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """JSON view."""
+        data = dataclasses.asdict(self)
+        data["weight_range"] = list(self.weight_range) if self.weight_range else None
+        return data
+
+
+@dataclasses.dataclass
+class ConversionResult:
+    """The converted model and the record of every decision.
+
+    Attributes:
+        model: The integer QDQ model (onnx_ir).
+        config: The options used.
+        source: Facts about the input model.
+        dialects: FP8 dialects found in the input.
+        layers: One record per Conv/MatMul/Gemm.
+        activations: One record per activation quantization group.
+        warnings: Things the user should know (data-free ranges, layers left float, …).
+        calibration_samples: Samples the ranges were computed from (0: data-free).
+        seconds: Wall time of the conversion (excluding saving and auditing).
+        audit: The integer-kernel audit (set by :func:`convert_file`).
+        output_path: Where the model was written (set by :func:`convert_file`).
+        output_size_bytes: Size of the written model (set by :func:`convert_file`).
+    """
+
+    model: ir.Model
+    config: ConversionConfig
+    source: SourceInfo
+    dialects: tuple[str, ...]
+    layers: list[LayerRecord]
+    activations: list[ActivationRecord]
+    warnings: list[str]
+    calibration_samples: int
+    seconds: float
+    audit: Any = None
+    output_path: Path | None = None
+    output_size_bytes: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """The conversion decisions as JSON (the ``conversion`` part of ``report.json``)."""
+        return {
+            "config": self.config.to_json(),
+            "source": {
+                "path": str(self.source.path) if self.source.path else None,
+                "opset": self.source.opset,
+                "size_bytes": self.source.size_bytes,
+                "dialects": list(self.dialects),
+            },
+            "output": {
+                "path": str(self.output_path) if self.output_path else None,
+                "size_bytes": self.output_size_bytes,
+            },
+            "calibration_samples": self.calibration_samples,
+            "seconds": self.seconds,
+            "layers": [layer.to_json() for layer in self.layers],
+            "activations": [record.to_json() for record in self.activations],
+            "warnings": list(self.warnings),
+            "kernels": self.audit.to_json() if self.audit is not None else None,
+        }
+
+
+def convert(
+    model: ModelInput | LoadedModel,
+    to: str | Target = Target.INT8,
+    data: str | os.PathLike | SampleSet | None = None,
+    *,
+    config: ConversionConfig | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> ConversionResult:
+    """Convert an FP8 fake-quantized model to an integer QDQ model.
+
+    Args:
+        model: Path, ``onnx.ModelProto``, ``onnx_ir.Model``, ``onnx_graphsurgeon.Graph`` or a
+            :class:`~fp8conv.LoadedModel`; never modified.
+        to: Target: ``int8``, ``int4``, ``w8a16`` or ``w4a16``.
+        data: Calibration samples (``.npz`` file or directory, or a :class:`SampleSet`); None for
+            data-free ranges from the FP8 quantizers.
+        config: Full configuration (``to`` and ``options`` override its fields).
+        progress: Show a progress bar during calibration.
+        **options: Any :class:`ConversionConfig` field (``weights_range="max"``, ``keep_float=[...]``, …).
+
+    Returns:
+        The converted model and the record of every decision.
+
+    Raises:
+        Fp8ConvError: Bad model, data or options.
+    """
+    started = time.perf_counter()
+    base = config or ConversionConfig()
+    try:
+        config = base.replace(target=Target(to) if not isinstance(to, Target) else to, **options)
+    except (TypeError, ValueError) as error:
+        raise Fp8ConvError(f"bad conversion options: {error}") from error
+    loaded = model if isinstance(model, LoadedModel) else load(model)
+    canonical = loaded.model
+    warnings: list[str] = []
+    plan = plan_conversion(canonical, config)
+    weights = _quantize_layer_weights(plan, config)
+    samples = _open_samples(data, canonical)
+    if samples is None and plan.points and config.activations_range is not ActivationRange.FP8:
+        warnings.append(
+            "no calibration data: activation ranges are derived from the FP8 quantizers' formats and scales "
+            "(data-free 'fp8' method); pass --data for calibrated ranges"
+        )
+        config = config.replace(activations_range=ActivationRange.FP8)
+    statistics = _calibrate(canonical, plan, samples, config, progress) if samples is not None else {}
+    activations, activation_records = _activation_quantization(canonical, plan, statistics, config, warnings)
+    converted = ir.from_proto(ir.to_proto(canonical))
+    EmitQdqPass(plan, _emission_weights(weights), activations)(converted)
+    _record_metadata(converted, config)
+    for layer in plan.layers:
+        if layer.precision == "float" and layer.reason != "not quantized in the FP8 source":
+            warnings.append(f"layer {layer.node} ({layer.op_type}) stays float: {layer.reason}")
+    return ConversionResult(
+        model=converted,
+        config=config,
+        source=loaded.source,
+        dialects=loaded.dialects,
+        layers=[_layer_record(layer, weights.get(layer.node)) for layer in plan.layers],
+        activations=activation_records,
+        warnings=warnings,
+        calibration_samples=samples.num_samples if samples is not None else 0,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def convert_file(
+    src: str | os.PathLike,
+    dst: str | os.PathLike | None = None,
+    *,
+    to: str | Target = Target.INT8,
+    data: str | os.PathLike | SampleSet | None = None,
+    audit: bool = True,
+    external_data: bool | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> ConversionResult:
+    """Convert ``src`` and write the result to ``dst`` (default ``<stem>.<target>.onnx`` beside it).
+
+    The output is written atomically; ``src`` is never modified; the same input and options give a
+    byte-identical file. With ``audit``, onnxruntime loads the written model and the result records
+    which layers run on integer kernels.
+
+    Args:
+        src: The FP8 model file.
+        dst: Output path.
+        to: Target (see :func:`convert`).
+        data: Calibration data.
+        audit: Run the integer-kernel audit after writing.
+        external_data: Save weights as external data (None: when the model is larger than 1 GiB).
+        progress: Show progress bars.
+        **options: :class:`ConversionConfig` fields.
+
+    Returns:
+        The conversion result, with ``output_path``, ``output_size_bytes`` and ``audit`` set.
+
+    Raises:
+        Fp8ConvError: Bad input, options, or an output path equal to the input.
+    """
+    src = Path(src)
+    target = Target(to) if not isinstance(to, Target) else to
+    destination = Path(dst) if dst is not None else default_output_path(src, target)
+    if destination.resolve() == src.resolve():
+        raise Fp8ConvError(f"{destination}: the output would overwrite the input model")
+    result = convert(src, target, data, progress=progress, **options)
+    result.output_size_bytes = save_model(result.model, destination, external_data=external_data)
+    result.output_path = destination
+    if audit:
+        from fp8conv.runtime.audit import audit_integer_kernels
+
+        result.audit = audit_integer_kernels(destination)
+    return result
+
+
+def default_output_path(src: Path, target: Target) -> Path:
+    """``<dir>/<stem>.<target>.onnx`` for ``<dir>/<stem>.onnx``."""
+    return src.with_name(f"{src.stem}.{target.value}.onnx")
+
+
+def save_model(model: ir.Model, destination: str | os.PathLike, *, external_data: bool | None = None) -> int:
+    """Save atomically: files are written in a temporary directory beside ``destination`` and moved in.
+
+    Args:
+        model: The model.
+        destination: ``.onnx`` path; external data (if any) goes to ``<name>.data`` beside it, sharded.
+        external_data: Force (True) or forbid (False) external data; None decides by size (1 GiB).
+
+    Returns:
+        Total bytes written.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if external_data is None:
+        total = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+        external_data = total > EXTERNAL_DATA_THRESHOLD_BYTES
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        staged = staging / destination.name
+        if external_data:
+            ir.save(
+                model,
+                staged,
+                external_data=f"{destination.name}.data",
+                size_threshold_bytes=1024,
+                max_shard_size_bytes=EXTERNAL_DATA_THRESHOLD_BYTES,
+            )
+        else:
+            ir.save(model, staged)
+        written = 0
+        extra = sorted(path for path in staging.iterdir() if path != staged)
+        for path in [*extra, staged]:
+            written += path.stat().st_size
+            os.replace(path, destination.parent / path.name)
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+# -- weights --------------------------------------------------------------------------------------
+
+
+def _weight_granularity(layer: Layer, config: ConversionConfig) -> tuple[int | None, int | None]:
+    """(axis, block_size) for the layer's integer weight."""
+    if layer.precision == "int4" and layer.op_type != "Conv" and config.int4_block_size:
+        return layer.block_axis, config.int4_block_size
+    return layer.weight_axis, None
+
+
+def _quantize_layer_weights(plan: QuantizationPlan, config: ConversionConfig) -> dict[str, QuantizedWeights]:
+    weights: dict[str, QuantizedWeights] = {}
+    for layer in plan.layers:
+        if not layer.is_integer or layer.weight_values is None:
+            continue
+        axis, block_size = _weight_granularity(layer, config)
+        bits = 4 if layer.precision == "int4" else config.weight_bits
+        try:
+            weights[layer.node] = quantize_weights(
+                layer.weight_values, axis=axis, bits=bits, method=config.weights_range.value, block_size=block_size
+            )
+        except ValueError as error:
+            raise Fp8ConvError(f"layer {layer.node}: cannot quantize its weight: {error}") from error
+    return weights
+
+
+def _emission_weights(weights: Mapping[str, QuantizedWeights]) -> dict[str, WeightQuantization]:
+    return {
+        name: WeightQuantization(q=w.q, scale=w.scale, axis=w.axis, block_size=w.block_size, bits=w.bits)
+        for name, w in weights.items()
+    }
+
+
+def _layer_record(layer: Layer, weights: QuantizedWeights | None) -> LayerRecord:
+    record = LayerRecord(layer.node, layer.op_type, layer.precision, layer.activation_bits, layer.reason)
+    if weights is not None:
+        record.weight_bits = weights.qmax.bit_length() + 1
+        record.weight_method = weights.method
+        record.weight_granularity = (
+            "blocked" if weights.block_size else "per-tensor" if weights.axis is None else "per-channel"
+        )
+        record.clip_ratio_min = float(np.min(weights.clip_ratio))
+        record.clip_ratio_max = float(np.max(weights.clip_ratio))
+        record.weight_mse = float(np.mean(weights.mse))
+    if layer.weight_values is not None:
+        record.weight_range = (float(layer.weight_values.min()), float(layer.weight_values.max()))
+    return record
+
+
+# -- activations ----------------------------------------------------------------------------------
+
+
+def _open_samples(data: str | os.PathLike | SampleSet | None, model: ir.Model) -> SampleSet | None:
+    if data is None or isinstance(data, SampleSet):
+        return data
+    names = [value.name or "" for value in model.graph.inputs if value.name not in model.graph.initializers]
+    return load_samples(data, names)
+
+
+def _uses_code_histogram(points: list[ActivationPoint]) -> bool:
+    return all(point.fp8 is not None and point.fp8.spec.format.fits_code for point in points) and all(
+        point.fp8.scale.size == 1 for point in points if point.fp8 is not None
+    )
+
+
+def _calibrate(
+    model: ir.Model, plan: QuantizationPlan, samples: SampleSet, config: ConversionConfig, progress: bool
+) -> dict[str, calibration.Statistics]:
+    """Run the exact FP8 reference over the samples; stream statistics per activation group."""
+    captures: dict[str, str] = {}
+    statistics: dict[str, calibration.Statistics] = {}
+    for group, tensors in plan.groups().items():
+        points = [plan.points[t] for t in tensors]
+        if _uses_code_histogram(points):
+            first = points[0].fp8
+            assert first is not None
+            statistics[group] = calibration.CodeHistogram(first.spec.format, float(first.scale.reshape(-1)[0]))
+            for point in points:
+                assert point.fp8 is not None
+                captures[point.fp8.output] = group
+        else:
+            statistics[group] = calibration.StreamingHistogram()
+            captures.update({tensor: group for tensor in tensors})
+    runner = ReferenceRunner(model, capture=sorted(captures))
+    limit = config.max_calibration_samples or samples.num_samples
+    seen = 0
+    batch_size = runner.static_batch_size or config.calibration_batch_size
+    with tqdm(total=min(limit, samples.num_samples), unit="sample", desc="calibrating", disable=not progress) as bar:
+        for feeds in samples.batches(batch_size):
+            feeds.pop(LABELS_KEY, None)
+            count = len(next(iter(feeds.values())))
+            if seen >= limit:
+                break
+            if seen + count > limit:
+                feeds = {name: array[: limit - seen] for name, array in feeds.items()}
+                count = limit - seen
+            outputs = runner.run(feeds)
+            for tensor, group in captures.items():
+                statistics[group].update(outputs[tensor])
+            seen += count
+            bar.update(count)
+    return statistics
+
+
+def _qtype(point: ActivationPoint, config: ConversionConfig) -> str:
+    return "int16" if point.bits == 16 else config.activation_type.value
+
+
+def _activation_quantization(
+    model: ir.Model,
+    plan: QuantizationPlan,
+    statistics: Mapping[str, calibration.Statistics],
+    config: ConversionConfig,
+    warnings: list[str],
+) -> tuple[dict[str, ActivationQuantization], list[ActivationRecord]]:
+    quantizations: dict[str, ActivationQuantization] = {}
+    records: list[ActivationRecord] = []
+    for group, tensors in plan.groups().items():
+        points = [plan.points[t] for t in tensors]
+        qtype = max((_qtype(point, config) for point in points), key=lambda name: name.endswith("16"))
+        method = config.activations_range.value
+        stats = statistics.get(group)
+        if stats is None or method == "fp8":
+            low, high, source = _data_free_range(model, plan, points, qtype)
+            method = "fp8"
+            if source == "borrowed":
+                warnings.append(
+                    f"activation {tensors[0]}: no FP8 quantizer reads it; data-free range borrowed from the "
+                    "nearest FP8 quantizer downstream"
+                )
+            kind = "none (data-free)"
+        elif stats.count == 0:
+            raise Fp8ConvError(f"activation {tensors[0]}: calibration saw no finite values")
+        else:
+            options = {"percentile": config.percentile} if method == "percentile" else {}
+            if method == "fp8" and not isinstance(stats, calibration.CodeHistogram):
+                method = "mse"
+            low, high = calibration.compute_range(stats, method, qtype, **options)
+            kind = type(stats).__name__
+        scale, zero_point = calibration.quantization_params(low, high, qtype)
+        quantizations[group] = ActivationQuantization(float(scale), int(zero_point), qtype)
+        records.append(
+            ActivationRecord(
+                tensors=tuple(tensors),
+                dtype=qtype,
+                method=method,
+                low=float(low),
+                high=float(high),
+                scale=float(scale),
+                zero_point=int(zero_point),
+                statistics=kind,
+                fp8_source=tuple(point.fp8.node for point in points if point.fp8 is not None),
+            )
+        )
+    return quantizations, records
+
+
+def _data_free_range(
+    model: ir.Model, plan: QuantizationPlan, points: list[ActivationPoint], qtype: str
+) -> tuple[float, float, str]:
+    """Range from FP8 quantizers alone: the group's own, else the nearest one downstream (symmetric)."""
+    ranges = [
+        calibration.fp8_range(p.fp8.spec.format, float(np.max(p.fp8.scale)), qtype, non_negative=p.non_negative)
+        for p in points
+        if p.fp8 is not None and p.fp8.spec.format.fits_code
+    ]
+    if ranges:
+        return min(r[0] for r in ranges), max(r[1] for r in ranges), "own"
+    borrowed = _downstream_fp8_range(model, plan, points[0].tensor, qtype)
+    if borrowed is None:
+        raise Fp8ConvError(
+            f"activation {points[0].tensor}: no FP8 quantizer to derive a data-free range from; "
+            "pass calibration data (--data)"
+        )
+    high = max(abs(borrowed[0]), abs(borrowed[1]))
+    return (-high if qtype != "uint8" or not points[0].non_negative else 0.0), high, "borrowed"
+
+
+def _downstream_fp8_range(
+    model: ir.Model, plan: QuantizationPlan, tensor: str, qtype: str, depth: int = 4
+) -> tuple[float, float] | None:
+    by_name = {v.name: v for n in model.graph for v in n.outputs if v.name}
+    frontier = [by_name.get(tensor)]
+    for _ in range(depth):
+        next_frontier = []
+        for value in frontier:
+            if value is None:
+                continue
+            for consumer in value.consumers():
+                for output in consumer.outputs:
+                    point = plan.points.get(output.name or "")
+                    if point is not None and point.fp8 is not None:
+                        return calibration.fp8_range(
+                            point.fp8.spec.format, float(np.max(point.fp8.scale)), qtype, non_negative=False
+                        )
+                    next_frontier.append(output)
+        frontier = next_frontier
+    return None
+
+
+# -- metadata -------------------------------------------------------------------------------------
+
+
+def _record_metadata(model: ir.Model, config: ConversionConfig) -> None:
+    from fp8conv import __version__
+
+    model.metadata_props["fp8conv.version"] = __version__
+    model.metadata_props["fp8conv.target"] = config.target.value
+    model.metadata_props["fp8conv.weights_range"] = config.weights_range.value
+    model.metadata_props["fp8conv.activations_range"] = config.activations_range.value
+    model.metadata_props["fp8conv.weight_bits"] = str(config.weight_bits)
+    model.metadata_props["fp8conv.config"] = json.dumps(config.to_json(), sort_keys=True)
+    model.producer_name = "fp8conv"
+    model.producer_version = __version__

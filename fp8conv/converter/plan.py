@@ -1,0 +1,445 @@
+"""Decide, for a model in canonical FP8 form, what becomes integer and where the quantizers go.
+
+The plan is pure analysis (the graph is not changed). It answers, for onnxruntime's CPU fusion rules
+(``shared/reference`` §6.6):
+
+1. **Layers.** Every Conv / MatMul / Gemm is a layer. A layer is converted when the FP8 source quantized
+   it (its weight or its input went through an FP8 quantizer) and no override keeps it float. Its
+   weight is read exactly as the FP8 model used it (``decode(codes)·scale`` or ``fake_quantize(w)``).
+2. **Activation points** (tensors that get ``QuantizeLinear → DequantizeLinear``):
+
+   a. the data inputs of converted layers (for FP8 activation quantizers: the tensor the FP8 quantizer
+      read, so the INT8 quantizer replaces it in place, keeping both tensor names);
+   b. the output of a converted Conv (QLinearConv needs a quantized output) — after a following
+      Relu/Clip, which onnxruntime folds into the quantizer's zero point; MatMul/Gemm outputs are
+      quantized only when (a) or (c) asks for it (otherwise they run as MatMulIntegerToFloat/QGemm
+      with a float output, adding no error the FP8 model did not have);
+   c. forward propagation through ops with integer kernels (Add, Mul, pools, Concat, data movement):
+      when every float input of such an op is quantized and its output (after Relu/Clip) feeds only
+      quantized consumers, the output is quantized too (QLinearAdd, integer MaxPool, …).
+3. **Shared scales.** Data-movement ops (MaxPool, Reshape, Flatten, Transpose, …) and Concat need the
+   same scale and zero point on both sides; their tensors are grouped and calibrated together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import onnx_ir as ir
+
+from fp8conv.converter.config import ConversionConfig, LayerPrecision, Target
+from fp8conv.passes.canonical import (
+    FP8_DATA_TYPES,
+    QuantPoint,
+    collect_quant_points,
+    constant_array,
+    is_fake_quantize,
+    is_fp8_weight_dequantize,
+    read_fake_quantize,
+)
+from fp8conv.runtime.emulator import decode, fake_quantize
+
+__all__ = ["ActivationPoint", "Layer", "QuantizationPlan", "is_integer_op", "plan_conversion"]
+
+logger = logging.getLogger(__name__)
+
+WEIGHTED_OPS = frozenset({"Conv", "MatMul", "Gemm"})
+FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip"})
+SHARED_SCALE_OPS = frozenset(
+    {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Concat", "Resize", "Slice"}
+)
+INTEGER_OPS = SHARED_SCALE_OPS | {"Add", "Mul", "AveragePool", "GlobalAveragePool"}
+NON_NEGATIVE_OPS = frozenset({"Relu", "Sigmoid", "Softmax"})
+
+
+@dataclasses.dataclass
+class Layer:
+    """A Conv / MatMul / Gemm and what the conversion does with it.
+
+    Attributes:
+        node: Node name.
+        op_type: Conv, MatMul or Gemm.
+        precision: ``int8``, ``int4`` or ``float``.
+        activation_bits: 8 or 16 for integer activations, None when activations stay float.
+        reason: Why this precision (for reports).
+        weight: Name of the value the layer reads as its weight (None for activation × activation).
+        weight_source: Name of the stored weight tensor (FP8 initializer or float initializer).
+        weight_values: The weight exactly as the FP8 model used it (float32).
+        weight_axis: Output-channel axis of the weight (Conv 0, MatMul 1, Gemm by transB).
+        block_axis: The K axis along which INT4 blocks run.
+        bias: Name of a constant bias input, if any.
+        inputs: The activation tensors the layer reads (after the FP8 quantizer is looked through).
+        fp8_weight: The FP8 quantization point of the weight, if any.
+    """
+
+    node: str
+    op_type: str
+    precision: str
+    activation_bits: int | None
+    reason: str
+    weight: str | None = None
+    weight_source: str | None = None
+    weight_values: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    weight_axis: int | None = None
+    block_axis: int | None = None
+    bias: str | None = None
+    inputs: tuple[str, ...] = ()
+    fp8_weight: QuantPoint | None = None
+
+    @property
+    def is_integer(self) -> bool:
+        """Whether the layer computes with integer weights."""
+        return self.precision != "float"
+
+
+@dataclasses.dataclass
+class ActivationPoint:
+    """A tensor that gets an integer ``QuantizeLinear → DequantizeLinear``.
+
+    Attributes:
+        tensor: The float tensor quantized (kept under its source name).
+        bits: 8 or 16.
+        group: Tensors with the same group share scale and zero point.
+        fp8: The FP8 quantization point this replaces, if any (its output name is kept for the DQ).
+        non_negative: Whether the tensor is known to be >= 0 (after Relu, Softmax, …).
+        why: Which rule placed it (``layer input``, ``conv output``, ``integer op``).
+    """
+
+    tensor: str
+    bits: int
+    group: str
+    fp8: QuantPoint | None
+    non_negative: bool
+    why: str
+
+
+@dataclasses.dataclass
+class QuantizationPlan:
+    """Everything the emission needs to know.
+
+    Attributes:
+        layers: Every Conv/MatMul/Gemm, converted or not.
+        points: Activation points by tensor name.
+        fp8_points: The source model's FP8 quantization points.
+        dropped_fp8: FP8 activation quantizers that become float (their consumer stays float).
+    """
+
+    layers: list[Layer]
+    points: dict[str, ActivationPoint]
+    fp8_points: list[QuantPoint]
+    dropped_fp8: list[QuantPoint]
+
+    def groups(self) -> dict[str, list[str]]:
+        """Tensors per shared-scale group, in a deterministic order."""
+        grouped: dict[str, list[str]] = {}
+        for point in self.points.values():
+            grouped.setdefault(point.group, []).append(point.tensor)
+        return grouped
+
+
+def plan_conversion(model: ir.Model, config: ConversionConfig) -> QuantizationPlan:
+    """Analyse a canonical model and decide the conversion (see the module docstring).
+
+    Args:
+        model: Model in canonical FP8 form (from :func:`fp8conv.load`).
+        config: The conversion options.
+
+    Returns:
+        The plan.
+    """
+    fp8_points = collect_quant_points(model)
+    by_output = {point.output: point for point in fp8_points}
+    graph = model.graph
+    values = _values_by_name(graph)
+    layers = [_plan_layer(node, by_output, config) for node in graph if _is_layer(node)]
+    points: dict[str, ActivationPoint] = {}
+    activation_bits = config.target.activation_bits
+
+    def add(tensor: str, bits: int, why: str) -> None:
+        if tensor in points:
+            points[tensor].bits = max(points[tensor].bits, bits)
+            return
+        value = values[tensor]
+        fp8 = _fp8_point_reading(value, by_output)
+        points[tensor] = ActivationPoint(tensor, bits, tensor, fp8, _non_negative(value), why)
+
+    for layer in layers:
+        if layer.activation_bits is None:
+            continue
+        for tensor in layer.inputs:
+            add(tensor, layer.activation_bits, "layer input")
+    for layer, node in zip(layers, (node for node in graph if _is_layer(node)), strict=True):
+        if layer.op_type == "Conv" and layer.activation_bits == 8:
+            add(_after_fusable_activation(node.outputs[0]).name or "", 8, "conv output")
+    if activation_bits == 8:
+        _propagate_through_integer_ops(graph, points, add)
+    _group_shared_scales(graph, points)
+    used = {point.fp8.output for point in points.values() if point.fp8 is not None}
+    dropped = [p for p in fp8_points if p.role == "activation" and p.output not in used]
+    for point in dropped:
+        logger.info("FP8 quantizer %s on %s has no integer consumer; it becomes float", point.node, point.tensor)
+    return QuantizationPlan(layers, points, fp8_points, dropped)
+
+
+def _values_by_name(graph: ir.Graph) -> dict[str, ir.Value]:
+    values: dict[str, ir.Value] = {value.name: value for value in graph.inputs if value.name}
+    for node in graph:
+        for value in node.outputs:
+            if value.name:
+                values[value.name] = value
+    return values
+
+
+def _is_layer(node: ir.Node) -> bool:
+    return node.domain in ("", "ai.onnx") and node.op_type in WEIGHTED_OPS
+
+
+def _look_through_fake_quantize(value: ir.Value | None) -> ir.Value | None:
+    """The tensor an FP8 activation quantizer read, if ``value`` is its output; else ``value``."""
+    producer = value.producer() if value is not None else None
+    if producer is not None and is_fake_quantize(producer):
+        return producer.inputs[0]
+    return value
+
+
+def _fp8_point_reading(value: ir.Value, by_output: dict[str, QuantPoint]) -> QuantPoint | None:
+    """The FP8 activation point whose input is ``value`` (the quantizer it replaces), if any."""
+    for consumer in value.consumers():
+        if is_fake_quantize(consumer):
+            point = by_output.get(consumer.outputs[0].name or "")
+            if point is not None:
+                return point
+    return None
+
+
+def _non_negative(value: ir.Value) -> bool:
+    producer = value.producer()
+    if producer is None:
+        return False
+    if producer.op_type in NON_NEGATIVE_OPS:
+        return True
+    if producer.op_type == "Clip" and len(producer.inputs) > 1:
+        low = constant_array(producer.inputs[1])
+        return low is not None and float(low) >= 0.0
+    return False
+
+
+def _weight_axes(node: ir.Node) -> tuple[int, int | None]:
+    """(output-channel axis, K axis for INT4 blocks) of the layer's weight."""
+    if node.op_type == "Conv":
+        return 0, 1
+    if node.op_type == "Gemm" and node.attributes.get_int("transB", 0):
+        return 0, 1
+    return 1, 0
+
+
+def _exact_weight(value: ir.Value | None) -> tuple[np.ndarray | None, str | None, QuantPoint | None]:
+    """(float32 weight exactly as the FP8 model used it, stored tensor name, FP8 point) or Nones."""
+    if value is None:
+        return None, None, None
+    producer = value.producer()
+    if producer is not None and is_fake_quantize(producer):
+        source = producer.inputs[0]
+        array = constant_array(source)
+        if array is None:
+            return None, None, None
+        spec = read_fake_quantize(producer)
+        scale = constant_array(producer.inputs[1])
+        assert scale is not None
+        exact = fake_quantize(
+            array, scale, spec.format, axis=spec.axis, block_size=spec.block_size, saturate=spec.saturate
+        )
+        return exact, source.name, None
+    if producer is not None and is_fp8_weight_dequantize(producer):
+        data = producer.inputs[0]
+        assert data is not None
+        codes = constant_array(data)
+        scale = constant_array(producer.inputs[1])
+        assert codes is not None
+        assert scale is not None
+        values = decode(codes, FP8_DATA_TYPES[data.dtype])
+        scale = np.asarray(scale, dtype=np.float32)
+        block_size = producer.attributes.get_int("block_size", 0)
+        axis = producer.attributes.get_int("axis", 1) % max(values.ndim, 1)
+        if block_size:
+            scale = np.repeat(scale, block_size, axis=axis)[tuple(slice(0, n) for n in values.shape)]
+        elif scale.size > 1:
+            shape = [1] * values.ndim
+            shape[axis] = -1
+            scale = scale.reshape(shape)
+        return (values * scale).astype(np.float32), data.name, None
+    array = constant_array(value)
+    if array is not None and np.issubdtype(array.dtype, np.floating):
+        return array.astype(np.float32), value.name, None
+    return None, None, None
+
+
+def _plan_layer(node: ir.Node, by_output: dict[str, QuantPoint], config: ConversionConfig) -> Layer:
+    name = node.name or ""
+    weight_value = node.inputs[1] if len(node.inputs) > 1 else None
+    weight, weight_source, _ = _exact_weight(weight_value)
+    fp8_weight = by_output.get(weight_value.name or "") if weight_value is not None else None
+    data_inputs = [node.inputs[0]] if weight is not None else list(node.inputs[:2])
+    fp8_inputs = [value for value in data_inputs if value is not None and value.name in by_output]
+    inputs = tuple((_look_through_fake_quantize(v).name or "") for v in data_inputs if v is not None)
+    axis, block_axis = _weight_axes(node)
+    bias = node.inputs[2].name if len(node.inputs) > 2 and node.inputs[2] is not None else None
+    if node.op_type == "Gemm" and bias is not None and constant_array(node.inputs[2]) is None:
+        bias = None
+    layer = Layer(
+        node=name,
+        op_type=node.op_type,
+        precision="float",
+        activation_bits=None,
+        reason="",
+        weight=weight_value.name if weight is not None and weight_value is not None else None,
+        weight_source=weight_source,
+        weight_values=weight,
+        weight_axis=axis if weight is not None else None,
+        block_axis=block_axis if weight is not None else None,
+        bias=bias,
+        inputs=inputs,
+        fp8_weight=fp8_weight,
+    )
+    names = (name, *(v.name or "" for v in node.inputs if v is not None), *(v.name or "" for v in node.outputs))
+    override = config.layer_precision(*names)
+    precision, bits, reason = _decide(node, layer, fp8_weight is not None, bool(fp8_inputs), override, config)
+    layer.precision, layer.activation_bits, layer.reason = precision, bits, reason
+    return layer
+
+
+def _decide(
+    node: ir.Node,
+    layer: Layer,
+    fp8_weight: bool,
+    fp8_input: bool,
+    override: LayerPrecision | None,
+    config: ConversionConfig,
+) -> tuple[str, int | None, str]:
+    target = config.target
+    if override is LayerPrecision.FLOAT:
+        return "float", None, "kept float by a keep_float pattern"
+    if not (fp8_weight or fp8_input):
+        return "float", None, "not quantized in the FP8 source"
+    if node.op_type == "Gemm" and node.attributes.get_int("transA", 0):
+        return "float", None, "Gemm with transA=1 has no integer kernel"
+    if layer.weight_values is None:
+        if node.op_type != "MatMul" or len(layer.inputs) != 2:
+            return "float", None, "weight is not a constant"
+        if target is Target.W4A16:
+            return "float", None, "w4a16 is weight-only; activation × activation MatMul stays float"
+        bits = 16 if (override is LayerPrecision.INT16 or target is Target.W8A16) else 8
+        return "int8", bits, "activation × activation MatMul with FP8 inputs"
+    if target is Target.W4A16:
+        if node.op_type == "Conv":
+            return "float", None, "w4a16 is weight-only INT4 for MatMul/Gemm (MatMulNBits); Conv stays float"
+        if node.op_type == "Gemm" and node.attributes.get_int("transB", 0):
+            return "int4", None, "weight-only INT4 (Gemm with transB: onnxruntime will not fuse to MatMulNBits)"
+        return "int4", None, "weight-only INT4 (MatMulNBits)"
+    bits = 16 if (override is LayerPrecision.INT16 or target is Target.W8A16) else 8
+    precision = "int4" if target is Target.INT4 else "int8"
+    reason = f"FP8 {'weight' if fp8_weight else 'input'} quantized in the source"
+    if override is LayerPrecision.INT16:
+        reason += "; INT16 activations by an int16 pattern"
+    return precision, bits, reason
+
+
+def _after_fusable_activation(value: ir.Value) -> ir.Value:
+    """``value``, or the output of the single Relu/Clip that consumes it (onnxruntime folds it)."""
+    consumers = value.consumers()
+    if len(consumers) == 1 and not value.is_graph_output():
+        consumer = consumers[0]
+        if consumer.op_type in FUSABLE_ACTIVATIONS and consumer.domain in ("", "ai.onnx"):
+            return consumer.outputs[0]
+    return value
+
+
+def _float_inputs(node: ir.Node) -> list[ir.Value]:
+    return [
+        value
+        for value in node.inputs
+        if value is not None and constant_array(value) is None and value.dtype in (ir.DataType.FLOAT, None)
+    ]
+
+
+def _consumers_through_fake_quantize(value: ir.Value) -> Iterable[ir.Node]:
+    for consumer in value.consumers():
+        if is_fake_quantize(consumer):
+            yield from consumer.outputs[0].consumers()
+        else:
+            yield consumer
+
+
+def _propagate_through_integer_ops(
+    graph: ir.Graph, points: dict[str, ActivationPoint], add: Callable[[str, int, str], None]
+) -> None:
+    """Rule (c): quantize outputs of integer-capable ops whose inputs are all quantized.
+
+    Outputs added here that lead to no integer consumer are pruned again, so no quantizer is added
+    that only adds error.
+    """
+    added: list[str] = []
+    changed = True
+    while changed:
+        changed = False
+        for node in graph:
+            if not is_integer_op(node, points):
+                continue
+            output = _after_fusable_activation(node.outputs[0])
+            name = output.name or ""
+            if name in points or output.is_graph_output():
+                continue
+            consumers = list(_consumers_through_fake_quantize(output))
+            if consumers and all(c.op_type in INTEGER_OPS for c in consumers):
+                add(name, 8, "integer op")
+                added.append(name)
+                changed = True
+    pruned = True
+    while pruned:
+        pruned = False
+        for name in list(added):
+            value = next(v for n in graph for v in n.outputs if v.name == name)
+            useful = any(
+                is_integer_op(c, points) and (_after_fusable_activation(c.outputs[0]).name or "") in points
+                for c in _consumers_through_fake_quantize(value)
+            )
+            if not useful:
+                del points[name]
+                added.remove(name)
+                pruned = True
+
+
+def is_integer_op(node: ir.Node, points: dict[str, ActivationPoint]) -> bool:
+    """Whether ``node`` is an integer-capable op all of whose float inputs are quantized."""
+    if node.domain not in ("", "ai.onnx") or node.op_type not in INTEGER_OPS:
+        return False
+    inputs = _float_inputs(node)
+    return bool(inputs) and all((_look_through_fake_quantize(v).name or "") in points for v in inputs)
+
+
+def _group_shared_scales(graph: ir.Graph, points: dict[str, ActivationPoint]) -> None:
+    """Union the groups of tensors on both sides of data-movement ops and Concat."""
+    parent: dict[str, str] = {name: name for name in points}
+
+    def find(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    for node in graph:
+        if node.op_type not in SHARED_SCALE_OPS or node.domain not in ("", "ai.onnx"):
+            continue
+        names = [(_look_through_fake_quantize(v).name or "") for v in _float_inputs(node)]
+        names.append(node.outputs[0].name or "")
+        names = [name for name in names if name in points]
+        if len(names) < 2:
+            continue
+        roots = sorted({find(name) for name in names})
+        for root in roots[1:]:
+            parent[root] = roots[0]
+    for name, point in points.items():
+        point.group = find(name)

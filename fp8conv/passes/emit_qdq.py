@@ -1,0 +1,351 @@
+"""Rewrite a canonical FP8 model into an integer QDQ model, following a conversion plan.
+
+Algebra, per part of the graph (``s`` scales, ``z`` zero points, ``q`` integers):
+
+* **Weights** of converted layers: the FP8 weight ``W`` (exactly as the FP8 model used it) becomes an
+  integer initializer ``q_W`` and ``DequantizeLinear(q_W, s_W[, axis, block_size]) = s_W·q_W``; the DQ
+  produces the tensor the layer read before (its name is kept).
+* **Bias** of converted Conv/Gemm with 8-bit activations: ``b`` becomes int32
+  ``q_b = round_half_even(b / (s_x·s_W))`` with ``DequantizeLinear(q_b, s_x·s_W, axis 0)``, the form
+  onnxruntime folds into QLinearConv/QGemm.
+* **Activations**: a tensor ``x`` in the plan gets ``y = DequantizeLinear(QuantizeLinear(x, s, z), s, z)``.
+  Where an FP8 quantizer read ``x``, the pair replaces it in place and the DQ produces the FP8
+  quantizer's output tensor (both source names are kept). Elsewhere the DQ output is new
+  (``<x>_dequantized``) and the integer consumers of ``x`` read it.
+* **Float layers** read their FP8 weights as exact float initializers; FP8 activation quantizers with no
+  integer consumer are removed (the value flows through unchanged).
+
+The result imports ai.onnx at ``max(source opset, 21)`` when INT16, INT4 or blocked quantization
+appears, else at the source opset; the ``ai.fp8conv`` domain is gone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+
+import numpy as np
+import onnx_ir as ir
+import onnx_ir.passes.common as ir_common
+
+from fp8conv.converter.plan import Layer, QuantizationPlan, is_integer_op
+from fp8conv.passes.canonical import CANONICAL_DOMAIN, is_fake_quantize, is_fp8_weight_dequantize
+
+__all__ = ["ActivationQuantization", "EmitQdqPass", "WeightQuantization"]
+
+logger = logging.getLogger(__name__)
+
+_INT_TYPES = {
+    "uint8": ir.DataType.UINT8,
+    "int8": ir.DataType.INT8,
+    "int16": ir.DataType.INT16,
+    "uint16": ir.DataType.UINT16,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ActivationQuantization:
+    """Integer quantization of one activation group.
+
+    Attributes:
+        scale: float32 scale.
+        zero_point: Zero point (0 for symmetric types).
+        dtype: ``uint8``, ``int8``, ``int16`` or ``uint16``.
+    """
+
+    scale: float
+    zero_point: int
+    dtype: str
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightQuantization:
+    """Integer weights of one layer, ready for ``DequantizeLinear``.
+
+    Attributes:
+        q: Integer values (int8 storage; INT4 values in [-8, 7]).
+        scale: float32 scales shaped for DequantizeLinear (scalar, 1-D per axis, or blocked).
+        axis: Per-channel or block axis; None per tensor.
+        block_size: INT4 block length; None otherwise.
+        bits: 4 or 8 (7-bit weights are stored as int8).
+    """
+
+    q: np.ndarray
+    scale: np.ndarray
+    axis: int | None
+    block_size: int | None
+    bits: int
+
+
+class EmitQdqPass(ir.passes.InPlacePass):
+    """Turn a canonical FP8 model into an integer QDQ model (see the module docstring).
+
+    Attributes:
+        plan: Where the integer quantizers go.
+        weights: Integer weights per converted layer (by node name).
+        activations: Quantization per activation group (by group name).
+    """
+
+    def __init__(
+        self,
+        plan: QuantizationPlan,
+        weights: Mapping[str, WeightQuantization],
+        activations: Mapping[str, ActivationQuantization],
+    ) -> None:
+        super().__init__()
+        self.plan = plan
+        self.weights = weights
+        self.activations = activations
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        """Rewrite ``model`` in place."""
+        graph = model.graph
+        self._names = _NameAllocator(graph)
+        nodes = {node.name: node for node in graph if node.name}
+        for layer in self.plan.layers:
+            node = nodes.get(layer.node)
+            if node is None or layer.weight is None:
+                continue
+            if layer.node in self.weights:
+                self._emit_weight(graph, node, layer, self.weights[layer.node])
+            else:
+                self._materialize_float_weight(graph, node, layer)
+        self._emit_activations(graph)
+        self._emit_biases(graph, nodes)
+        self._remove_remaining_fp8(graph)
+        _set_opsets(model, self._needs_opset_21())
+        graph.sort()
+        ir_common.RemoveUnusedNodesPass()(model)
+        return ir.passes.PassResult(model, modified=True)
+
+    # -- weights -------------------------------------------------------------------------------
+
+    def _emit_weight(self, graph: ir.Graph, node: ir.Node, layer: Layer, weight: WeightQuantization) -> None:
+        value = node.inputs[1]
+        assert value is not None
+        base = layer.weight_source or value.name or layer.node
+        dtype = ir.DataType.INT4 if weight.bits == 4 else ir.DataType.INT8
+        q_value = self._initializer(graph, f"{base}_quantized", ir.tensor(weight.q.astype(np.int8), dtype=dtype))
+        s_value = self._initializer(graph, f"{base}_scale", ir.tensor(np.asarray(weight.scale, np.float32)))
+        attributes: dict[str, int] = {}
+        if weight.axis is not None and (weight.scale.size > 1 or weight.block_size):
+            attributes["axis"] = weight.axis
+        if weight.block_size:
+            attributes["block_size"] = weight.block_size
+        dequantize = ir.node("DequantizeLinear", [q_value, s_value], attributes=attributes)
+        graph.insert_before(node, dequantize)
+        producer = value.producer()
+        if producer is not None and all(use.node is node for use in value.uses()):
+            _swap_producer(graph, producer, dequantize)
+        else:
+            dequantize.name = self._names.new(f"{base}_DequantizeLinear")
+            dequantize.outputs[0].name = self._names.new(f"{base}_dequantized")
+            node.replace_input_with(1, dequantize.outputs[0])
+
+    def _materialize_float_weight(self, graph: ir.Graph, node: ir.Node, layer: Layer) -> None:
+        value = node.inputs[1]
+        assert value is not None
+        producer = value.producer()
+        if producer is None or layer.weight_values is None:
+            return
+        if not (is_fake_quantize(producer) or is_fp8_weight_dequantize(producer)):
+            return
+        base = layer.weight_source or value.name or layer.node
+        exact = self._initializer(graph, f"{base}_fp8_exact", ir.tensor(layer.weight_values))
+        value.replace_all_uses_with(exact)
+
+    # -- activations ---------------------------------------------------------------------------
+
+    def _emit_activations(self, graph: ir.Graph) -> None:
+        values = {v.name: v for v in graph.inputs if v.name}
+        values.update({v.name: v for n in graph for v in n.outputs if v.name})
+        group_constants: dict[str, tuple[ir.Value, ir.Value]] = {}
+        for name, point in sorted(self.plan.points.items()):
+            value = values[name]
+            quantization = self.activations[point.group]
+            if point.group not in group_constants:
+                group_constants[point.group] = self._activation_constants(graph, point.group, quantization)
+            scale, zero_point = group_constants[point.group]
+            quantize = ir.node(
+                "QuantizeLinear", [value, scale, zero_point], name=self._names.new(f"{name}_QuantizeLinear")
+            )
+            quantize.outputs[0].name = self._names.new(f"{name}_quantized")
+            self._insert_after_producer(graph, value, quantize)
+            fake_quantizers = [c for c in value.consumers() if is_fake_quantize(c)]
+            for fake_quantize in fake_quantizers:
+                dequantize = ir.node("DequantizeLinear", [quantize.outputs[0], scale, zero_point])
+                graph.insert_after(quantize, dequantize)
+                _swap_producer(graph, fake_quantize, dequantize)
+            integer_readers = [
+                (consumer, index)
+                for consumer in list(value.consumers())
+                if consumer is not quantize and self._reads_integer(consumer, point.fp8 is None)
+                for index, input_value in enumerate(consumer.inputs)
+                if input_value is value
+            ]
+            if integer_readers:
+                dequantize = ir.node(
+                    "DequantizeLinear",
+                    [quantize.outputs[0], scale, zero_point],
+                    name=self._names.new(f"{name}_DequantizeLinear"),
+                )
+                dequantize.outputs[0].name = self._names.new(f"{name}_dequantized")
+                graph.insert_after(quantize, dequantize)
+                for consumer, index in integer_readers:
+                    consumer.replace_input_with(index, dequantize.outputs[0])
+            if point.fp8 is None and value.is_graph_output():
+                self._quantize_graph_output(graph, value, quantize, scale, zero_point)
+
+    def _quantize_graph_output(
+        self, graph: ir.Graph, value: ir.Value, quantize: ir.Node, scale: ir.Value, zero_point: ir.Value
+    ) -> None:
+        """Make the graph output the dequantized tensor (QLinearConv needs its output quantized).
+
+        The float tensor is renamed ``<name>_float`` and the DQ output takes the output's name.
+        """
+        name = value.name or ""
+        dequantize = ir.node(
+            "DequantizeLinear",
+            [quantize.outputs[0], scale, zero_point],
+            name=self._names.new(f"{name}_DequantizeLinear"),
+        )
+        graph.insert_after(quantize, dequantize)
+        for index, output in enumerate(graph.outputs):
+            if output is value:
+                graph.outputs[index] = dequantize.outputs[0]
+        value.name = self._names.new(f"{name}_float")
+        dequantize.outputs[0].name = name
+        dequantize.outputs[0].shape = value.shape
+        dequantize.outputs[0].type = value.type
+
+    def _reads_integer(self, consumer: ir.Node, new_point: bool) -> bool:
+        """Whether ``consumer`` should read the dequantized tensor rather than the float one."""
+        if consumer.op_type == "QuantizeLinear" or is_fake_quantize(consumer):
+            return False
+        if new_point:
+            return True
+        layer_names = {layer.node for layer in self.plan.layers if layer.activation_bits is not None}
+        return consumer.name in layer_names or is_integer_op(consumer, self.plan.points)
+
+    def _activation_constants(
+        self, graph: ir.Graph, group: str, quantization: ActivationQuantization
+    ) -> tuple[ir.Value, ir.Value]:
+        dtype = _INT_TYPES[quantization.dtype]
+        scale = self._initializer(graph, f"{group}_scale", ir.tensor(np.float32(quantization.scale)))
+        zero = ir.tensor(np.array(quantization.zero_point, dtype=dtype.numpy()), dtype=dtype)
+        return scale, self._initializer(graph, f"{group}_zero_point", zero)
+
+    # -- bias ----------------------------------------------------------------------------------
+
+    def _emit_biases(self, graph: ir.Graph, nodes: Mapping[str, ir.Node]) -> None:
+        for layer in self.plan.layers:
+            node = nodes.get(layer.node)
+            weight = self.weights.get(layer.node)
+            if node is None or weight is None or layer.bias is None or layer.activation_bits != 8:
+                continue
+            if weight.block_size or layer.op_type == "MatMul":
+                continue
+            bias_value = node.inputs[2]
+            x = layer.inputs[0]
+            point = self.plan.points.get(x)
+            if bias_value is None or bias_value.const_value is None or point is None:
+                continue
+            input_scale = np.float32(self.activations[point.group].scale)
+            bias = bias_value.const_value.numpy().astype(np.float32)
+            bias_scale = (input_scale * np.broadcast_to(np.asarray(weight.scale, np.float32), bias.shape)).astype(
+                np.float32
+            )
+            quantized = np.clip(np.rint(bias / bias_scale), -(2**31), 2**31 - 1).astype(np.int32)
+            base = bias_value.name or f"{layer.node}_bias"
+            q_value = self._initializer(graph, f"{base}_quantized", ir.tensor(quantized))
+            s_value = self._initializer(graph, f"{base}_scale", ir.tensor(bias_scale))
+            dequantize = ir.node(
+                "DequantizeLinear",
+                [q_value, s_value],
+                attributes={"axis": 0},
+                name=self._names.new(f"{base}_DequantizeLinear"),
+            )
+            dequantize.outputs[0].name = self._names.new(f"{base}_dequantized")
+            graph.insert_before(node, dequantize)
+            node.replace_input_with(2, dequantize.outputs[0])
+
+    # -- leftovers ------------------------------------------------------------------------------
+
+    def _remove_remaining_fp8(self, graph: ir.Graph) -> None:
+        """Drop FP8 activation quantizers with no integer consumer; materialize leftover FP8 weights."""
+        for node in list(graph):
+            if not is_fake_quantize(node):
+                continue
+            source, output = node.inputs[0], node.outputs[0]
+            assert source is not None
+            if output.is_graph_output():
+                identity = ir.node("Identity", [source])
+                graph.insert_before(node, identity)
+                _swap_producer(graph, node, identity)
+            else:
+                output.replace_all_uses_with(source)
+                graph.remove(node, safe=True)
+
+    def _needs_opset_21(self) -> bool:
+        wide = any(q.dtype in ("int16", "uint16") for q in self.activations.values())
+        return wide or any(w.bits == 4 or w.block_size for w in self.weights.values())
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _initializer(self, graph: ir.Graph, name: str, tensor: ir.TensorProtocol) -> ir.Value:
+        value = ir.Value(
+            name=self._names.new(name), const_value=tensor, shape=tensor.shape, type=ir.TensorType(tensor.dtype)
+        )
+        graph.register_initializer(value)
+        return value
+
+    def _insert_after_producer(self, graph: ir.Graph, value: ir.Value, node: ir.Node) -> None:
+        producer = value.producer()
+        if producer is None:
+            first = next(iter(graph), None)
+            if first is None:
+                graph.append(node)
+            else:
+                graph.insert_before(first, node)
+        else:
+            graph.insert_after(producer, node)
+
+
+class _NameAllocator:
+    """Deterministic unique names: ``base``, then ``base_1``, ``base_2`` and so on."""
+
+    def __init__(self, graph: ir.Graph) -> None:
+        self._taken = {value.name for value in graph.inputs if value.name}
+        self._taken |= {name for name in graph.initializers}
+        for node in ir.traversal.RecursiveGraphIterator(graph):
+            if node.name:
+                self._taken.add(node.name)
+            self._taken |= {value.name for value in node.outputs if value.name}
+
+    def new(self, base: str) -> str:
+        name, counter = base, 0
+        while name in self._taken:
+            counter += 1
+            name = f"{base}_{counter}"
+        self._taken.add(name)
+        return name
+
+
+def _swap_producer(graph: ir.Graph, old: ir.Node, new: ir.Node) -> None:
+    """Let ``new`` (already in the graph) take over ``old``'s output, name and node name; remove ``old``."""
+    output = old.outputs[0]
+    value_name, node_name = output.name, old.name
+    output.replace_all_uses_with(new.outputs[0], replace_graph_outputs=True)
+    graph.remove(old, safe=True)
+    new.outputs[0].name = value_name
+    new.name = node_name
+
+
+def _set_opsets(model: ir.Model, needs_21: bool) -> None:
+    model.opset_imports.pop(CANONICAL_DOMAIN, None)
+    current = model.opset_imports.get("", 13)
+    if needs_21 and current < 21:
+        model.opset_imports[""] = 21
+        model.graph.opset_imports[""] = 21
+    model.graph.opset_imports.pop(CANONICAL_DOMAIN, None)
