@@ -71,6 +71,12 @@ class Layer:
         weight_axis: Output-channel axis of the weight (Conv 0, MatMul 1, Gemm by transB).
         block_axis: The K axis along which INT4 blocks run.
         bias: Name of a constant bias input, if any.
+        bias_add: For a MatMul whose only consumer is ``Add(MatMul, constant bias)``: that Add's node
+            name. onnxruntime fuses MatMul + Add into Gemm, which only becomes QGemm when the bias is an
+            int32 DequantizeLinear, so the emission quantizes that bias too.
+        needs_zero_bias: A MatMul without bias whose only consumer is an Add of another activation
+            (a residual): onnxruntime would fuse that Add into a float Gemm. The emission inserts an
+            exact ``+ DequantizeLinear(int32 zeros)`` bias Add, which onnxruntime fuses into QGemm instead.
         inputs: The activation tensors the layer reads (after the FP8 quantizer is looked through).
         fp8_weight: The FP8 quantization point of the weight, if any.
     """
@@ -86,6 +92,8 @@ class Layer:
     weight_axis: int | None = None
     block_axis: int | None = None
     bias: str | None = None
+    bias_add: str | None = None
+    needs_zero_bias: bool = False
     inputs: tuple[str, ...] = ()
     fp8_weight: QuantPoint | None = None
 
@@ -289,6 +297,8 @@ def _plan_layer(node: ir.Node, by_output: dict[str, QuantPoint], config: Convers
     bias = node.inputs[2].name if len(node.inputs) > 2 and node.inputs[2] is not None else None
     if node.op_type == "Gemm" and bias is not None and constant_array(node.inputs[2]) is None:
         bias = None
+    bias_add = _bias_add(node) if node.op_type == "MatMul" and weight is not None else None
+    needs_zero_bias = node.op_type == "MatMul" and weight is not None and bias_add is None and _feeds_add(node)
     layer = Layer(
         node=name,
         op_type=node.op_type,
@@ -301,6 +311,8 @@ def _plan_layer(node: ir.Node, by_output: dict[str, QuantPoint], config: Convers
         weight_axis=axis if weight is not None else None,
         block_axis=block_axis if weight is not None else None,
         bias=bias,
+        bias_add=bias_add.name if bias_add is not None else None,
+        needs_zero_bias=needs_zero_bias,
         inputs=inputs,
         fp8_weight=fp8_weight,
     )
@@ -309,6 +321,29 @@ def _plan_layer(node: ir.Node, by_output: dict[str, QuantPoint], config: Convers
     precision, bits, reason = _decide(node, layer, fp8_weight is not None, bool(fp8_inputs), override, config)
     layer.precision, layer.activation_bits, layer.reason = precision, bits, reason
     return layer
+
+
+def _feeds_add(node: ir.Node) -> bool:
+    """Whether the node's output goes only to one Add (which onnxruntime would fuse into a Gemm)."""
+    output = node.outputs[0]
+    consumers = output.consumers()
+    return len(consumers) == 1 and not output.is_graph_output() and consumers[0].op_type == "Add"
+
+
+def _bias_add(node: ir.Node) -> ir.Node | None:
+    """The ``Add(MatMul output, constant 1-D bias)`` that is the MatMul's only consumer, if any."""
+    output = node.outputs[0]
+    consumers = output.consumers()
+    if len(consumers) != 1 or output.is_graph_output():
+        return None
+    add = consumers[0]
+    if add.op_type != "Add" or add.domain not in ("", "ai.onnx") or len(add.inputs) != 2:
+        return None
+    other = add.inputs[1] if add.inputs[0] is output else add.inputs[0]
+    bias = constant_array(other)
+    if bias is None or bias.ndim != 1 or not np.issubdtype(bias.dtype, np.floating):
+        return None
+    return add
 
 
 def _decide(

@@ -102,6 +102,11 @@ class EmitQdqPass(ir.passes.InPlacePass):
         """Rewrite ``model`` in place."""
         graph = model.graph
         self._names = _NameAllocator(graph)
+        integer_layers = {layer.node for layer in self.plan.layers if layer.activation_bits is not None}
+        # Decided on the graph as planned, before any rewiring changes the inputs of these nodes.
+        self._integer_readers = {
+            node.name for node in graph if node.name in integer_layers or is_integer_op(node, self.plan.points)
+        }
         nodes = {node.name: node for node in graph if node.name}
         for layer in self.plan.layers:
             node = nodes.get(layer.node)
@@ -133,7 +138,12 @@ class EmitQdqPass(ir.passes.InPlacePass):
             attributes["axis"] = weight.axis
         if weight.block_size:
             attributes["block_size"] = weight.block_size
-        dequantize = ir.node("DequantizeLinear", [q_value, s_value], attributes=attributes)
+        inputs = [q_value, s_value]
+        if weight.bits == 8:
+            # An explicit int8 zero point: onnxruntime's QGemm fusion does not fire without one.
+            zero = np.zeros(np.shape(weight.scale) if not weight.block_size else weight.scale.shape, np.int8)
+            inputs.append(self._initializer(graph, f"{base}_zero_point", ir.tensor(zero)))
+        dequantize = ir.node("DequantizeLinear", inputs, attributes=attributes)
         graph.insert_before(node, dequantize)
         producer = value.producer()
         if producer is not None and all(use.node is node for use in value.uses()):
@@ -225,8 +235,7 @@ class EmitQdqPass(ir.passes.InPlacePass):
             return False
         if new_point:
             return True
-        layer_names = {layer.node for layer in self.plan.layers if layer.activation_bits is not None}
-        return consumer.name in layer_names or is_integer_op(consumer, self.plan.points)
+        return consumer.name in self._integer_readers
 
     def _activation_constants(
         self, graph: ir.Graph, group: str, quantization: ActivationQuantization
@@ -242,33 +251,64 @@ class EmitQdqPass(ir.passes.InPlacePass):
         for layer in self.plan.layers:
             node = nodes.get(layer.node)
             weight = self.weights.get(layer.node)
-            if node is None or weight is None or layer.bias is None or layer.activation_bits != 8:
-                continue
-            if weight.block_size or layer.op_type == "MatMul":
-                continue
-            bias_value = node.inputs[2]
-            x = layer.inputs[0]
-            point = self.plan.points.get(x)
-            if bias_value is None or bias_value.const_value is None or point is None:
+            point = self.plan.points.get(layer.inputs[0]) if layer.inputs else None
+            if node is None or weight is None or point is None or layer.activation_bits != 8 or weight.block_size:
                 continue
             input_scale = np.float32(self.activations[point.group].scale)
-            bias = bias_value.const_value.numpy().astype(np.float32)
-            bias_scale = (input_scale * np.broadcast_to(np.asarray(weight.scale, np.float32), bias.shape)).astype(
-                np.float32
-            )
-            quantized = np.clip(np.rint(bias / bias_scale), -(2**31), 2**31 - 1).astype(np.int32)
-            base = bias_value.name or f"{layer.node}_bias"
-            q_value = self._initializer(graph, f"{base}_quantized", ir.tensor(quantized))
-            s_value = self._initializer(graph, f"{base}_scale", ir.tensor(bias_scale))
-            dequantize = ir.node(
-                "DequantizeLinear",
-                [q_value, s_value],
-                attributes={"axis": 0},
-                name=self._names.new(f"{base}_DequantizeLinear"),
-            )
-            dequantize.outputs[0].name = self._names.new(f"{base}_dequantized")
-            graph.insert_before(node, dequantize)
-            node.replace_input_with(2, dequantize.outputs[0])
+            if layer.op_type in ("Conv", "Gemm") and layer.bias is not None:
+                self._quantize_bias_input(graph, node, 2, input_scale, weight)
+            elif layer.bias_add is not None and layer.bias_add in nodes:
+                add = nodes[layer.bias_add]
+                index = 1 if add.inputs[0] is node.outputs[0] else 0
+                self._quantize_bias_input(graph, add, index, input_scale, weight)
+            elif layer.needs_zero_bias:
+                self._insert_zero_bias(graph, node, weight)
+
+    def _insert_zero_bias(self, graph: ir.Graph, node: ir.Node, weight: WeightQuantization) -> None:
+        """``y = MatMul(...) + DequantizeLinear(int32 zeros)``: exact, and it steers fusion to QGemm."""
+        output = node.outputs[0]
+        channels = int(np.shape(weight.q)[-1])
+        zeros = self._initializer(graph, f"{node.name}_zero_bias", ir.tensor(np.zeros(channels, np.int32)))
+        ones = self._initializer(graph, f"{node.name}_zero_bias_scale", ir.tensor(np.ones(channels, np.float32)))
+        dequantize = ir.node("DequantizeLinear", [zeros, ones], attributes={"axis": 0})
+        dequantize.name = self._names.new(f"{node.name}_zero_bias_DequantizeLinear")
+        dequantize.outputs[0].name = self._names.new(f"{node.name}_zero_bias_dequantized")
+        add = ir.node("Add", [output, dequantize.outputs[0]], name=self._names.new(f"{node.name}_zero_bias_Add"))
+        add.outputs[0].name = self._names.new(f"{output.name}_biased")
+        graph.insert_after(node, [dequantize, add])
+        for usage in list(output.uses()):
+            if usage.node is not add:
+                usage.node.replace_input_with(usage.idx, add.outputs[0])
+
+    def _quantize_bias_input(
+        self, graph: ir.Graph, node: ir.Node, index: int, input_scale: np.float32, weight: WeightQuantization
+    ) -> None:
+        """Replace a float bias input by ``DequantizeLinear(int32, s_x·s_W, axis 0)``.
+
+        ``q_b = round_half_even(b / (s_x·s_W))`` saturated to int32, with ``s_x·s_W`` a float32 product
+        (the scale onnxruntime's QLinearConv/QGemm assume).
+        """
+        bias_value = node.inputs[index]
+        if bias_value is None or bias_value.const_value is None:
+            return
+        bias = bias_value.const_value.numpy().astype(np.float32)
+        if bias.ndim != 1:
+            return
+        weight_scale = np.broadcast_to(np.asarray(weight.scale, np.float32), bias.shape)
+        bias_scale = (input_scale * weight_scale).astype(np.float32)
+        quantized = np.clip(np.rint(bias.astype(np.float64) / bias_scale), -(2**31), 2**31 - 1).astype(np.int32)
+        base = bias_value.name or f"{node.name}_bias"
+        q_value = self._initializer(graph, f"{base}_quantized", ir.tensor(quantized))
+        s_value = self._initializer(graph, f"{base}_scale", ir.tensor(bias_scale))
+        dequantize = ir.node(
+            "DequantizeLinear",
+            [q_value, s_value],
+            attributes={"axis": 0},
+            name=self._names.new(f"{base}_DequantizeLinear"),
+        )
+        dequantize.outputs[0].name = self._names.new(f"{base}_dequantized")
+        graph.insert_before(node, dequantize)
+        node.replace_input_with(index, dequantize.outputs[0])
 
     # -- leftovers ------------------------------------------------------------------------------
 
