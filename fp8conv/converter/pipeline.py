@@ -366,9 +366,14 @@ def _open_samples(data: str | os.PathLike | SampleSet | None, model: ir.Model) -
     return load_samples(data, names)
 
 
-def _uses_code_histogram(points: list[ActivationPoint]) -> bool:
-    return all(point.fp8 is not None and point.fp8.spec.format.fits_code for point in points) and all(
-        point.fp8.scale.size == 1 for point in points if point.fp8 is not None
+def _uses_code_histogram(points: list[ActivationPoint], dtypes: Mapping[str, ir.DataType | None]) -> bool:
+    """Whether every tensor of the group is the float32 output of a per-tensor FP8 quantizer (exact grid)."""
+    return all(
+        point.fp8 is not None
+        and point.fp8.spec.format.fits_code
+        and point.fp8.scale.size == 1
+        and dtypes.get(point.fp8.output) == ir.DataType.FLOAT
+        for point in points
     )
 
 
@@ -378,9 +383,10 @@ def _calibrate(
     """Run the exact FP8 reference over the samples; stream statistics per activation group."""
     captures: dict[str, str] = {}
     statistics: dict[str, calibration.Statistics] = {}
+    dtypes = {value.name: value.dtype for node in model.graph for value in node.outputs if value.name}
     for group, tensors in plan.groups().items():
         points = [plan.points[t] for t in tensors]
-        if _uses_code_histogram(points):
+        if _uses_code_histogram(points, dtypes):
             first = points[0].fp8
             assert first is not None
             statistics[group] = calibration.CodeHistogram(first.spec.format, float(first.scale.reshape(-1)[0]))

@@ -171,7 +171,7 @@ def plan_conversion(model: ir.Model, config: ConversionConfig) -> QuantizationPl
             points[tensor].bits = max(points[tensor].bits, bits)
             return
         value = values[tensor]
-        fp8 = _fp8_point_reading(value, by_output)
+        fp8 = _fp8_point_reading(value, by_output) or _fp8_point_behind_cast(value, by_output)
         points[tensor] = ActivationPoint(tensor, bits, tensor, fp8, _non_negative(value), why)
 
     for layer in layers:
@@ -213,6 +213,22 @@ def _look_through_fake_quantize(value: ir.Value | None) -> ir.Value | None:
     return value
 
 
+def _cast_to_float_input(value: ir.Value | None) -> ir.Value | None:
+    """The input of a ``Cast(to=FLOAT)`` producing ``value`` (f16/bf16 FP8 quantizers sit behind one)."""
+    producer = value.producer() if value is not None else None
+    if producer is None or producer.op_type != "Cast" or producer.domain not in ("", "ai.onnx"):
+        return None
+    if producer.attributes.get_int("to") != ir.DataType.FLOAT:
+        return None
+    return producer.inputs[0]
+
+
+def _fp8_point_behind_cast(value: ir.Value, by_output: dict[str, QuantPoint]) -> QuantPoint | None:
+    """The FP8 point whose (f16/bf16) output is cast to float to give ``value``, if any."""
+    inner = _cast_to_float_input(value)
+    return by_output.get(inner.name or "") if inner is not None else None
+
+
 def _fp8_point_reading(value: ir.Value, by_output: dict[str, QuantPoint]) -> QuantPoint | None:
     """The FP8 activation point whose input is ``value`` (the quantizer it replaces), if any."""
     for consumer in value.consumers():
@@ -248,6 +264,10 @@ def _exact_weight(value: ir.Value | None) -> tuple[np.ndarray | None, str | None
     """(float32 weight exactly as the FP8 model used it, stored tensor name, FP8 point) or Nones."""
     if value is None:
         return None, None, None
+    inner = _cast_to_float_input(value)
+    if inner is not None:
+        exact, source, point = _exact_weight(inner)
+        return (exact.astype(np.float32) if exact is not None else None), source, point
     producer = value.producer()
     if producer is not None and is_fake_quantize(producer):
         source = producer.inputs[0]
@@ -289,9 +309,15 @@ def _plan_layer(node: ir.Node, by_output: dict[str, QuantPoint], config: Convers
     name = node.name or ""
     weight_value = node.inputs[1] if len(node.inputs) > 1 else None
     weight, weight_source, _ = _exact_weight(weight_value)
-    fp8_weight = by_output.get(weight_value.name or "") if weight_value is not None else None
+    fp8_weight = None
+    if weight_value is not None:
+        fp8_weight = by_output.get(weight_value.name or "") or _fp8_point_behind_cast(weight_value, by_output)
     data_inputs = [node.inputs[0]] if weight is not None else list(node.inputs[:2])
-    fp8_inputs = [value for value in data_inputs if value is not None and value.name in by_output]
+    fp8_inputs = [
+        value
+        for value in data_inputs
+        if value is not None and (value.name in by_output or _fp8_point_behind_cast(value, by_output))
+    ]
     inputs = tuple((_look_through_fake_quantize(v).name or "") for v in data_inputs if v is not None)
     axis, block_axis = _weight_axes(node)
     bias = node.inputs[2].name if len(node.inputs) > 2 and node.inputs[2] is not None else None

@@ -252,6 +252,9 @@ class EmitQdqPass(ir.passes.InPlacePass):
             node = nodes.get(layer.node)
             weight = self.weights.get(layer.node)
             point = self.plan.points.get(layer.inputs[0]) if layer.inputs else None
+            if node is not None and weight is not None and layer.needs_zero_bias and layer.activation_bits is None:
+                self._insert_zero_bias(graph, node, weight, integer=False)
+                continue
             if node is None or weight is None or point is None or layer.activation_bits != 8 or weight.block_size:
                 continue
             input_scale = np.float32(self.activations[point.group].scale)
@@ -264,18 +267,31 @@ class EmitQdqPass(ir.passes.InPlacePass):
             elif layer.needs_zero_bias:
                 self._insert_zero_bias(graph, node, weight)
 
-    def _insert_zero_bias(self, graph: ir.Graph, node: ir.Node, weight: WeightQuantization) -> None:
-        """``y = MatMul(...) + DequantizeLinear(int32 zeros)``: exact, and it steers fusion to QGemm."""
+    def _insert_zero_bias(
+        self, graph: ir.Graph, node: ir.Node, weight: WeightQuantization, *, integer: bool = True
+    ) -> None:
+        """``y = MatMul(...) + 0``: exact, and it steers onnxruntime's fusion to QGemm / MatMulNBits.
+
+        With ``integer`` the zero is ``DequantizeLinear(int32 zeros)`` (QGemm needs an int32 bias); for
+        weight-only layers a float zero constant (MatMulNBits takes a float bias).
+        """
         output = node.outputs[0]
         channels = int(np.shape(weight.q)[-1])
-        zeros = self._initializer(graph, f"{node.name}_zero_bias", ir.tensor(np.zeros(channels, np.int32)))
-        ones = self._initializer(graph, f"{node.name}_zero_bias_scale", ir.tensor(np.ones(channels, np.float32)))
-        dequantize = ir.node("DequantizeLinear", [zeros, ones], attributes={"axis": 0})
-        dequantize.name = self._names.new(f"{node.name}_zero_bias_DequantizeLinear")
-        dequantize.outputs[0].name = self._names.new(f"{node.name}_zero_bias_dequantized")
-        add = ir.node("Add", [output, dequantize.outputs[0]], name=self._names.new(f"{node.name}_zero_bias_Add"))
+        new_nodes: list[ir.Node] = []
+        if integer:
+            zeros = self._initializer(graph, f"{node.name}_zero_bias", ir.tensor(np.zeros(channels, np.int32)))
+            ones = self._initializer(graph, f"{node.name}_zero_bias_scale", ir.tensor(np.ones(channels, np.float32)))
+            dequantize = ir.node("DequantizeLinear", [zeros, ones], attributes={"axis": 0})
+            dequantize.name = self._names.new(f"{node.name}_zero_bias_DequantizeLinear")
+            dequantize.outputs[0].name = self._names.new(f"{node.name}_zero_bias_dequantized")
+            bias = dequantize.outputs[0]
+            new_nodes.append(dequantize)
+        else:
+            bias = self._initializer(graph, f"{node.name}_zero_bias", ir.tensor(np.zeros(channels, np.float32)))
+        add = ir.node("Add", [output, bias], name=self._names.new(f"{node.name}_zero_bias_Add"))
         add.outputs[0].name = self._names.new(f"{output.name}_biased")
-        graph.insert_after(node, [dequantize, add])
+        new_nodes.append(add)
+        graph.insert_after(node, new_nodes)
         for usage in list(output.uses()):
             if usage.node is not add:
                 usage.node.replace_input_with(usage.idx, add.outputs[0])

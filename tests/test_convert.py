@@ -1,0 +1,267 @@
+"""fp8conv convert: integer kernels, accuracy against the FP8 reference, targets, overrides, files, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+from fp8_models import mlp, residual_cnn
+from golden_models import GOLDEN
+
+from fp8conv import load
+from fp8conv.cli import cli
+from fp8conv.converter.pipeline import convert, convert_file
+from fp8conv.errors import Fp8ConvError
+from fp8conv.runtime.reference import ReferenceRunner
+
+CALIBRATION = 32
+
+
+def _write(tmp_path: Path, model: onnx.ModelProto, name: str = "model") -> tuple[Path, Path]:
+    """Save the model and random calibration data for its input; return both paths."""
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(model, str(path))
+    graph_input = model.graph.input[0]
+    shape = [dim.dim_value or 1 for dim in graph_input.type.tensor_type.shape.dim]
+    x = np.random.default_rng(1).standard_normal([CALIBRATION, *shape[1:]]).astype(np.float32)
+    data = tmp_path / f"{name}.npz"
+    np.savez(data, **{graph_input.name: x})
+    return path, data
+
+
+def _sqnr_against_reference(source: Path, converted: Path, data: Path) -> float:
+    """SQNR (dB) of the converted model on onnxruntime against the exact FP8 reference, first output."""
+    reference = ReferenceRunner(load(source).model)
+    session = ort.InferenceSession(str(converted), providers=["CPUExecutionProvider"])
+    name = reference.input_names[0]
+    batch = reference.static_batch_size or 1
+    inputs = np.load(data)[name]
+    signal = noise = 0.0
+    for start in range(0, len(inputs), batch):
+        feed = {name: inputs[start : start + batch]}
+        expected = next(iter(reference.run(feed).values())).astype(np.float64)
+        actual = session.run(None, feed)[0].astype(np.float64)
+        signal += float(np.sum(expected**2))
+        noise += float(np.sum((expected - actual) ** 2))
+    return 10 * np.log10(signal / noise)
+
+
+@pytest.mark.parametrize(("builder", "min_sqnr"), [(residual_cnn, 28.0), (mlp, 28.0)], ids=["cnn", "mlp"])
+def test_int8_runs_every_layer_on_integer_kernels_and_tracks_the_fp8_model(tmp_path, builder, min_sqnr):
+    source, data = _write(tmp_path, builder())
+    result = convert_file(source, data=data)
+    assert result.output_path == tmp_path / "model.int8.onnx"
+    onnx.checker.check_model(onnx.load(str(result.output_path)), full_check=True)
+    assert result.audit.float_count == 0, [r for r in result.audit.records if not r.integer]
+    assert result.audit.integer_count == sum(layer.precision == "int8" for layer in result.layers)
+    assert _sqnr_against_reference(source, result.output_path, data) > min_sqnr
+
+
+def test_residual_cnn_fuses_into_the_expected_integer_ops(tmp_path):
+    source, data = _write(tmp_path, residual_cnn())
+    result = convert_file(source, data=data)
+    kernels = {record.node: record.kernel for record in result.audit.records}
+    assert kernels == {
+        "conv1_node": "QLinearConv",
+        "conv2_node": "QLinearConv",
+        "conv3_node": "QLinearConv",
+        "logits_node": "QGemm",
+    }
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_every_golden_dialect_converts(tmp_path, name):
+    case = GOLDEN[name]
+    model = case.build()
+    if name == "mx_unsupported":
+        source, data = _write(tmp_path, model)
+        with pytest.raises(Fp8ConvError, match="MX"):
+            convert_file(source, data=data)
+        return
+    source, data = _write(tmp_path, model)
+    result = convert_file(source, data=data)
+    converted = onnx.load(str(result.output_path))
+    onnx.checker.check_model(converted, full_check=True)
+    domains = {node.domain for node in converted.graph.node}
+    assert domains <= {"", "ai.onnx"}, domains
+    assert any(layer.precision == "int8" for layer in result.layers)
+
+
+def test_source_tensor_names_are_kept(tmp_path):
+    source, data = _write(tmp_path, residual_cnn())
+    result = convert_file(source, data=data, audit=False)
+    names = {output for node in onnx.load(str(result.output_path)).graph.node for output in node.output}
+    # The pre-quantization tensors and the FP8 quantizers' output tensors both survive.
+    assert {"relu1", "relu1_fp8", "pool", "pool_fp8", "flat", "flat_fp8", "conv1.weight_fp8"} <= names
+
+
+def test_same_input_and_options_give_byte_identical_output_and_input_is_untouched(tmp_path):
+    source, data = _write(tmp_path, residual_cnn())
+    before = hashlib.sha256(source.read_bytes()).hexdigest()
+    first = convert_file(source, tmp_path / "a.onnx", data=data, audit=False)
+    second = convert_file(source, tmp_path / "b.onnx", data=data, audit=False)
+    assert first.output_path.read_bytes() == second.output_path.read_bytes()
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.onnx", "b.onnx", "model.npz", "model.onnx"]
+
+
+def test_metadata_records_version_target_and_methods(tmp_path):
+    source, data = _write(tmp_path, mlp())
+    result = convert_file(source, data=data, to="w8a16", audit=False, weights_range="max")
+    metadata = {entry.key: entry.value for entry in onnx.load(str(result.output_path)).metadata_props}
+    assert metadata["fp8conv.target"] == "w8a16"
+    assert metadata["fp8conv.weights_range"] == "max"
+    assert metadata["fp8conv.activations_range"] == "mse"
+    assert metadata["fp8conv.version"]
+
+
+def test_weights_are_7_bit_by_default_and_full_range_on_request(tmp_path):
+    source, data = _write(tmp_path, residual_cnn())
+
+    def weight_extremes(result) -> int:
+        model = result.model
+        quantized = [
+            v.const_value.numpy() for name, v in model.graph.initializers.items() if "weight_quantized" in name
+        ]
+        return max(int(np.abs(q).max()) for q in quantized)
+
+    assert weight_extremes(convert(source, data=data)) <= 63
+    assert weight_extremes(convert(source, data=data, full_range_weights=True)) > 63
+
+
+def test_int8_bias_is_int32_with_input_times_weight_scale(tmp_path):
+    source, data = _write(tmp_path, residual_cnn())
+    model = convert(source, data=data).model
+    conv = next(node for node in model.graph if node.name == "conv1_node")
+    x, weight, bias = (value.producer() for value in conv.inputs)
+    assert bias.inputs[0].const_value.dtype.name == "INT32"
+    input_scale = x.inputs[1].const_value.numpy()
+    weight_scale = weight.inputs[1].const_value.numpy()
+    np.testing.assert_array_equal(bias.inputs[1].const_value.numpy(), (input_scale * weight_scale).astype(np.float32))
+
+
+def test_w8a16_uses_int16_activations_at_opset_21(tmp_path):
+    source, data = _write(tmp_path, mlp())
+    model = convert(source, data=data, to="w8a16").model
+    assert model.opset_imports[""] >= 21
+    zero_points = [
+        v for name, v in model.graph.initializers.items() if name.endswith("_zero_point") and "weight" not in name
+    ]
+    assert zero_points
+    assert {v.const_value.dtype.name for v in zero_points} == {"INT16"}
+
+
+def test_int4_weights_are_int4_blocked_for_matmul(tmp_path):
+    source, data = _write(tmp_path, mlp())
+    result = convert(source, data=data, to="int4")
+    weights = [v for name, v in result.model.graph.initializers.items() if name.endswith("weight_quantized")]
+    assert {v.const_value.dtype.name for v in weights} == {"INT4"}
+    assert {layer.weight_granularity for layer in result.layers} == {"blocked"}
+
+
+def test_w4a16_runs_matmuls_as_matmulnbits(tmp_path):
+    source, data = _write(tmp_path, mlp())
+    result = convert_file(source, data=data, to="w4a16", int4_block_size=32)
+    kernels = {record.node: record for record in result.audit.records}
+    # fc2 (no bias, then a residual Add) gets an exact zero bias that steers onnxruntime to MatMulNBits.
+    assert kernels["fc2_node"].kernel == "MatMulNBits"
+    # fc1 (bias Add, then Relu): onnxruntime fuses MatMul+Add+Relu into a float FusedGemm before its
+    # MatMulNBits fusion runs; the audit must say so rather than claim an integer kernel.
+    assert kernels["fc1_node"].integer == (kernels["fc1_node"].kernel == "MatMulNBits")
+    assert kernels["fc1_node"].integer or kernels["fc1_node"].reason
+
+
+def test_keep_float_and_int16_patterns(tmp_path):
+    source, data = _write(tmp_path, residual_cnn())
+    result = convert(source, data=data, keep_float=[r"^conv2"], int16=[r"^logits"])
+    precision = {layer.node: (layer.precision, layer.activation_bits) for layer in result.layers}
+    assert precision["conv2_node"] == ("float", None)
+    assert precision["logits_node"] == ("int8", 16)
+    assert precision["conv1_node"] == ("int8", 8)
+
+
+def test_data_free_conversion_warns_and_uses_fp8_ranges(tmp_path):
+    source, data = _write(tmp_path, residual_cnn())
+    result = convert_file(source, audit=False)
+    assert any("no calibration data" in warning for warning in result.warnings)
+    assert {record.method for record in result.activations} == {"fp8"}
+    assert result.calibration_samples == 0
+    assert _sqnr_against_reference(source, result.output_path, data) > 15.0
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile", "entropy", "mse"])
+def test_every_activation_range_method_gives_a_working_model(tmp_path, method):
+    source, data = _write(tmp_path, residual_cnn())
+    result = convert_file(source, data=data, activations_range=method, audit=False)
+    assert {record.method for record in result.activations} == {method}
+    assert _sqnr_against_reference(source, result.output_path, data) > 20.0
+
+
+def test_external_data_output_loads_in_onnxruntime(tmp_path):
+    source, data = _write(tmp_path, residual_cnn())
+    result = convert_file(source, tmp_path / "out" / "model.onnx", data=data, external_data=True)
+    assert (tmp_path / "out" / "model.onnx.data").is_file()
+    assert result.audit.float_count == 0
+
+
+def test_cli_converts_with_defaults_and_prints_a_summary(tmp_path):
+    source, data = _write(tmp_path, residual_cnn())
+    outcome = CliRunner().invoke(cli, [str(source), "--to", "int8", "--data", str(data)])
+    assert outcome.exit_code == 0, outcome.output
+    assert (tmp_path / "model.int8.onnx").is_file()
+    assert "4/4 converted" in outcome.output
+    assert "4/4 Conv/MatMul/Gemm on integer kernels" in outcome.output
+
+
+@pytest.mark.parametrize("suffix", ["yaml", "toml"])
+def test_cli_reads_a_config_file(tmp_path, suffix):
+    source, data = _write(tmp_path, residual_cnn())
+    config = tmp_path / f"fp8conv.{suffix}"
+    if suffix == "yaml":
+        config.write_text("target: w8a16\nweights_range: max\nkeep_float:\n  - '^conv3'\n")
+    else:
+        config.write_text('target = "w8a16"\nweights_range = "max"\nkeep_float = ["^conv3"]\n')
+    outcome = CliRunner().invoke(cli, [str(source), "--config", str(config), "--data", str(data), "--json"])
+    assert outcome.exit_code == 0, outcome.output
+    assert (tmp_path / "model.w8a16.onnx").is_file()
+    assert '"weights_range": "max"' in outcome.output
+    assert '"precision": "float"' in outcome.output
+
+
+@pytest.mark.parametrize(
+    ("make_bad", "message"),
+    [
+        (lambda tmp: ["--data", str(tmp / "missing.npz")], "no such data file"),
+        (lambda tmp: ["--config", str(tmp / "bad.yaml")], "unknown option"),
+        (lambda tmp: ["--keep-float", "("], "not a valid regex"),
+    ],
+    ids=["missing-data", "bad-config", "bad-regex"],
+)
+def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, make_bad, message):
+    source, _ = _write(tmp_path, residual_cnn())
+    (tmp_path / "bad.yaml").write_text("targett: int8\n")
+    outcome = CliRunner().invoke(cli, [str(source), *make_bad(tmp_path)])
+    assert outcome.exit_code == 2
+    assert message in outcome.output
+    assert outcome.output.count("\n") == 1
+    assert not (tmp_path / "model.int8.onnx").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_data_missing_an_input_is_a_clear_error(tmp_path):
+    source, _ = _write(tmp_path, residual_cnn())
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, images=np.zeros((4, 3, 12, 12), np.float32))
+    with pytest.raises(Fp8ConvError, match="no data for model input"):
+        convert_file(source, data=wrong)
+
+
+def test_output_over_the_input_is_refused(tmp_path):
+    source, data = _write(tmp_path, residual_cnn())
+    with pytest.raises(Fp8ConvError, match="overwrite the input"):
+        convert_file(source, source, data=data)
