@@ -193,3 +193,9 @@ def test_matching_block_size_is_accepted():
     # the ragged case 6 = 4 + 2 with two scales is legal
     y = fp8.fake_quantize(X, np.full((4, 2), 0.5, np.float32), "e4m3fn", axis=1, block_size=4)
     np.testing.assert_array_equal(y, fp8.fake_quantize(X, 0.5, "e4m3fn"))
+
+
+def test_minifloat_max_value_between_grid_values_is_refused():
+    with pytest.raises(ValueError, match=r"not a value of the E4M3 grid \(nearest below: 288, above: 320\)"):
+        fp8.minifloat(4, 3, max_value=300)
+    assert fp8.minifloat(4, 3, max_value=288).max_value == 288

@@ -239,6 +239,7 @@ def minifloat(
         raise ValueError(f"max_value must be positive and finite, got {max_value}")
     else:
         max_value = min(float(max_value), grid_max)
+        _check_on_grid(max_value, exponent_bits, mantissa_bits, bias)
     name = f"minifloat_e{exponent_bits}m{mantissa_bits}"
     if bias != (1 << (exponent_bits - 1)) - 1:
         name += f"b{bias}"
@@ -256,6 +257,21 @@ def minifloat(
         style=style,
         has_subnormal=has_subnormal,
     )
+
+
+def _check_on_grid(value: float, exponent_bits: int, mantissa_bits: int, bias: int) -> None:
+    """Refuse a ``max_value`` between grid values: saturating to it would not be a grid value.
+
+    (QONNX clips *after* rounding, so an off-grid max would produce a value the format cannot encode.)
+    """
+    exponent = max(math.frexp(value)[1] - 1, 1 - bias)
+    quantum = math.ldexp(1.0, exponent - mantissa_bits)
+    if value % quantum:
+        below = math.floor(value / quantum) * quantum
+        raise ValueError(
+            f"max_value {value:g} is not a value of the E{exponent_bits}M{mantissa_bits} grid "
+            f"(nearest below: {below:g}, above: {below + quantum:g}); use one of those"
+        )
 
 
 def resolve_format(fmt: str | FloatFormat) -> FloatFormat:
