@@ -1,0 +1,115 @@
+"""onnxruntime sessions from onnx_ir models: options, CPU provider, input/output metadata.
+
+Thin helpers shared by the reference runner and verification: a session is built from the model's
+serialized bytes (models up to protobuf's 2 GB limit), always on the CPU execution provider, with an
+explicit graph optimization level, optional ``disabled_optimizers`` (names of graph transformers and
+rewrite rules, passed to ``InferenceSession``) and session config entries
+(``SessionOptions.add_session_config_entry``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import onnx_ir as ir
+import onnxruntime as ort
+
+from fp8conv.errors import Fp8ConvError
+
+__all__ = ["CPU_PROVIDER", "TensorInfo", "create_session", "session_inputs", "session_outputs"]
+
+logger = logging.getLogger(__name__)
+
+CPU_PROVIDER = "CPUExecutionProvider"
+
+_ORT_TYPES: dict[str, np.dtype] = {
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(float16)": np.dtype(np.float16),
+    "tensor(double)": np.dtype(np.float64),
+    "tensor(int8)": np.dtype(np.int8),
+    "tensor(uint8)": np.dtype(np.uint8),
+    "tensor(int16)": np.dtype(np.int16),
+    "tensor(uint16)": np.dtype(np.uint16),
+    "tensor(int32)": np.dtype(np.int32),
+    "tensor(uint32)": np.dtype(np.uint32),
+    "tensor(int64)": np.dtype(np.int64),
+    "tensor(uint64)": np.dtype(np.uint64),
+    "tensor(bool)": np.dtype(np.bool_),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    """A session input or output as onnxruntime reports it.
+
+    Attributes:
+        name: Tensor name.
+        dtype: NumPy dtype, or None for types NumPy cannot hold (bfloat16, float8, strings, sequences).
+        onnx_type: onnxruntime's type string, e.g. ``tensor(float)``.
+        shape: Dimensions: ints for static ones, strings or None for symbolic ones.
+    """
+
+    name: str
+    dtype: np.dtype | None
+    onnx_type: str
+    shape: tuple[int | str | None, ...]
+
+    @property
+    def rank(self) -> int:
+        """Number of dimensions."""
+        return len(self.shape)
+
+
+def create_session(
+    model: ir.Model,
+    *,
+    optimization_level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    disabled_optimizers: Iterable[str] = (),
+    config: Mapping[str, str] | None = None,
+) -> ort.InferenceSession:
+    """Create a CPU ``InferenceSession`` for an onnx_ir model.
+
+    Args:
+        model: The model; serialized with ``ir.to_proto`` (the caller's object is not changed).
+        optimization_level: onnxruntime graph optimization level.
+        disabled_optimizers: Graph transformer or rewrite-rule names onnxruntime must not run
+            (e.g. ``ReluQuantFusion``).
+        config: Session config entries (e.g. ``{"session.disable_quant_qdq": "1"}``).
+
+    Returns:
+        The session.
+
+    Raises:
+        Fp8ConvError: onnxruntime rejects the model; the message is onnxruntime's first line.
+    """
+    disabled = sorted(disabled_optimizers)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = optimization_level
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
+    data = ir.to_proto(model).SerializeToString()
+    try:
+        session = ort.InferenceSession(data, options, providers=[CPU_PROVIDER], disabled_optimizers=disabled)
+    except Exception as error:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise Fp8ConvError(f"onnxruntime cannot load the model: {first_line}") from error
+    logger.debug("session: level %s, disabled %s, config %s", optimization_level, disabled, config)
+    return session
+
+
+def _info(arg: ort.NodeArg) -> TensorInfo:
+    shape = tuple(arg.shape) if isinstance(arg.shape, (list, tuple)) else ()
+    return TensorInfo(name=arg.name, dtype=_ORT_TYPES.get(arg.type), onnx_type=arg.type, shape=shape)
+
+
+def session_inputs(session: ort.InferenceSession) -> list[TensorInfo]:
+    """The session's inputs (initializers excluded), in order."""
+    return [_info(arg) for arg in session.get_inputs()]
+
+
+def session_outputs(session: ort.InferenceSession) -> list[TensorInfo]:
+    """The session's outputs, in order."""
+    return [_info(arg) for arg in session.get_outputs()]

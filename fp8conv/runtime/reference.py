@@ -1,0 +1,221 @@
+"""Exact FP8 reference execution of a canonical model, on onnxruntime.
+
+:class:`ReferenceRunner` lowers every canonical ``FakeQuantize`` to standard ops that compute
+:func:`fp8conv.fp8.fake_quantize` bit for bit (:class:`~fp8conv.passes.lower_fake_quantize.LowerFakeQuantizePass`)
+and runs the result on onnxruntime's CPU provider. Quantization points are exact; the float ops between
+them (Conv, MatMul, Add, ...) are onnxruntime's float32 kernels, as in any float32 run.
+
+Lowering: float ops for every format by default. Both lowerings are exact (the tests sweep both), but
+onnxruntime's float8 ``QuantizeLinear`` is not multi-threaded: the float-op lowering of e4m3fn is 2-7×
+faster per quantizer than ``QuantizeLinear`` → ``DequantizeLinear`` on ResNet-18 activation shapes, and
+the whole ResNet-18 runs 1.2-2× faster (``benchmarks/RESULTS.md``). ``native_qdq=True`` selects Q/DQ where
+exact.
+
+Session settings, and why (``ORT_ENABLE_ALL`` is the fastest level; these are the parts of it that
+would change what a quantization point computes):
+
+* ``disabled_optimizers=["ReluQuantRewrite", "ClipQuantRewrite"]``: level-2 rewrite rules that delete a
+  ``Relu``/``Clip`` in front of a ``QuantizeLinear`` whose integer range makes it redundant. A float8 grid
+  is signed, so ReluQuantRewrite changes the function (measured on the test CNN: negative values reach
+  the quantizer and the logits change; reference "onnxruntime pitfalls" 1), and ClipQuantRewrite fails
+  session creation outright on a float8 zero point ("Unexpected data type for QuantizeLinear input
+  y_zero_point of 17"). onnxruntime matches rules by their rule names; the class names
+  ``ReluQuantFusion``/``ClipQuantFusion`` disable nothing (tested). ``session.disable_quant_qdq`` does
+  not cover these rules. They matter for ``native_qdq=True``, stored-weight and integer Q/DQ.
+* ``session.disable_quant_qdq=1``: turns off every QDQ-aware transformer — QDQ propagation,
+  ``WeightBiasQuantization`` (rewrites the float bias of a conv between float8 Q/DQ as an int32 tensor
+  with scale ``x_scale·w_scale``, observed here; pitfall 2), ``EnsureUniqueDQForNodeUnit``, s8→u8
+  conversion and the integer-kernel fusions (integer Q/DQ may coexist in the model and must run as
+  written). It also lets constant folding fold ``DequantizeLinear`` over constant weights; folding runs
+  onnxruntime's own kernel, so the folded weights are the same bits, computed once instead of every run.
+* ``session.disable_double_qdq_remover=1``: the level-1 ``DoubleQDQPairsRemover`` merges integer
+  ``Q→DQ→Q→DQ`` chains with different scales into one pair with a new scale (not exact).
+* ``session.enable_quant_qdq_cleanup=0`` (the default, stated explicitly): it would drop ``Q→DQ`` pairs.
+
+Left on: float fusions and layout changes (Conv+activation, Conv+Add, NCHWc, constant folding through
+onnxruntime's kernels, common subexpression elimination, transpose optimization) and the final cleanup
+of ``DQ→Q`` pairs with identical parameters (the identity on codes). They only reorder float arithmetic
+between quantization points, as they do in a plain float32 run (a run at ``ORT_DISABLE_ALL`` differs
+from this one by float rounding, ~1e-6 on the golden models). The tests in
+``tests/test_reference_execution.py`` are the evidence: every captured quantization point of a CNN and
+of every golden model equals the emulator bit for bit (both lowerings), the float ops between them match
+a float64 torch evaluation, outputs with and without captures are identical, and the default settings
+break the same lowered model.
+
+``capture`` makes intermediate tensors extra graph outputs. That can keep onnxruntime from fusing the
+node that produces them (a captured Conv output is not fused with its Relu), which changes float
+rounding order only: quantization points stay exact either way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import onnx_ir as ir
+import onnxruntime as ort
+
+from fp8conv.errors import Fp8ConvError
+from fp8conv.passes.lower_fake_quantize import LowerFakeQuantizePass
+from fp8conv.runtime.ort_backend import TensorInfo, create_session, session_inputs
+
+__all__ = ["DISABLED_OPTIMIZERS", "SESSION_CONFIG", "ReferenceRunner"]
+
+logger = logging.getLogger(__name__)
+
+DISABLED_OPTIMIZERS: tuple[str, ...] = ("ReluQuantRewrite", "ClipQuantRewrite")
+"""onnxruntime rewrite rules that change float8 quantization points (see the module docstring)."""
+
+SESSION_CONFIG: Mapping[str, str] = {
+    "session.disable_quant_qdq": "1",
+    "session.disable_double_qdq_remover": "1",
+    "session.enable_quant_qdq_cleanup": "0",
+}
+"""Session config entries of the reference session (see the module docstring)."""
+
+
+class ReferenceRunner:
+    """Runs a canonical model with exact FP8 numerics at every quantization point.
+
+    Args:
+        model: A model in canonical form (FakeQuantize nodes and FP8-weight DequantizeLinear). It is
+            cloned; the caller's object is never modified.
+        capture: Names of intermediate tensors to return with the outputs (node outputs of the main
+            graph, graph inputs or initializers).
+        native_qdq: Lower ONNX float8 formats to QuantizeLinear/DequantizeLinear where that is exact
+            instead of float ops (slower on onnxruntime 1.32; see the module docstring).
+
+    Raises:
+        Fp8ConvError: A capture name that is not a tensor of the main graph, a FakeQuantize that cannot
+            be lowered, or a model onnxruntime rejects.
+    """
+
+    def __init__(self, model: ir.Model, *, capture: Sequence[str] = (), native_qdq: bool = False) -> None:
+        lowered = ir.from_proto(ir.to_proto(model))
+        LowerFakeQuantizePass(native=native_qdq)(lowered)
+        self._constants = _add_captures(lowered, capture)
+        self.model = lowered
+        """The lowered model that runs, captured tensors included among its outputs."""
+        self._session = create_session(
+            lowered,
+            optimization_level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            disabled_optimizers=DISABLED_OPTIMIZERS,
+            config=SESSION_CONFIG,
+        )
+        self._inputs = session_inputs(self._session)
+        self._session_outputs = [arg.name for arg in self._session.get_outputs()]
+        graph_outputs = [value.name or "" for value in model.graph.outputs]
+        self._output_names = tuple(dict.fromkeys([*graph_outputs, *capture]))
+        logger.info(
+            "reference runner: %d inputs, %d outputs (%d captured)",
+            len(self._inputs),
+            len(graph_outputs),
+            len(self._output_names) - len(graph_outputs),
+        )
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Names of the inputs :meth:`run` needs."""
+        return tuple(info.name for info in self._inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Names of the arrays :meth:`run` returns: graph outputs, then captured tensors."""
+        return self._output_names
+
+    @property
+    def static_batch_size(self) -> int | None:
+        """The leading dimension when every input has the same static one, else None."""
+        leading = {info.shape[0] if info.shape else None for info in self._inputs}
+        if len(leading) == 1:
+            (size,) = leading
+            if isinstance(size, int) and size > 0:
+                return size
+        return None
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch.
+
+        Args:
+            feeds: One array per input, of the input's dtype and rank.
+
+        Returns:
+            ``{name: array}`` for every name in :attr:`output_names`.
+
+        Raises:
+            Fp8ConvError: Missing or unknown feed names, a wrong dtype, rank or static dimension, or an
+                onnxruntime run failure (one line).
+        """
+        self._check_feeds(feeds)
+        try:
+            results = self._session.run(self._session_outputs, dict(feeds))
+        except Exception as error:  # onnxruntime's own exception types
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise Fp8ConvError(f"onnxruntime run failed: {first_line}") from error
+        computed = dict(zip(self._session_outputs, results, strict=True))
+        out: dict[str, np.ndarray] = {}
+        for name in self._output_names:
+            if name in computed:
+                out[name] = computed[name]
+            elif name in self._constants:
+                out[name] = self._constants[name]
+            else:
+                out[name] = feeds[name]
+        return out
+
+    def run_batches(self, batches: Iterable[Mapping[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        """Run every batch of ``batches`` in turn, yielding :meth:`run`'s result for each."""
+        for feeds in batches:
+            yield self.run(feeds)
+
+    def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> None:
+        expected = {info.name: info for info in self._inputs}
+        missing = [name for name in expected if name not in feeds]
+        extra = [name for name in feeds if name not in expected]
+        if missing or extra:
+            problems = []
+            if missing:
+                problems.append(f"missing {', '.join(missing)}")
+            if extra:
+                problems.append(f"unknown {', '.join(extra)}")
+            raise Fp8ConvError(f"feeds: {'; '.join(problems)} (the model's inputs are {', '.join(expected)})")
+        for name, array in feeds.items():
+            _check_feed(expected[name], array)
+
+
+def _check_feed(info: TensorInfo, array: object) -> None:
+    if not isinstance(array, np.ndarray):
+        raise Fp8ConvError(f"input {info.name!r}: expected a NumPy array, got {type(array).__name__}")
+    if info.dtype is not None and array.dtype != info.dtype:
+        raise Fp8ConvError(f"input {info.name!r}: dtype {array.dtype}, the model wants {info.dtype}")
+    if array.ndim != info.rank:
+        raise Fp8ConvError(
+            f"input {info.name!r}: rank {array.ndim} (shape {array.shape}), the model wants rank {info.rank} "
+            f"(shape {list(info.shape)})"
+        )
+    for axis, (have, want) in enumerate(zip(array.shape, info.shape, strict=True)):
+        if isinstance(want, int) and want >= 0 and have != want:
+            raise Fp8ConvError(
+                f"input {info.name!r}: dimension {axis} is {have}, the model wants {want} (shape {list(info.shape)})"
+            )
+
+
+def _add_captures(model: ir.Model, capture: Sequence[str]) -> dict[str, np.ndarray]:
+    """Make captured node outputs graph outputs; return captured initializers' values."""
+    graph = model.graph
+    produced = {value.name: value for node in graph for value in node.outputs if value.name}
+    outputs = {value.name for value in graph.outputs}
+    fed = {value.name for value in graph.inputs if not value.is_initializer()}
+    constants: dict[str, np.ndarray] = {}
+    for name in capture:
+        if name in outputs or name in fed:
+            continue
+        if name in produced:
+            graph.outputs.append(produced[name])
+            outputs.add(name)
+        elif name in graph.initializers and graph.initializers[name].const_value is not None:
+            constants[name] = graph.initializers[name].const_value.numpy()
+        else:
+            raise Fp8ConvError(f"capture: {name!r} is not a tensor of the model's main graph")
+    return constants
