@@ -452,6 +452,7 @@ def _activation_quantization(
                 method = "mse"
             low, high = calibration.compute_range(stats, method, qtype, **options)
             kind = type(stats).__name__
+        low, high = _inside_clip_bounds(points, low, high)
         scale, zero_point = calibration.quantization_params(low, high, qtype)
         quantizations[group] = ActivationQuantization(float(scale), int(zero_point), qtype)
         records.append(
@@ -468,6 +469,20 @@ def _activation_quantization(
             )
         )
     return quantizations, records
+
+
+def _inside_clip_bounds(points: list[ActivationPoint], low: float, high: float) -> tuple[float, float]:
+    """Keep the range inside the bounds of a Clip producing the tensors (ReLU6).
+
+    Values beyond the bounds never occur, and a quantizer whose range lies inside them lets onnxruntime
+    drop the Clip (ClipQuantFusion), so the Conv before it fuses into QLinearConv.
+    """
+    bounds = [point.clip for point in points if point.clip is not None]
+    if not bounds:
+        return low, high
+    clip_low = max(bound[0] for bound in bounds)
+    clip_high = min(bound[1] for bound in bounds)
+    return max(low, min(clip_low, 0.0)), min(high, clip_high) if clip_high > 0 else high
 
 
 def _data_free_range(

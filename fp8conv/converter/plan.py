@@ -113,6 +113,8 @@ class ActivationPoint:
         group: Tensors with the same group share scale and zero point.
         fp8: The FP8 quantization point this replaces, if any (its output name is kept for the DQ).
         non_negative: Whether the tensor is known to be >= 0 (after Relu, Softmax, …).
+        clip: The constant bounds of a Clip producing the tensor (ReLU6), if any: the integer range is
+            kept inside them so onnxruntime can fold the Clip into the quantizer.
         why: Which rule placed it (``layer input``, ``conv output``, ``integer op``).
     """
 
@@ -122,6 +124,7 @@ class ActivationPoint:
     fp8: QuantPoint | None
     non_negative: bool
     why: str
+    clip: tuple[float, float] | None = None
 
 
 @dataclasses.dataclass
@@ -172,7 +175,7 @@ def plan_conversion(model: ir.Model, config: ConversionConfig) -> QuantizationPl
             return
         value = values[tensor]
         fp8 = _fp8_point_reading(value, by_output) or _fp8_point_behind_cast(value, by_output)
-        points[tensor] = ActivationPoint(tensor, bits, tensor, fp8, _non_negative(value), why)
+        points[tensor] = ActivationPoint(tensor, bits, tensor, fp8, _non_negative(value), why, _clip_bounds(value))
 
     for layer in layers:
         if layer.activation_bits is None:
@@ -237,6 +240,16 @@ def _fp8_point_reading(value: ir.Value, by_output: dict[str, QuantPoint]) -> Qua
             if point is not None:
                 return point
     return None
+
+
+def _clip_bounds(value: ir.Value) -> tuple[float, float] | None:
+    """(min, max) of a Clip with constant bounds that produces ``value``."""
+    producer = value.producer()
+    if producer is None or producer.op_type != "Clip" or producer.domain not in ("", "ai.onnx"):
+        return None
+    inputs = [*producer.inputs[1:3], None, None]
+    low, high = constant_array(inputs[0]), constant_array(inputs[1])
+    return (float(low) if low is not None else -np.inf), (float(high) if high is not None else np.inf)
 
 
 def _non_negative(value: ir.Value) -> bool:

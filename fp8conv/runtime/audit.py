@@ -742,7 +742,7 @@ def _integer_warning(node: onnx.NodeProto, g: _Graph, kernel: str) -> str | None
     if not warnings:
         return None
     message = "warning: " + "; ".join(warnings)
-    logger.warning("kernel audit: %s %s → %s: %s", node.op_type, _label(node), kernel, message)
+    logger.info("kernel audit: %s %s → %s: %s", node.op_type, _label(node), kernel, message)
     return message
 
 
