@@ -32,15 +32,13 @@ import onnx_ir as ir
 
 from fp8conv.converter.config import ConversionConfig, LayerPrecision, Target
 from fp8conv.passes.canonical import (
-    FP8_DATA_TYPES,
     QuantPoint,
     collect_quant_points,
     constant_array,
     is_fake_quantize,
     is_fp8_weight_dequantize,
-    read_fake_quantize,
 )
-from fp8conv.runtime.emulator import decode, fake_quantize
+from fp8conv.passes.dequantize_fp8 import exact_weights
 
 __all__ = ["ActivationPoint", "Layer", "QuantizationPlan", "is_integer_op", "plan_conversion"]
 
@@ -282,36 +280,11 @@ def _exact_weight(value: ir.Value | None) -> tuple[np.ndarray | None, str | None
         exact, source, point = _exact_weight(inner)
         return (exact.astype(np.float32) if exact is not None else None), source, point
     producer = value.producer()
-    if producer is not None and is_fake_quantize(producer):
-        source = producer.inputs[0]
-        array = constant_array(source)
-        if array is None:
+    if producer is not None and (is_fake_quantize(producer) or is_fp8_weight_dequantize(producer)):
+        exact = exact_weights(producer)
+        if exact is None:
             return None, None, None
-        spec = read_fake_quantize(producer)
-        scale = constant_array(producer.inputs[1])
-        assert scale is not None
-        exact = fake_quantize(
-            array, scale, spec.format, axis=spec.axis, block_size=spec.block_size, saturate=spec.saturate
-        )
-        return exact, source.name, None
-    if producer is not None and is_fp8_weight_dequantize(producer):
-        data = producer.inputs[0]
-        assert data is not None
-        codes = constant_array(data)
-        scale = constant_array(producer.inputs[1])
-        assert codes is not None
-        assert scale is not None
-        values = decode(codes, FP8_DATA_TYPES[data.dtype])
-        scale = np.asarray(scale, dtype=np.float32)
-        block_size = producer.attributes.get_int("block_size", 0)
-        axis = producer.attributes.get_int("axis", 1) % max(values.ndim, 1)
-        if block_size:
-            scale = np.repeat(scale, block_size, axis=axis)[tuple(slice(0, n) for n in values.shape)]
-        elif scale.size > 1:
-            shape = [1] * values.ndim
-            shape[axis] = -1
-            scale = scale.reshape(shape)
-        return (values * scale).astype(np.float32), data.name, None
+        return exact, producer.inputs[0].name, None
     array = constant_array(value)
     if array is not None and np.issubdtype(array.dtype, np.floating):
         return array.astype(np.float32), value.name, None
