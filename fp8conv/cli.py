@@ -5,16 +5,24 @@ Exit codes: 0 success (all gates pass), 1 a gate failed, 2 bad input or usage.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from fp8conv import __version__
 from fp8conv.errors import Fp8ConvError
 from fp8conv.runtime.formats import FORMATS
+
+if TYPE_CHECKING:
+    from fp8conv.converter.pipeline import ConversionResult
+    from fp8conv.report.gates import Gates
+    from fp8conv.report.result import VerificationResult
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +74,137 @@ def formats_command() -> None:
             f"{fmt.name:<12} {fmt.bits:>4} {fmt.exponent_bits:>2} {fmt.mantissa_bits:>2} {fmt.bias:>4} "
             f"{fmt.max_value:>12g} {fmt.min_normal:>12g} {fmt.min_subnormal:>14g}  {fmt.style}"
         )
+
+
+_GATE_HELP = "Global, or per output as OUTPUT:VALUE (repeatable); 'off' disables."
+
+
+def _default(name: str) -> str:
+    from fp8conv.report.gates import DEFAULT_THRESHOLDS
+
+    value = DEFAULT_THRESHOLDS[name]
+    return "default off" if value is None else f"default {value:g}"
+
+
+def _verification_options(command: Callable[..., object]) -> Callable[..., object]:
+    """Options shared by ``convert`` and ``verify``: report directory, gates, optimization level, random inputs.
+
+    They reach the command as keyword arguments ``report_dir``, ``min_sqnr``, ``min_cosine``,
+    ``max_top1_drop``, ``max_accuracy_drop``, ``max_abs_err`` (tuples of specs), ``optimization_level`` and
+    ``random_inputs``.
+    """
+    options = [
+        click.option(
+            "--report",
+            "report_dir",
+            type=click.Path(path_type=Path, file_okay=False),
+            default=None,
+            help="Write report.json, report.md and report.html into this directory (also when a gate fails).",
+        ),
+        click.option(
+            "--min-sqnr",
+            multiple=True,
+            metavar="[OUTPUT:]DB",
+            help=f"Minimum output SQNR in dB ({_default('min_sqnr')}). {_GATE_HELP}",
+        ),
+        click.option(
+            "--min-cosine",
+            multiple=True,
+            metavar="[OUTPUT:]X",
+            help=f"Minimum cosine similarity ({_default('min_cosine')}). {_GATE_HELP}",
+        ),
+        click.option(
+            "--max-top1-drop",
+            multiple=True,
+            metavar="[OUTPUT:]PP",
+            help=f"Maximum top-1 disagreement in percentage points, classifier outputs ({_default('max_top1_drop')}). "
+            f"{_GATE_HELP}",
+        ),
+        click.option(
+            "--max-accuracy-drop",
+            multiple=True,
+            metavar="[OUTPUT:]PP",
+            help=f"Maximum accuracy drop in percentage points, needs labels in the data "
+            f"({_default('max_accuracy_drop')}). {_GATE_HELP}",
+        ),
+        click.option(
+            "--max-abs-err",
+            multiple=True,
+            metavar="[OUTPUT:]X",
+            help=f"Maximum absolute error ({_default('max_abs_err')}). {_GATE_HELP}",
+        ),
+        click.option(
+            "--optimization-level",
+            type=click.Choice(["all", "extended", "basic", "disable"]),
+            default="all",
+            show_default=True,
+            help="onnxruntime optimization level the candidate is deployed at.",
+        ),
+        click.option(
+            "--random-inputs",
+            type=click.IntRange(min=1),
+            default=None,
+            metavar="N",
+            help="Verify on N random inputs instead of data (explicit opt-in; the report warns that they do not "
+            "represent the task).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@dataclasses.dataclass(frozen=True)
+class _VerifyOptions:
+    """The values of :func:`_verification_options`, typed."""
+
+    report_dir: Path | None
+    gate_specs: dict[str, tuple[str, ...]]
+    optimization_level: str
+    random_inputs: int | None
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> _VerifyOptions:
+        from fp8conv.report.gates import GATE_NAMES
+
+        return cls(
+            report_dir=kwargs["report_dir"],
+            gate_specs={name: tuple(kwargs[name]) for name in GATE_NAMES},
+            optimization_level=kwargs["optimization_level"],
+            random_inputs=kwargs["random_inputs"],
+        )
+
+    def gates(self, config_gates: Mapping[str, Any] | None) -> Gates:
+        """Defaults, then the config file's ``gates`` table, then the gate flags."""
+        from fp8conv.report.gates import Gates
+
+        gates = Gates.default()
+        if config_gates is not None:
+            gates = gates.with_mapping(config_gates, source="config")
+        for name, specs in self.gate_specs.items():
+            if specs:
+                gates = gates.with_specs(name, specs, source="cli")
+        return gates
+
+
+def _finish(result: VerificationResult, report_dir: Path | None, as_json: bool, prefix: str = "") -> None:
+    """Write the reports, print the summary (or JSON), and exit with the result's exit code."""
+    from fp8conv.report.terminal import render_terminal
+    from fp8conv.report.writer import write_reports
+
+    document = result.to_json()
+    if report_dir is not None:
+        write_reports(result, report_dir)
+    if as_json:
+        click.echo(json.dumps(document, indent=2, allow_nan=False))
+    else:
+        text = render_terminal(document)
+        if report_dir is not None:
+            text += f"\nreports: {report_dir / 'report.html'} (also report.md, report.json)"
+        click.echo(prefix + text)
+    code = result.exit_code
+    if code:
+        click.get_current_context().exit(code)
 
 
 @cli.command("convert")
@@ -153,7 +292,21 @@ def formats_command() -> None:
     help="Save weights as external data (default: only for models over 1 GiB).",
 )
 @click.option("--no-audit", is_flag=True, help="Skip the onnxruntime integer-kernel audit.")
-@click.option("--json", "as_json", is_flag=True, help="Print the conversion record as JSON.")
+@click.option(
+    "--verify-data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Held-out data to verify on (default: the calibration data --data).",
+)
+@click.option("--no-verify", is_flag=True, help="Convert only: skip verification and its gates.")
+@_verification_options
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON: the verification report (its 'conversion' key is the conversion record), or the "
+    "conversion record when nothing was verified.",
+)
 def convert_command(
     model: Path,
     target: str | None,
@@ -170,22 +323,33 @@ def convert_command(
     max_samples: int | None,
     external_data: bool | None,
     no_audit: bool,
+    verify_data: Path | None,
+    no_verify: bool,
     as_json: bool,
+    **verification: Any,
 ) -> None:
-    """Convert an FP8 fake-quantized MODEL to an integer QDQ model for onnxruntime.
+    """Convert an FP8 fake-quantized MODEL to an integer QDQ model for onnxruntime, then verify it.
 
     Also available as `fp8conv MODEL --to int8`. Reads every FP8 dialect (QDQ with float8, FP8 weights
     behind DequantizeLinear, TensorRT trt:: ops, QONNX FloatQuant, Cast pairs), requantizes the exact FP8
     weights per output channel and calibrates activation ranges on the exact FP8 reference, then checks
     which layers onnxruntime runs on integer kernels.
+
+    Verification (skip with --no-verify) compares the written model with MODEL under exact FP8 numerics
+    on --verify-data, else --random-inputs N, else the calibration data --data; with none of them it is
+    skipped with a note. Exit codes: 0 all gates pass (or nothing verified), 1 a gate failed, 2 bad
+    input. The model and the --report files are written in every case but 2.
     """
     from fp8conv.converter.config import load_config_file
     from fp8conv.converter.pipeline import convert_file
 
-    options: dict[str, object] = {}
+    checks = _VerifyOptions.from_kwargs(verification)
+    if verify_data is not None and checks.random_inputs is not None:
+        raise click.UsageError("give --verify-data or --random-inputs, not both")
+    options: dict[str, Any] = {}
     if config_path is not None:
         options.update(load_config_file(config_path))
-        options.pop("gates", None)
+    gates = checks.gates(options.pop("gates", None))
     flags = {
         "weights_range": weights_range,
         "activations_range": activations_range,
@@ -213,10 +377,54 @@ def convert_command(
         progress=True,
         **options,
     )
-    if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+    verified = _verify_conversion(model, result, data_path, verify_data, no_verify, gates, checks)
+    if verified is None:
+        if as_json:
+            click.echo(json.dumps(result.to_json(), indent=2))
+        else:
+            click.echo(_conversion_summary(result))
         return
-    click.echo(_conversion_summary(result))
+    _finish(verified, checks.report_dir, as_json, prefix="" if as_json else _conversion_summary(result) + "\n")
+
+
+def _verify_conversion(
+    model: Path,
+    result: ConversionResult,
+    data_path: Path | None,
+    verify_data: Path | None,
+    no_verify: bool,
+    gates: Gates,
+    checks: _VerifyOptions,
+) -> VerificationResult | None:
+    """Verify a conversion; a not-verified result when skipped but reports are wanted; else None."""
+    from fp8conv.report.verify import not_verified, verify
+
+    output_path = result.output_path
+    random_inputs = checks.random_inputs
+    reason = None
+    if no_verify:
+        reason = "--no-verify was given"
+    elif verify_data is None and random_inputs is None and data_path is None:
+        reason = (
+            "no data to verify on: pass --data (or --verify-data) DATA.npz, or --random-inputs N to verify on "
+            "random inputs"
+        )
+    if reason is not None:
+        if checks.report_dir is None:
+            if not no_verify:
+                click.echo(f"note: verification skipped: {reason}", err=True)
+            return None
+        return not_verified(model, output_path, reason, conversion=result, gates=gates)
+    return verify(
+        model,
+        output_path,
+        None if random_inputs is not None else (verify_data or data_path),
+        gates=gates,
+        optimization_level=checks.optimization_level,
+        random_inputs=random_inputs,
+        conversion=result,
+        progress=True,
+    )
 
 
 def _conversion_summary(result: object) -> str:
@@ -278,6 +486,69 @@ def run_command(model: Path, data_path: Path, output: Path, batch_size: int | No
 
     written = run_reference(model, data_path, output, batch_size=batch_size)
     click.echo(f"wrote {written.num_samples} samples of {', '.join(written.output_names)} to {output}")
+
+
+@cli.command("verify")
+@click.argument("reference", type=click.Path(path_type=Path))
+@click.argument("candidate", type=click.Path(path_type=Path))
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Inputs: .npz keyed by input name (first axis = samples; optional 'labels'), or a directory of them.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="YAML or TOML file whose 'gates' table sets thresholds (flags win).",
+)
+@click.option("--no-layers", is_flag=True, help="Compare outputs only (no per-layer captures).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Samples per run (default 16).")
+@_verification_options
+@click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout instead of the table.")
+def verify_command(
+    reference: Path,
+    candidate: Path,
+    data_path: Path | None,
+    config_path: Path | None,
+    no_layers: bool,
+    batch_size: int | None,
+    as_json: bool,
+    **verification: Any,
+) -> None:
+    """Compare CANDIDATE with REFERENCE on data and check the accuracy gates.
+
+    REFERENCE runs under exact FP8 numerics (any FP8 dialect; float and integer models run as they are);
+    CANDIDATE runs on onnxruntime at --optimization-level and, for the per-layer comparison and to
+    separate quantization from kernel error, as its unfused QDQ graph. Tensors are matched by name.
+    Works for FP8 vs INT8, float vs INT8 and INT8 vs INT8.
+
+    Exit codes: 0 all gates pass, 1 a gate failed (reports are still written), 2 bad input or usage.
+    """
+    from fp8conv.converter.config import load_config_file
+    from fp8conv.report.verify import verify
+
+    checks = _VerifyOptions.from_kwargs(verification)
+    if data_path is not None and checks.random_inputs is not None:
+        raise click.UsageError("give --data or --random-inputs, not both")
+    if data_path is None and checks.random_inputs is None:
+        raise click.UsageError("give --data DATA.npz (or, explicitly, --random-inputs N)")
+    config_gates = load_config_file(config_path).get("gates") if config_path is not None else None
+    result = verify(
+        reference,
+        candidate,
+        data_path,
+        gates=checks.gates(config_gates),
+        optimization_level=checks.optimization_level,
+        per_layer=not no_layers,
+        random_inputs=checks.random_inputs,
+        batch_size=batch_size,
+        progress=True,
+    )
+    _finish(result, checks.report_dir, as_json)
 
 
 def main(argv: list[str] | None = None) -> None:

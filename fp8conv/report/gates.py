@@ -1,0 +1,353 @@
+"""Accuracy gates: thresholds on the verification metrics that decide pass or fail (exit code 1).
+
+Five gates, each set globally or per output (``name:value``; ``off`` disables a gate), from the Python
+API, a config file's ``gates`` table or the CLI (later sources override earlier ones per output):
+
+===================  ===========================  =======  ============================================
+gate                 metric (per output)          default  why this default
+===================  ===========================  =======  ============================================
+``min_sqnr``         SQNR dB of the deployed      20 dB    ‖error‖ ≤ 10 % of ‖reference‖. One INT8 or
+                     candidate vs the reference            FP8 quantizer alone gives ~30-40 dB on
+                                                           Gaussian-like tensors; errors accumulate
+                                                           over depth, and good INT8 CNNs land at
+                                                           20-30 dB on their logits. Below 20 dB the
+                                                           output has visibly changed.
+``min_cosine``       cosine similarity            0.99     Scale-free direction check (≈ 17 dB of
+                                                           SQNR). Catches sign/permutation damage
+                                                           that a loose SQNR gate might let by; note it
+                                                           is blind to a pure scale error (weights
+                                                           ×1.5 keep cosine 1; SQNR catches it).
+``max_top1_drop``    top-1 disagreement, pp       2 pp     Classifier outputs only. Good INT8 models
+                     ``100·(1 − top1_agreement)``          flip 0.5-2 % of predictions (flips in both
+                                                           directions, so ~2-3× their accuracy drop).
+``max_accuracy_drop``  top-1 accuracy drop vs the  1 pp     Only with labels. MLPerf's INT8 quality
+                     labels, pp                            target is 99 % of the reference accuracy
+                                                           (0.76 pp for ResNet-50).
+``max_abs_err``      max absolute error           off      Depends on the output's units; set it per
+                                                           output when an absolute bound matters.
+===================  ===========================  =======  ============================================
+
+These are not Polygraphy's element-wise ``atol``/``rtol`` tolerances: a quantized model differs from its
+reference in nearly every element, so element-wise bounds either fail good models or must be set so
+loose they catch nothing. SQNR and cosine are energy ratios over the whole output, and the task-level
+gates look at predictions.
+
+Rate gates (top-1 drop, accuracy drop) are judged with sampling noise in mind: the gate fails when the
+one-sided 95 % Wilson lower confidence bound of the rate exceeds the threshold (the reported value is the
+observed rate). With 32 samples one flipped prediction (3.1 % observed, bound 0.6 %) passes a 2 pp gate;
+two or more fail it; with thousands of samples the bound is within a fraction of a point of the observed
+rate.
+
+Independently of these, a ``nonfinite`` gate always fails an output where the candidate produces NaN or
+Inf at a position where the reference does not (or vice versa).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from fp8conv.errors import Fp8ConvError
+from fp8conv.report.metrics import wilson_lower_bound
+
+if TYPE_CHECKING:
+    from fp8conv.report.result import OutputReport
+
+__all__ = ["DEFAULT_THRESHOLDS", "GATE_NAMES", "GateResult", "Gates", "evaluate_gates"]
+
+logger = logging.getLogger(__name__)
+
+GATE_NAMES: tuple[str, ...] = ("min_sqnr", "min_cosine", "max_top1_drop", "max_accuracy_drop", "max_abs_err")
+"""The configurable gates, in report order."""
+
+DEFAULT_THRESHOLDS: Mapping[str, float | None] = {
+    "min_sqnr": 20.0,
+    "min_cosine": 0.99,
+    "max_top1_drop": 2.0,
+    "max_accuracy_drop": 1.0,
+    "max_abs_err": None,
+}
+"""Global defaults (None: off). See the module docstring for the reasoning."""
+
+_METRIC = {
+    "min_sqnr": "sqnr_db",
+    "min_cosine": "cosine",
+    "max_top1_drop": "top1_drop_pp",
+    "max_accuracy_drop": "accuracy_drop_pp",
+    "max_abs_err": "max_abs_err",
+    "nonfinite": "nonfinite_mismatch",
+}
+_OFF = frozenset({"off", "none", "null", "disable", "disabled"})
+_GLOBAL_KEYS = frozenset({"*", "default", "all"})
+
+
+@dataclasses.dataclass(frozen=True)
+class GateResult:
+    """One gate checked on one output.
+
+    Attributes:
+        name: Gate name (``min_sqnr``, …, or ``nonfinite``).
+        output: The output it was checked on (None when it could not be applied to any).
+        metric: The metric compared (a key of the output's report entry).
+        comparison: ``>=`` (minimum gates) or ``<=`` (maximum gates).
+        threshold: The threshold.
+        value: The measured value (None when it could not be measured).
+        passed: Whether the gate passed.
+        source: Where the threshold came from: ``default``, ``config``, ``cli`` or ``api``.
+        decision_value: For rate gates, the 95 % lower confidence bound the decision used (pp).
+        note: Why a gate could not be applied, or how a rate was counted.
+    """
+
+    name: str
+    output: str | None
+    metric: str
+    comparison: str
+    threshold: float
+    value: float | None
+    passed: bool
+    source: str
+    decision_value: float | None = None
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON view (infinite values as the strings ``"inf"``/``"-inf"``)."""
+        from fp8conv.report.result import json_number
+
+        data = dataclasses.asdict(self)
+        data["value"] = json_number(self.value)
+        data["threshold"] = json_number(self.threshold)
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class _Setting:
+    value: float | None
+    source: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Gates:
+    """Gate thresholds: per gate, a global value and per-output values (None = off).
+
+    Build with :meth:`default`, then layer :meth:`with_mapping` (config file / API dict) and
+    :meth:`with_specs` (CLI strings) on top; each overrides the same (gate, output) key only.
+
+    Attributes:
+        settings: ``{gate: {output or None: setting}}``; ``None`` is the global key.
+    """
+
+    settings: Mapping[str, Mapping[str | None, _Setting]]
+
+    @classmethod
+    def default(cls) -> Gates:
+        """The documented defaults (:data:`DEFAULT_THRESHOLDS`)."""
+        return cls({name: {None: _Setting(DEFAULT_THRESHOLDS[name], "default")} for name in GATE_NAMES})
+
+    @classmethod
+    def coerce(cls, gates: Gates | Mapping[str, Any] | None) -> Gates:
+        """Gates from None (defaults), a :class:`Gates`, or a mapping in config-file form (over defaults)."""
+        if gates is None:
+            return cls.default()
+        if isinstance(gates, Gates):
+            return gates
+        if isinstance(gates, Mapping):
+            return cls.default().with_mapping(gates, source="api")
+        raise Fp8ConvError(f"gates must be a Gates object or a mapping, not {type(gates).__name__}")
+
+    def with_specs(self, name: str, specs: Iterable[str | float], *, source: str = "cli") -> Gates:
+        """Override one gate with CLI-style specs: ``"20"`` (global), ``"logits:25"``, ``"off"``, ``"x:off"``.
+
+        The output name is everything before the last ``:`` (names such as ``out:0`` work: ``out:0:25``).
+
+        Raises:
+            Fp8ConvError: Unknown gate, or a value that is not a number (or ``off``) in range.
+        """
+        name = _gate_name(name)
+        updated = dict(self.settings.get(name, {}))
+        for spec in specs:
+            output, value = _parse_spec(name, spec)
+            updated[output] = _Setting(value, source)
+        return Gates({**self.settings, name: updated})
+
+    def with_mapping(self, mapping: Mapping[str, Any], *, source: str = "config") -> Gates:
+        """Override gates from a config ``gates`` table or API dict.
+
+        Each key is a gate name (``min_sqnr`` or ``min-sqnr``); each value a number or ``"off"``
+        (global), a table ``{output: value}`` (``"*"`` = global), or a list of CLI-style specs.
+
+        Raises:
+            Fp8ConvError: Unknown gate names (the valid ones are listed) or bad values.
+        """
+        if not isinstance(mapping, Mapping):
+            raise Fp8ConvError(f"gates: expected a table of gate thresholds, got {type(mapping).__name__}")
+        gates = self
+        for key, value in mapping.items():
+            if isinstance(value, Mapping):
+                specs = [
+                    _join(None if str(output) in _GLOBAL_KEYS else str(output), threshold)
+                    for output, threshold in value.items()
+                ]
+            elif isinstance(value, (list, tuple)):
+                specs = list(value)
+            else:
+                specs = [_join(None, value)]
+            gates = gates.with_specs(str(key), specs, source=source)
+        return gates
+
+    def threshold(self, name: str, output: str) -> _Setting:
+        """The setting that applies to ``output``: its own, else the global one."""
+        table = self.settings.get(name, {})
+        return table.get(output, table.get(None, _Setting(None, "default")))
+
+    def per_output_names(self) -> set[str]:
+        """Every output named in a per-output setting."""
+        return {output for table in self.settings.values() for output in table if output is not None}
+
+    def global_threshold(self, name: str) -> float | None:
+        """The global value of a gate (None when off)."""
+        return self.settings.get(name, {}).get(None, _Setting(None, "default")).value
+
+    def to_json(self) -> dict[str, Any]:
+        """``{gate: {"global": value, "outputs": {name: value}}}`` (None = off)."""
+        return {
+            name: {
+                "global": self.global_threshold(name),
+                "outputs": {k: s.value for k, s in self.settings.get(name, {}).items() if k is not None},
+            }
+            for name in GATE_NAMES
+        }
+
+
+def _gate_name(name: str) -> str:
+    normalized = name.strip().lstrip("-").replace("-", "_")
+    if normalized not in GATE_NAMES:
+        raise Fp8ConvError(f"unknown gate {name!r}; valid gates: {', '.join(GATE_NAMES)}")
+    return normalized
+
+
+def _join(output: str | None, value: object) -> str:
+    text = "off" if value is None else str(value)
+    return text if output is None else f"{output}:{text}"
+
+
+def _parse_spec(name: str, spec: str | float) -> tuple[str | None, float | None]:
+    text = str(spec).strip()
+    output: str | None = None
+    if ":" in text:
+        output, text = (part.strip() for part in text.rsplit(":", 1))
+        if not output:
+            raise Fp8ConvError(f"gate {name}: empty output name in {spec!r} (use NAME:VALUE)")
+    if text.lower() in _OFF:
+        return output, None
+    try:
+        value = float(text)
+    except ValueError:
+        raise Fp8ConvError(
+            f"gate {name}: {spec!r} is not a number, NAME:NUMBER or 'off' (e.g. 20 or logits:25)"
+        ) from None
+    if not math.isfinite(value):
+        raise Fp8ConvError(f"gate {name}: threshold must be finite, got {spec!r}")
+    if name == "min_cosine" and not -1.0 <= value <= 1.0:
+        raise Fp8ConvError(f"gate {name}: cosine threshold must be in [-1, 1], got {value:g}")
+    if name == "max_abs_err" and value < 0.0:
+        raise Fp8ConvError(f"gate {name}: threshold must be >= 0, got {value:g}")
+    return output, value
+
+
+def evaluate_gates(gates: Gates, outputs: list[OutputReport], *, has_labels: bool) -> list[GateResult]:
+    """Check every gate on every output it applies to.
+
+    Gates apply to outputs as follows: SQNR, cosine and max abs error to every output; top-1 drop to
+    classifier outputs; accuracy drop to classifier outputs with labels. A gate set explicitly (not a
+    default) that applies to no output gives one failed row saying why, so a requested check is never
+    silently skipped.
+
+    Args:
+        gates: The thresholds.
+        outputs: The per-output results.
+        has_labels: Whether the data had labels.
+
+    Returns:
+        The results, gate by gate, output by output, then one ``nonfinite`` row per output.
+
+    Raises:
+        Fp8ConvError: A per-output threshold names an output the models do not have, or a rate gate is set
+            for a specific output that is not a classifier output.
+    """
+    names = {output.name for output in outputs}
+    unknown = sorted(gates.per_output_names() - names)
+    if unknown:
+        raise Fp8ConvError(
+            f"gates name output(s) {', '.join(unknown)} that the models do not have; "
+            f"outputs: {', '.join(sorted(names))}"
+        )
+    by_name = {output.name: output for output in outputs}
+    for name in ("max_top1_drop", "max_accuracy_drop"):
+        for output_name, setting in gates.settings.get(name, {}).items():
+            if output_name is not None and setting.value is not None and by_name[output_name].topk is None:
+                raise Fp8ConvError(
+                    f"gate {name} is set for output {output_name!r}, which is not a classifier output "
+                    "([N, C] with C >= 2)"
+                )
+    results: list[GateResult] = []
+    for name in GATE_NAMES:
+        applied = False
+        explicit = False
+        for output in outputs:
+            setting = gates.threshold(name, output.name)
+            explicit = explicit or (setting.value is not None and setting.source != "default")
+            if setting.value is None:
+                continue
+            result = _check(name, setting, output, has_labels)
+            if result is not None:
+                results.append(result)
+                applied = True
+        if explicit and not applied:
+            results.append(_not_applicable(name, gates, has_labels))
+    for output in outputs:
+        mismatch = output.total.nonfinite_mismatch
+        results.append(
+            GateResult(
+                "nonfinite", output.name, _METRIC["nonfinite"], "<=", 0.0, float(mismatch), mismatch == 0, "builtin"
+            )
+        )
+    return results
+
+
+def _check(name: str, setting: _Setting, output: OutputReport, has_labels: bool) -> GateResult | None:
+    threshold = float(setting.value)  # type: ignore[arg-type]
+    metric = _METRIC[name]
+    if name in ("min_sqnr", "min_cosine"):
+        value = output.total.sqnr_db if name == "min_sqnr" else output.total.cosine
+        return GateResult(name, output.name, metric, ">=", threshold, value, value >= threshold, setting.source)
+    if name == "max_abs_err":
+        value = output.total.max_abs_err
+        return GateResult(name, output.name, metric, "<=", threshold, value, value <= threshold, setting.source)
+    if name == "max_top1_drop":
+        if output.topk is None:
+            return None
+        events, samples = output.topk.top1_flips, output.topk.samples
+        observed = 100.0 * events / samples if samples else 0.0
+        note = f"{events} of {samples} samples changed their top-1 class"
+    else:
+        if output.accuracy is None or not has_labels:
+            return None
+        events, samples = output.accuracy.lost - output.accuracy.gained, output.accuracy.samples
+        observed = output.accuracy.drop_pp or 0.0
+        note = f"{output.accuracy.lost} lost and {output.accuracy.gained} gained of {samples} labelled samples"
+    bound = 100.0 * wilson_lower_bound(events, samples)
+    return GateResult(
+        name, output.name, metric, "<=", threshold, observed, bound <= threshold, setting.source, bound, note
+    )
+
+
+def _not_applicable(name: str, gates: Gates, has_labels: bool) -> GateResult:
+    setting = next(s for s in gates.settings[name].values() if s.value is not None and s.source != "default")
+    if name == "max_accuracy_drop" and not has_labels:
+        note = "needs labels: add a 'labels' array to the data"
+    else:
+        note = "no classifier output ([N, C] with C >= 2)"
+    return GateResult(name, None, _METRIC[name], "<=", float(setting.value), None, False, setting.source, note=note)

@@ -1,0 +1,67 @@
+"""``report.html``: one self-contained page, rendered by jinja2 from the report.json document alone.
+
+Inline CSS, plots as base64 PNG ``data:`` URIs (:mod:`fp8conv.report.plots`), no scripts and no external
+references; the template is ``templates/report.html.j2`` (package data).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+
+from fp8conv.report import plots
+from fp8conv.report.formatting import basename, db, kernel_summary, num, pct, verdict, worst_layers
+
+__all__ = ["render_html"]
+
+_ICON = {"PASSED": "✔", "FAILED": "✘", "NOT VERIFIED": "⚠"}  # in DejaVu Sans, unlike the emoji
+_WORST = 10
+_RANGE_LAYERS = 8
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("fp8conv.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(db=db, num=num, pct=pct, basename=basename)
+    return environment
+
+
+def render_html(report: Mapping[str, Any]) -> str:
+    """The HTML report for a report.json document.
+
+    Args:
+        report: ``VerificationResult.to_json()`` (or a parsed report.json).
+
+    Returns:
+        A complete HTML document.
+    """
+    word, detail = verdict(report)
+    worst = worst_layers(report, _WORST)
+    figures = {
+        "layers": plots.layer_sqnr_plot(report) if report["verified"] else None,
+        "histograms": [
+            (output["name"], uri)
+            for output in report["outputs"]
+            if (uri := plots.error_histogram_plot(output)) is not None
+        ],
+        "ranges": plots.range_plot(worst[:_RANGE_LAYERS]),
+    }
+    template = _environment().get_template("report.html.j2")
+    return template.render(
+        r=report,
+        word=word,
+        detail=detail,
+        icon=_ICON[word],
+        worst=worst,
+        plots=figures,
+        kernels_text=kernel_summary(report["kernels"]),
+    )

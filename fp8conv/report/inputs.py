@@ -1,0 +1,112 @@
+"""Inputs for verification: a data file or directory, in-memory arrays, or (opted into) random inputs.
+
+Random inputs are generated lazily in chunks of :data:`RANDOM_CHUNK` samples from a fixed seed, so the
+same ``N`` gives the same inputs on every run and machine: float inputs are standard normal, integer
+inputs 0 or 1, booleans uniform. They exercise every kernel but do not represent a task, which the
+report says in a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from fp8conv.converter.data import LABELS_KEY, SampleSet, load_samples
+from fp8conv.errors import Fp8ConvError
+from fp8conv.runtime.ort_backend import TensorInfo
+
+__all__ = ["RANDOM_CHUNK", "RANDOM_SEED", "DataInput", "open_data", "random_samples"]
+
+logger = logging.getLogger(__name__)
+
+RANDOM_SEED = 0
+"""Seed of the random inputs (chunk ``i`` uses ``[RANDOM_SEED, i]``)."""
+
+RANDOM_CHUNK = 64
+"""Random samples generated at a time."""
+
+DataInput = str | os.PathLike | SampleSet | Mapping[str, np.ndarray]
+"""What :func:`open_data` accepts: a path, a :class:`SampleSet`, or ``{input name: array}`` (+ ``labels``)."""
+
+
+def open_data(data: DataInput, inputs: Sequence[TensorInfo]) -> SampleSet:
+    """Open verification data for the model's inputs.
+
+    Args:
+        data: ``.npz`` file or directory (see :func:`fp8conv.converter.data.load_samples`), a sample set,
+            or arrays keyed by input name with the samples on the first axis (optionally ``labels``).
+        inputs: The model's inputs.
+
+    Returns:
+        The samples.
+
+    Raises:
+        Fp8ConvError: Missing inputs, inconsistent sample counts, unreadable files.
+    """
+    names = tuple(info.name for info in inputs)
+    if isinstance(data, SampleSet):
+        missing = [name for name in names if name not in data.input_names]
+        if missing:
+            raise Fp8ConvError(f"{data.source}: no data for model input(s) {', '.join(missing)}")
+        return data
+    if isinstance(data, Mapping):
+        return _from_arrays(data, names)
+    return load_samples(data, names)
+
+
+def _from_arrays(arrays: Mapping[str, np.ndarray], names: tuple[str, ...]) -> SampleSet:
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        raise Fp8ConvError(f"data: no arrays for model input(s) {', '.join(missing)} (found: {', '.join(arrays)})")
+    kept = {key: np.asarray(arrays[key]) for key in (*names, LABELS_KEY) if key in arrays}
+    counts = {key: (len(value) if value.ndim else 0) for key, value in kept.items()}
+    if len(set(counts.values())) != 1 or 0 in counts.values():
+        detail = ", ".join(f"{key}={count}" for key, count in counts.items())
+        raise Fp8ConvError(f"data: arrays must share the first (sample) axis; sample counts: {detail}")
+    return SampleSet("arrays", names, next(iter(counts.values())), LABELS_KEY in kept, (lambda: kept,))
+
+
+def random_samples(inputs: Sequence[TensorInfo], count: int) -> SampleSet:
+    """``count`` deterministic random samples for the model's inputs (see the module docstring).
+
+    Raises:
+        Fp8ConvError: ``count`` < 1, an input with a symbolic dimension other than the first, or a type
+            that cannot be generated.
+    """
+    if count < 1:
+        raise Fp8ConvError(f"random inputs: need at least 1 sample, got {count}")
+    for info in inputs:
+        if info.dtype is None:
+            raise Fp8ConvError(f"random inputs: cannot generate input {info.name!r} of type {info.onnx_type}")
+        symbolic = [axis for axis, dim in enumerate(info.shape) if axis > 0 and not isinstance(dim, int)]
+        if symbolic:
+            raise Fp8ConvError(
+                f"random inputs: input {info.name!r} has symbolic dimension(s) {symbolic} besides the batch "
+                f"axis (shape {list(info.shape)}); give real data with --data"
+            )
+        if not info.shape:
+            raise Fp8ConvError(f"random inputs: input {info.name!r} is a scalar; give real data with --data")
+
+    def chunk(index: int, size: int):
+        def generate() -> dict[str, np.ndarray]:
+            rng = np.random.default_rng([RANDOM_SEED, index])
+            arrays = {}
+            for info in inputs:
+                shape = (size, *(int(dim) for dim in info.shape[1:]))
+                if np.issubdtype(info.dtype, np.floating):
+                    arrays[info.name] = rng.standard_normal(shape).astype(info.dtype)
+                elif info.dtype == np.bool_:
+                    arrays[info.name] = rng.integers(0, 2, shape).astype(np.bool_)
+                else:
+                    arrays[info.name] = rng.integers(0, 2, shape).astype(info.dtype)
+            return arrays
+
+        return generate
+
+    sizes = [min(RANDOM_CHUNK, count - start) for start in range(0, count, RANDOM_CHUNK)]
+    chunks = tuple(chunk(index, size) for index, size in enumerate(sizes))
+    names = tuple(info.name for info in inputs)
+    return SampleSet(f"{count} random inputs (seed {RANDOM_SEED})", names, count, False, chunks)

@@ -1,0 +1,143 @@
+"""``report.md``: the verdict first, then what a reviewer needs in a CI comment.
+
+After the verdict line: failed gates, outputs, the worst 10 layers, integer-kernel counts and warnings.
+Rendered from the report.json document alone, short enough for a pull-request comment (GitHub's limit is
+65 536 characters; a report stays under ~5 KB).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fp8conv.report.formatting import basename, db, kernel_summary, num, pct, verdict, worst_layers
+
+__all__ = ["render_markdown"]
+
+_ICON = {"PASSED": "✅", "FAILED": "❌", "NOT VERIFIED": "⚠️"}
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _gate_value(gate: Mapping[str, Any]) -> str:
+    value = db(gate["value"]) if gate["metric"].endswith("_db") else num(gate["value"])
+    if gate.get("decision_value") is not None:
+        value += f" (95 % bound {num(gate['decision_value'], 3)})"
+    return value
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The Markdown report for a report.json document.
+
+    Args:
+        report: ``VerificationResult.to_json()`` (or a parsed report.json).
+
+    Returns:
+        Markdown text whose first line is the verdict.
+    """
+    word, detail = verdict(report)
+    lines = [f"## {_ICON[word]} fp8conv verification {word}: {detail}", ""]
+    reference, candidate, data = report["reference"], report["candidate"], report["data"]
+    if report["verified"]:
+        kind = "FP8, exact reference" if reference.get("quant_points") else "no FP8 points"
+        labels = ", with labels" if data["labels"] else ""
+        random = " **random inputs**" if data["random"] else ""
+        lines.append(
+            f"`{basename(reference['path'])}` ({kind}) vs `{basename(candidate['path'])}` on onnxruntime "
+            f"(optimization level `{candidate['optimization_level']}`), {data['samples']}{random} samples from "
+            f"`{basename(data['source'])}`{labels}."
+        )
+        lines.append("")
+        failed = [gate for gate in report["gates"] if not gate["passed"]]
+        if failed:
+            lines.append("**Failed gates**")
+            lines.append("")
+            rows = [
+                [
+                    gate["name"],
+                    f"`{gate['output']}`" if gate["output"] else "–",
+                    f"{gate['comparison']} {num(gate['threshold'])}",
+                    _gate_value(gate),
+                    gate.get("note") or "",
+                ]
+                for gate in failed
+            ]
+            lines += _table(["gate", "output", "threshold", "value", "note"], rows)
+            lines.append("")
+        lines += _outputs(report["outputs"])
+        lines += _layers(report)
+    kernels = report["kernels"] or {}
+    lines.append(f"**Kernels** ({kernels.get('optimization_level', '–')}): {kernel_summary(report['kernels'])}.")
+    floats = [r for r in kernels.get("records", []) if not r["integer"]]
+    for record in floats[:10]:
+        lines.append(f"- `{record['node']}` ({record['op_type']} as {record['kernel'] or '?'}): {record['reason']}")
+    warnings = list(report["warnings"])[1 if not report["verified"] else 0 :]
+    if warnings:
+        lines.append("")
+        lines.append("**Warnings**")
+        lines.append("")
+        lines += [f"- {warning}" for warning in warnings]
+    lines.append("")
+    lines.append("<sub>fp8conv " + report["fp8conv_version"] + " · full details in report.html / report.json</sub>")
+    return "\n".join(lines) + "\n"
+
+
+def _outputs(outputs: Sequence[Mapping[str, Any]]) -> list[str]:
+    rows = []
+    for output in outputs:
+        accuracy = "–"
+        if output["reference_accuracy"] is not None:
+            accuracy = f"{pct(output['reference_accuracy'])} → {pct(output['candidate_accuracy'])}"
+        rows.append(
+            [
+                f"`{output['name']}`",
+                db(output["sqnr_db"]),
+                db(output["quantization_sqnr_db"]),
+                db(output["kernel_sqnr_db"]),
+                num(output["cosine"], 5),
+                num(output["max_abs_err"]),
+                pct(output["top1_agreement"]),
+                accuracy,
+            ]
+        )
+    header = [
+        "output",
+        "SQNR dB",
+        "quant. dB",
+        "kernel dB",
+        "cosine",
+        "max abs err",
+        "top-1 agree",
+        "accuracy ref → cand",
+    ]
+    return [*_table(header, rows), ""]
+
+
+def _layers(report: Mapping[str, Any]) -> list[str]:
+    if not report["layers"]:
+        return []
+    threshold = report["layer_threshold_db"]
+    first = report["first_failing_layer"]
+    where = f"first below {db(threshold)} dB: `{first}`" if first else f"none below {db(threshold)} dB"
+    if threshold is None:
+        where = "no layer threshold"
+    lines = [f"**Worst layers** (of {len(report['layers'])}; unfused QDQ vs reference; {where})", ""]
+    rows = []
+    for layer in worst_layers(report, 10):
+        mark = " ⬅ first below" if layer["first_below_threshold"] else (" ⚠" if layer["below_threshold"] else "")
+        rows.append(
+            [
+                str(layer["rank"]),
+                f"`{layer['tensor']}`{mark}",
+                layer["op_type"],
+                str(layer["index"]),
+                db(layer["sqnr_db"]),
+                num(layer["cosine"], 5),
+                num(layer["max_abs_err"]),
+            ]
+        )
+    return [*lines, *_table(["rank", "tensor", "op", "position", "SQNR dB", "cosine", "max abs err"], rows), ""]

@@ -1,0 +1,252 @@
+"""The verification result: per-output and per-layer statistics, gates, kernels, conversion decisions.
+
+:meth:`VerificationResult.to_json` is the content of ``report.json`` (schema
+``fp8conv/report/report.schema.json``, version :data:`SCHEMA_VERSION`); ``report.md`` and
+``report.html`` are rendered from that JSON alone. JSON has no infinities: an infinite value (SQNR of
+identical tensors) is written as the string ``"inf"`` (or ``"-inf"``), a NaN as ``null``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from fp8conv.report.gates import GateResult
+from fp8conv.report.metrics import HISTOGRAM_EDGES, ErrorStats, LabelAccuracy, TopKAgreement
+
+__all__ = ["SCHEMA_VERSION", "LayerReport", "OutputReport", "VerificationResult", "json_number", "json_safe"]
+
+SCHEMA_VERSION = "1.0"
+"""Version of the report.json schema (major bumps break readers; minor ones add keys)."""
+
+
+def json_number(value: float | None) -> float | str | None:
+    """A float for JSON: ``inf`` → ``"inf"``, ``-inf`` → ``"-inf"``, NaN and None → None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def json_safe(value: Any) -> Any:
+    """Recursively apply :func:`json_number` to every float of a JSON-like structure."""
+    if isinstance(value, float):
+        return json_number(value)
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _range(stats: ErrorStats) -> list[float] | None:
+    return [stats.ref_min, stats.ref_max] if stats.count else None
+
+
+@dataclasses.dataclass
+class OutputReport:
+    """Statistics of one graph output.
+
+    Attributes:
+        name: Output name.
+        shape: Shape of the output in the first batch.
+        dtype: NumPy dtype name.
+        total: Deployed candidate (fused, at the chosen optimization level) vs the reference.
+        quantization: The candidate's QDQ graph without fusion vs the reference: quantization error.
+        kernel: Deployed candidate vs its unfused QDQ graph: kernel error (fusion, integer arithmetic).
+        topk: Top-k agreement, for classifier outputs.
+        accuracy: Label accuracy, for classifier outputs when labels were given.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    total: ErrorStats = dataclasses.field(default_factory=ErrorStats)
+    quantization: ErrorStats = dataclasses.field(default_factory=ErrorStats)
+    kernel: ErrorStats = dataclasses.field(default_factory=ErrorStats)
+    topk: TopKAgreement | None = None
+    accuracy: LabelAccuracy | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON view (see the schema's ``outputs`` items)."""
+        topk, accuracy = self.topk, self.accuracy
+        top1 = topk.top1_agreement if topk else None
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "elements": self.total.count,
+            "sqnr_db": self.total.sqnr_db,
+            "cosine": self.total.cosine,
+            "max_abs_err": self.total.max_abs_err,
+            "mean_abs_err": self.total.mean_abs_err,
+            "relative_error": self.total.relative_error,
+            "nonfinite_mismatch": self.total.nonfinite_mismatch,
+            "reference_range": _range(self.total),
+            "quantization_sqnr_db": self.quantization.sqnr_db,
+            "quantization_cosine": self.quantization.cosine,
+            "quantization_max_abs_err": self.quantization.max_abs_err,
+            "kernel_sqnr_db": self.kernel.sqnr_db,
+            "kernel_max_abs_err": self.kernel.max_abs_err,
+            "kernel_mismatched_elements": self.kernel.count - self.kernel.zero_errors,
+            "classifier": topk is not None,
+            "classes": topk.classes if topk else None,
+            "top1_agreement": top1,
+            "top5_agreement": topk.top5_agreement if topk else None,
+            "top1_drop_pp": 100.0 * (1.0 - top1) if top1 is not None else None,
+            "top1_flips": topk.top1_flips if topk else None,
+            "reference_accuracy": accuracy.reference_accuracy if accuracy else None,
+            "candidate_accuracy": accuracy.candidate_accuracy if accuracy else None,
+            "accuracy_drop_pp": accuracy.drop_pp if accuracy else None,
+            "error_histogram": {
+                "log10_edges": [round(float(v), 6) for v in np.log10(HISTOGRAM_EDGES)],
+                "total": self.total.histogram_json(),
+                "quantization": self.quantization.histogram_json(),
+                "kernel": self.kernel.histogram_json(),
+            },
+        }
+
+
+@dataclasses.dataclass
+class LayerReport:
+    """Quantization error of one intermediate tensor present in both graphs (same name).
+
+    Attributes:
+        index: Position in the candidate's graph order (0-based, among matched tensors).
+        tensor: Tensor name.
+        node: Name of the candidate node that produces it.
+        op_type: Op type of that node.
+        stats: Unfused candidate QDQ graph vs the reference.
+        rank: 1 for the lowest SQNR (set after the run).
+        below_threshold: SQNR under the layer threshold (the global ``min_sqnr``).
+        first_below_threshold: The first tensor in graph order that is below the threshold.
+        activation: The conversion's record of the activation quantizer that reads or writes this
+            tensor (dtype, method, low, high, scale, zero_point), when known.
+        weight: The conversion's record of the layer that produces this tensor (node, op_type,
+            precision, weight_range, weight_bits, reason), when known.
+    """
+
+    index: int
+    tensor: str
+    node: str
+    op_type: str
+    stats: ErrorStats = dataclasses.field(default_factory=ErrorStats)
+    rank: int = 0
+    below_threshold: bool = False
+    first_below_threshold: bool = False
+    activation: dict[str, Any] | None = None
+    weight: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON view (see the schema's ``layers`` items)."""
+        return {
+            "index": self.index,
+            "tensor": self.tensor,
+            "node": self.node,
+            "op_type": self.op_type,
+            "sqnr_db": self.stats.sqnr_db,
+            "cosine": self.stats.cosine,
+            "max_abs_err": self.stats.max_abs_err,
+            "mean_abs_err": self.stats.mean_abs_err,
+            "relative_error": self.stats.relative_error,
+            "nonfinite_mismatch": self.stats.nonfinite_mismatch,
+            "reference_range": _range(self.stats),
+            "rank": self.rank,
+            "below_threshold": self.below_threshold,
+            "first_below_threshold": self.first_below_threshold,
+            "activation": self.activation,
+            "weight": self.weight,
+        }
+
+
+@dataclasses.dataclass
+class VerificationResult:
+    """Everything :func:`fp8conv.verify` found; :meth:`to_json` is ``report.json``.
+
+    Attributes:
+        verified: False when verification was skipped (then ``outputs``/``layers``/``gates`` are empty).
+        reference: Facts about the reference: ``path``, ``dialects``, ``quant_points``.
+        candidate: Facts about the candidate: ``path``, ``optimization_level``.
+        data: The inputs: ``source``, ``samples``, ``batch_size``, ``random``, ``labels``, ``dropped``.
+        outputs: Per graph output.
+        layers: Per matched intermediate tensor, in graph order.
+        skipped_layers: Tensors present in both graphs that could not be compared, with the reason.
+        layer_threshold_db: The SQNR line the layers are marked against (global ``min_sqnr``; None: off).
+        gates: Every gate checked.
+        gate_settings: The thresholds used (``Gates.to_json()``).
+        kernels: The candidate's integer-kernel audit (counts of integer vs float Conv/MatMul/Gemm).
+        conversion: ``ConversionResult.to_json()`` when the candidate was converted in the same run.
+        warnings: Things the reader must know (random inputs, dropped samples, output matching).
+        seconds: Wall time of the verification.
+    """
+
+    verified: bool
+    reference: dict[str, Any]
+    candidate: dict[str, Any]
+    data: dict[str, Any] | None
+    outputs: list[OutputReport] = dataclasses.field(default_factory=list)
+    layers: list[LayerReport] = dataclasses.field(default_factory=list)
+    skipped_layers: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    layer_threshold_db: float | None = None
+    gates: list[GateResult] = dataclasses.field(default_factory=list)
+    gate_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    kernels: dict[str, Any] | None = None
+    conversion: dict[str, Any] | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        """True when no gate failed (also when verification was skipped: check :attr:`verified`)."""
+        return all(gate.passed for gate in self.gates)
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI's exit code for this result: 0 when every gate passed, 1 otherwise."""
+        return 0 if self.passed else 1
+
+    @property
+    def failed_gates(self) -> list[GateResult]:
+        """The gates that failed."""
+        return [gate for gate in self.gates if not gate.passed]
+
+    @property
+    def first_failing_layer(self) -> LayerReport | None:
+        """The first layer in graph order whose SQNR is below the layer threshold."""
+        return next((layer for layer in self.layers if layer.first_below_threshold), None)
+
+    def worst_layers(self, count: int = 10) -> list[LayerReport]:
+        """The ``count`` layers with the lowest SQNR, worst first."""
+        return sorted(self.layers, key=lambda layer: layer.rank)[:count]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``report.json`` document (JSON-safe: no NaN or infinity)."""
+        from fp8conv import __version__
+
+        first = self.first_failing_layer
+        document = {
+            "schema_version": SCHEMA_VERSION,
+            "fp8conv_version": __version__,
+            "passed": self.passed,
+            "verified": self.verified,
+            "reference": self.reference,
+            "candidate": self.candidate,
+            "data": self.data,
+            "outputs": [output.to_json() for output in self.outputs],
+            "layers": [layer.to_json() for layer in self.layers],
+            "skipped_layers": list(self.skipped_layers),
+            "layer_threshold_db": self.layer_threshold_db,
+            "first_failing_layer": first.tensor if first else None,
+            "gates": [gate.to_json() for gate in self.gates],
+            "gate_settings": self.gate_settings,
+            "kernels": self.kernels,
+            "conversion": self.conversion,
+            "warnings": list(self.warnings),
+            "seconds": self.seconds,
+        }
+        return json_safe(document)

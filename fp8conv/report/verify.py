@@ -1,0 +1,465 @@
+"""``fp8conv.verify``: does the candidate still compute what the reference computes, and where does it depart?
+
+Three executions run batch by batch over the same inputs:
+
+* **reference**: the reference model brought to canonical form by :func:`fp8conv.load` and executed by
+  :class:`~fp8conv.runtime.reference.ReferenceRunner` — exact FP8 numerics at every FP8 quantization
+  point; for a model without FP8 points (float or integer QDQ) it is plain onnxruntime with its
+  quantization-sensitive rewrites off. Intermediate tensors are captured for the per-layer comparison.
+* **deployed candidate**: the candidate on onnxruntime's CPU provider at the deployment optimization
+  level (default ``ORT_ENABLE_ALL``), graph outputs only — capturing intermediates would keep onnxruntime
+  from fusing the QDQ groups into the integer kernels that deployment runs.
+* **unfused candidate**: the same model at ``ORT_DISABLE_ALL`` — its QDQ graph as written, every Q/DQ
+  executed as such — with the same intermediate tensors captured.
+
+Per output: deployed vs reference (the gated error), unfused vs reference (*quantization error*: what
+the INT8 QDQ graph computes differently from FP8) and deployed vs unfused (*kernel error*: what fusion and
+the integer kernels change, e.g. the u8×s8 saturation of x86 CPUs without VNNI). Per layer: unfused vs
+reference for every tensor present in both graphs under the same name (:mod:`fp8conv.report.matching`).
+
+Memory: statistics are streamed (:mod:`fp8conv.report.metrics`); only one batch's tensors exist at a
+time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+from tqdm import tqdm
+
+from fp8conv.converter.data import LABELS_KEY, SampleSet
+from fp8conv.converter.loading import LoadedModel, ModelInput, load, read_model
+from fp8conv.errors import Fp8ConvError
+from fp8conv.report.gates import Gates, evaluate_gates
+from fp8conv.report.inputs import DataInput, open_data, random_samples
+from fp8conv.report.matching import TensorSite, matched_tensors
+from fp8conv.report.metrics import LabelAccuracy, TopKAgreement, is_classifier
+from fp8conv.report.result import LayerReport, OutputReport, VerificationResult
+from fp8conv.runtime.audit import OPTIMIZATION_LEVELS, audit_integer_kernels
+from fp8conv.runtime.ort_backend import TensorInfo, create_session, session_inputs, session_outputs
+from fp8conv.runtime.reference import ReferenceRunner
+
+if TYPE_CHECKING:
+    from fp8conv.converter.pipeline import ConversionResult
+
+__all__ = ["DEFAULT_BATCH_SIZE", "not_verified", "verify"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 16
+"""Samples per run when neither model fixes the batch size."""
+
+
+def verify(
+    reference: ModelInput,
+    candidate: ModelInput,
+    data: DataInput | None = None,
+    *,
+    gates: Gates | Mapping[str, Any] | None = None,
+    optimization_level: str = "all",
+    per_layer: bool = True,
+    random_inputs: int | None = None,
+    conversion: ConversionResult | Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> VerificationResult:
+    """Compare a candidate model with a reference model and check the accuracy gates.
+
+    Args:
+        reference: The reference (FP8 fake-quantized, float or integer model): path, ``onnx.ModelProto``
+            or ``onnx_ir.Model``.
+        candidate: The model to deploy (typically fp8conv's INT8 QDQ output), same inputs and outputs.
+        data: Inputs: ``.npz`` file or directory keyed by input name (optional ``labels``), a
+            :class:`~fp8conv.converter.data.SampleSet`, or ``{name: array}``. None only with
+            ``random_inputs``.
+        gates: Thresholds (:class:`~fp8conv.report.gates.Gates`, or a mapping in config-file form over
+            the defaults); None for the defaults.
+        optimization_level: onnxruntime level the candidate is deployed at: ``all`` (default),
+            ``layout``, ``extended``, ``basic`` or ``disable``.
+        per_layer: Compare intermediate tensors matched by name (costs captures in two of the runs).
+        random_inputs: Verify on this many random inputs instead of ``data`` (explicit opt-in; the
+            report warns that they do not represent the task). Give either ``data`` or this.
+        conversion: The :class:`~fp8conv.converter.pipeline.ConversionResult` that produced the
+            candidate, to put its decisions (and integer-kernel audit) into the report.
+        batch_size: Samples per run (default: the models' static batch size, else 16).
+        progress: Show a progress bar on stderr (when stderr is a terminal).
+
+    Returns:
+        The result; ``result.passed`` tells whether every gate passed, ``result.to_json()`` is report.json.
+
+    Raises:
+        Fp8ConvError: Unreadable models or data, models with different inputs or outputs, bad gates.
+    """
+    started = time.perf_counter()
+    gates = Gates.coerce(gates)
+    level = _level(optimization_level)
+    if data is None and random_inputs is None:
+        raise Fp8ConvError("verification needs data (--data) or explicitly requested random inputs (--random-inputs N)")
+    if data is not None and random_inputs is not None:
+        raise Fp8ConvError("give verification data or random inputs, not both")
+    loaded = load(reference)
+    candidate_model, _ = read_model(candidate)
+    sites = matched_tensors(loaded.model, candidate_model) if per_layer else []
+    captures = [site.name for site in sites]
+    runner = ReferenceRunner(loaded.model, capture=captures)
+    deployed = create_session(
+        candidate_model, optimization_level=getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[level])
+    )
+    unfused = create_session(
+        _with_outputs(candidate_model, captures), optimization_level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    inputs = session_inputs(deployed)
+    _check_inputs(runner.input_names, inputs)
+    warnings: list[str] = []
+    reference_outputs = [value.name or "" for value in loaded.model.graph.outputs]
+    pairs = _pair_outputs(reference_outputs, [info.name for info in session_outputs(deployed)], warnings)
+    if random_inputs is not None:
+        samples = random_samples(inputs, random_inputs)
+        warnings.append(
+            f"verified on {random_inputs} random inputs (standard normal floats, seed 0), not on real data: random "
+            "inputs exercise every kernel but do not represent the task; SQNR and top-1 agreement on real data "
+            "can differ in either direction"
+        )
+    else:
+        samples = open_data(data, inputs)  # type: ignore[arg-type]
+    size = _batch_size(batch_size, runner.static_batch_size, inputs)
+    if per_layer and not sites:
+        warnings.append("no intermediate tensor has the same name in both models: no per-layer comparison")
+
+    run = _Run(runner, deployed, unfused, pairs, sites, captures)
+    run.consume(samples, size, progress)
+    if run.samples == 0:
+        raise Fp8ConvError(f"{samples.source}: no complete batch of {size} samples to verify on")
+    if run.dropped:
+        warnings.append(
+            f"{run.dropped} trailing samples were not verified: the models need batches of exactly {size} samples"
+        )
+    has_labels = samples.has_labels
+    if has_labels and not any(output.accuracy for output in run.outputs):
+        warnings.append("the data has labels but no output is a classifier output ([N, C]): accuracy not measured")
+    layers = run.compared_layers()
+    layer_threshold = gates.global_threshold("min_sqnr")
+    _rank_layers(layers, layer_threshold)
+    conversion_json = _conversion_json(conversion)
+    if conversion_json is not None:
+        _annotate_layers(layers, {site.name: site for site in sites}, conversion_json)
+    result = VerificationResult(
+        verified=True,
+        reference=_reference_info(reference, loaded),
+        candidate={"path": _path(candidate), "optimization_level": level},
+        data={
+            "source": samples.source,
+            "samples": run.samples,
+            "batch_size": size,
+            "random": random_inputs is not None,
+            "labels": has_labels,
+            "dropped_samples": run.dropped,
+        },
+        outputs=run.outputs,
+        layers=layers,
+        skipped_layers=[{"tensor": name, "reason": reason} for name, reason in run.skipped.items()],
+        layer_threshold_db=layer_threshold,
+        gates=evaluate_gates(gates, run.outputs, has_labels=has_labels),
+        gate_settings=gates.to_json(),
+        kernels=_kernels(candidate, level, conversion, warnings),
+        conversion=conversion_json,
+        warnings=warnings,
+    )
+    result.seconds = time.perf_counter() - started
+    logger.info("verification: %s in %.1f s", "passed" if result.passed else "FAILED", result.seconds)
+    return result
+
+
+def not_verified(
+    reference: str | os.PathLike | None,
+    candidate: str | os.PathLike | None,
+    reason: str,
+    *,
+    conversion: ConversionResult | Mapping[str, Any] | None = None,
+    gates: Gates | None = None,
+) -> VerificationResult:
+    """A result that records why verification was skipped (reports still carry the conversion record).
+
+    Args:
+        reference: The reference path, if any.
+        candidate: The candidate path, if any.
+        reason: Why nothing was verified (the first entry of ``warnings``).
+        conversion: The conversion result, for its decisions and kernel audit.
+        gates: The gates that would have applied.
+
+    Returns:
+        A result with ``verified`` False, ``passed`` True and the reason as the first warning.
+    """
+    conversion_json = _conversion_json(conversion)
+    audit = getattr(conversion, "audit", None)
+    return VerificationResult(
+        verified=False,
+        reference={"path": str(reference) if reference else None, "dialects": [], "quant_points": None},
+        candidate={"path": str(candidate) if candidate else None, "optimization_level": None},
+        data=None,
+        gate_settings=(gates or Gates.default()).to_json(),
+        kernels=audit.to_json() if audit is not None else None,
+        conversion=conversion_json,
+        warnings=[reason],
+    )
+
+
+class _Run:
+    """The batch loop: three executions per batch, statistics accumulated and the batch dropped."""
+
+    def __init__(
+        self,
+        runner: ReferenceRunner,
+        deployed: ort.InferenceSession,
+        unfused: ort.InferenceSession,
+        pairs: Sequence[tuple[str, str]],
+        sites: Sequence[TensorSite],
+        captures: Sequence[str],
+    ) -> None:
+        self.runner, self.deployed, self.unfused = runner, deployed, unfused
+        self.pairs = pairs
+        self.deployed_names = [cand for _, cand in pairs]
+        self.unfused_names = [*self.deployed_names, *captures]
+        self.outputs: list[OutputReport] = []
+        self.layers = [LayerReport(index, site.name, site.node, site.op_type) for index, site in enumerate(sites)]
+        self.skipped: dict[str, str] = {}
+        self.integer: set[str] = set()
+        self.samples = 0
+        self.dropped = 0
+
+    def consume(self, samples: SampleSet, size: int, progress: bool) -> None:
+        static = size if self.runner.static_batch_size or _static(self.deployed) else None
+        total = math.ceil(samples.num_samples / size)
+        with tqdm(total=total, unit="batch", desc="verify", disable=None if progress else True, leave=False) as bar:
+            for feeds in samples.batches(size):
+                labels = feeds.pop(LABELS_KEY, None)
+                count = len(next(iter(feeds.values())))
+                if static is not None and count != static:
+                    self.dropped += count
+                else:
+                    self._batch(feeds, labels, count)
+                bar.update(1)
+
+    def _batch(self, feeds: dict[str, np.ndarray], labels: np.ndarray | None, count: int) -> None:
+        reference = self.runner.run(feeds)
+        deployed = dict(zip(self.deployed_names, _run(self.deployed, self.deployed_names, feeds), strict=True))
+        unfused = dict(zip(self.unfused_names, _run(self.unfused, self.unfused_names, feeds), strict=True))
+        if not self.outputs:
+            self.outputs = [self._new_output(name, reference[name], deployed[cand], count) for name, cand in self.pairs]
+        for output, (name, cand) in zip(self.outputs, self.pairs, strict=True):
+            ref, dep, raw = reference[name], deployed[cand], unfused[cand]
+            if ref.shape != dep.shape or ref.shape != raw.shape:
+                raise Fp8ConvError(
+                    f"output {name!r}: the reference gives shape {list(ref.shape)}, the candidate {list(dep.shape)}"
+                )
+            output.total.update(ref, dep)
+            output.quantization.update(ref, raw)
+            output.kernel.update(raw, dep)
+            if output.topk is not None:
+                output.topk.update(ref, dep)
+            if output.accuracy is not None and labels is not None:
+                output.accuracy.update(labels, ref, dep)
+        for layer in self.layers:
+            if layer.tensor in self.skipped or layer.tensor in self.integer:
+                continue
+            ref, raw = reference[layer.tensor], unfused[layer.tensor]
+            if not np.issubdtype(ref.dtype, np.floating) and not np.issubdtype(raw.dtype, np.floating):
+                self.integer.add(layer.tensor)  # integer codes in both graphs (type unknown before the run)
+                continue
+            reason = _incomparable(ref, raw)
+            if reason:
+                self.skipped[layer.tensor] = reason
+            else:
+                layer.stats.update(ref, raw)
+        self.samples += count
+
+    def compared_layers(self) -> list[LayerReport]:
+        """The layers that were compared, re-indexed in graph order."""
+        kept = [layer for layer in self.layers if layer.tensor not in self.skipped and layer.tensor not in self.integer]
+        for index, layer in enumerate(kept):
+            layer.index = index
+        return kept
+
+    @staticmethod
+    def _new_output(name: str, reference: np.ndarray, candidate: np.ndarray, count: int) -> OutputReport:
+        output = OutputReport(name, tuple(reference.shape), str(reference.dtype))
+        if is_classifier(reference, count) and is_classifier(candidate, count):
+            output.topk = TopKAgreement()
+            output.accuracy = LabelAccuracy()
+        return output
+
+
+def _run(session: ort.InferenceSession, names: list[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    try:
+        return session.run(names, dict(feeds))
+    except Exception as error:  # onnxruntime's own exception types
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise Fp8ConvError(f"onnxruntime run of the candidate failed: {first_line}") from error
+
+
+def _incomparable(reference: np.ndarray, candidate: np.ndarray) -> str | None:
+    """Why two same-named tensors cannot be compared (None when they can)."""
+    if reference.shape != candidate.shape:
+        return f"shapes differ: reference {list(reference.shape)}, candidate {list(candidate.shape)}"
+    if reference.dtype != candidate.dtype and not (
+        np.issubdtype(reference.dtype, np.floating) and np.issubdtype(candidate.dtype, np.floating)
+    ):
+        return f"types differ: reference {reference.dtype}, candidate {candidate.dtype}"
+    return None
+
+
+def _level(level: str) -> str:
+    key = str(level).lower().removeprefix("ort_").replace("enable_", "").replace("_all", "") or "all"
+    key = {"disable": "disable", "disabled": "disable", "none": "disable"}.get(key, key)
+    if key not in OPTIMIZATION_LEVELS:
+        raise Fp8ConvError(f"unknown optimization level {level!r}; valid: {', '.join(OPTIMIZATION_LEVELS)}")
+    return key
+
+
+def _with_outputs(model: ir.Model, names: Sequence[str]) -> ir.Model:
+    """A copy of ``model`` whose graph also outputs the named node outputs."""
+    if not names:
+        return model
+    copy = ir.from_proto(ir.to_proto(model))
+    produced = {value.name: value for node in copy.graph for value in node.outputs if value.name}
+    present = {value.name for value in copy.graph.outputs}
+    for name in names:
+        if name not in present:
+            copy.graph.outputs.append(produced[name])
+    return copy
+
+
+def _static(session: ort.InferenceSession) -> int | None:
+    leading = {info.shape[0] if info.shape else None for info in session_inputs(session)}
+    size = leading.pop() if len(leading) == 1 else None
+    return size if isinstance(size, int) and size > 0 else None
+
+
+def _batch_size(requested: int | None, reference_static: int | None, inputs: Sequence[TensorInfo]) -> int:
+    leading = {info.shape[0] if info.shape else None for info in inputs}
+    candidate_static = next(iter(leading)) if len(leading) == 1 else None
+    candidate_static = candidate_static if isinstance(candidate_static, int) and candidate_static > 0 else None
+    statics = {size for size in (reference_static, candidate_static) if size}
+    if len(statics) > 1:
+        raise Fp8ConvError(f"the models have different static batch sizes: {sorted(statics)}")
+    if statics:
+        (static,) = statics
+        if requested is not None and requested != static:
+            raise Fp8ConvError(f"batch size {requested} requested, but the models need batches of {static}")
+        return static
+    if requested is not None and requested < 1:
+        raise Fp8ConvError(f"batch size must be >= 1, got {requested}")
+    return requested or DEFAULT_BATCH_SIZE
+
+
+def _check_inputs(reference: Sequence[str], candidate: Sequence[TensorInfo]) -> None:
+    names = {info.name for info in candidate}
+    if set(reference) != names:
+        raise Fp8ConvError(
+            f"the models have different inputs: reference {', '.join(reference)}; candidate {', '.join(sorted(names))}"
+        )
+
+
+def _pair_outputs(reference: list[str], candidate: list[str], warnings: list[str]) -> list[tuple[str, str]]:
+    """(reference name, candidate name) per compared output: by name, else by position."""
+    common = [name for name in reference if name in candidate]
+    if len(common) == len(reference) == len(candidate):
+        return [(name, name) for name in common]
+    if not common and len(reference) == len(candidate):
+        warnings.append(
+            "no output names in common: outputs matched by position ("
+            + ", ".join(f"{r} ↔ {c}" for r, c in zip(reference, candidate, strict=True))
+            + ")"
+        )
+        return list(zip(reference, candidate, strict=True))
+    if not common:
+        raise Fp8ConvError(
+            f"the models have no outputs in common: reference {', '.join(reference)}; candidate {', '.join(candidate)}"
+        )
+    unmatched = sorted((set(reference) | set(candidate)) - set(common))
+    warnings.append(f"outputs present in only one model are not compared: {', '.join(unmatched)}")
+    return [(name, name) for name in common]
+
+
+def _rank_layers(layers: list[LayerReport], threshold: float | None) -> None:
+    for rank, layer in enumerate(sorted(layers, key=lambda item: (item.stats.sqnr_db, item.index)), start=1):
+        layer.rank = rank
+    if threshold is None:
+        return
+    for layer in layers:
+        layer.below_threshold = layer.stats.sqnr_db < threshold
+    first = next((layer for layer in layers if layer.below_threshold), None)
+    if first is not None:
+        first.first_below_threshold = True
+
+
+def _conversion_json(conversion: ConversionResult | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if conversion is None:
+        return None
+    if isinstance(conversion, Mapping):
+        return dict(conversion)
+    return conversion.to_json()
+
+
+def _annotate_layers(layers: list[LayerReport], sites: Mapping[str, TensorSite], conversion: Mapping[str, Any]) -> None:
+    """Attach the conversion's activation and weight records to each layer (for range plots)."""
+    activations: dict[str, dict[str, Any]] = {}
+    for record in conversion.get("activations") or []:
+        for tensor in record.get("tensors", []):
+            activations[tensor] = record
+    weights = {record["node"]: record for record in conversion.get("layers") or [] if "node" in record}
+    fields = ("dtype", "method", "low", "high", "scale", "zero_point")
+    for layer in layers:
+        site = sites[layer.tensor]
+        record = activations.get(site.name) or (activations.get(site.quantizes) if site.quantizes else None)
+        if record is not None:
+            layer.activation = {key: record.get(key) for key in fields}
+        weight = weights.get(site.node)
+        if weight is not None:
+            layer.weight = {
+                key: weight.get(key)
+                for key in ("node", "op_type", "precision", "weight_range", "weight_bits", "reason")
+            }
+
+
+def _kernels(
+    candidate: ModelInput, level: str, conversion: ConversionResult | Mapping[str, Any] | None, warnings: list[str]
+) -> dict[str, Any] | None:
+    audit = getattr(conversion, "audit", None)
+    if audit is not None and getattr(audit, "optimization_level", None) == level:
+        return audit.to_json()
+    source: Any = candidate
+    if isinstance(candidate, ir.Model):
+        source = ir.to_proto(candidate)
+    elif not isinstance(candidate, (str, os.PathLike, onnx.ModelProto)):
+        warnings.append(f"integer-kernel audit skipped: cannot audit a {type(candidate).__name__}")
+        return None
+    try:
+        return audit_integer_kernels(source, optimization_level=level).to_json()
+    except Fp8ConvError as error:
+        warnings.append(f"integer-kernel audit failed: {error}")
+        return None
+
+
+def _path(model: ModelInput) -> str | None:
+    return str(Path(model)) if isinstance(model, (str, os.PathLike)) else None
+
+
+def _reference_info(reference: ModelInput, loaded: LoadedModel) -> dict[str, Any]:
+    points = len(loaded.quant_points)
+    return {
+        "path": _path(reference),
+        "dialects": list(loaded.dialects),
+        "quant_points": points,
+        "numerics": "exact FP8 reference execution" if points else "onnxruntime (no FP8 quantization points)",
+    }
