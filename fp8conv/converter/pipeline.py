@@ -40,6 +40,7 @@ from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
 from fp8conv.converter.plan import ActivationPoint, Layer, QuantizationPlan, plan_conversion
 from fp8conv.converter.weights import QuantizedWeights, quantize_weights
 from fp8conv.errors import Fp8ConvError
+from fp8conv.passes.canonical import is_fake_quantize
 from fp8conv.passes.emit_qdq import ActivationQuantization, EmitQdqPass, WeightQuantization
 from fp8conv.runtime.reference import ReferenceRunner
 
@@ -377,13 +378,29 @@ def _uses_code_histogram(points: list[ActivationPoint], dtypes: Mapping[str, ir.
     )
 
 
+def _fake_quantize_dtypes(model: ir.Model) -> dict[str, ir.DataType | None]:
+    """Element type each FakeQuantize computes in, by output name.
+
+    Declared output types are often missing (no value_info); the scale's type decides then, since ONNX
+    QuantizeLinear computes in the scale's type (x and scale share it up to opset 21).
+    """
+    dtypes: dict[str, ir.DataType | None] = {}
+    for node in model.graph:
+        if not is_fake_quantize(node):
+            continue
+        output = node.outputs[0]
+        scale = node.inputs[1]
+        dtypes[output.name or ""] = output.dtype or (scale.dtype if scale is not None else None)
+    return dtypes
+
+
 def _calibrate(
     model: ir.Model, plan: QuantizationPlan, samples: SampleSet, config: ConversionConfig, progress: bool
 ) -> dict[str, calibration.Statistics]:
     """Run the exact FP8 reference over the samples; stream statistics per activation group."""
     captures: dict[str, str] = {}
     statistics: dict[str, calibration.Statistics] = {}
-    dtypes = {value.name: value.dtype for node in model.graph for value in node.outputs if value.name}
+    dtypes = _fake_quantize_dtypes(model)
     for group, tensors in plan.groups().items():
         points = [plan.points[t] for t in tensors]
         if _uses_code_histogram(points, dtypes):
