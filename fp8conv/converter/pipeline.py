@@ -403,7 +403,10 @@ def _calibrate(
     dtypes = _fake_quantize_dtypes(model)
     for group, tensors in plan.groups().items():
         points = [plan.points[t] for t in tensors]
-        if _uses_code_histogram(points, dtypes):
+        # The exact FP8-code histogram serves the methods that evaluate the grid (mse, minmax); entropy
+        # and percentile assume a continuous distribution and get the float histogram.
+        continuous = config.activations_range in (ActivationRange.ENTROPY, ActivationRange.PERCENTILE)
+        if not continuous and _uses_code_histogram(points, dtypes):
             first = points[0].fp8
             assert first is not None
             statistics[group] = calibration.CodeHistogram(first.spec.format, float(first.scale.reshape(-1)[0]))
