@@ -47,6 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model
 
 VARIANTS = ("fp8conv", "fp8conv-noaudit", "ort")
 INPUT = "input"
@@ -325,17 +326,6 @@ def hotspot_table(profile: Path, top: int) -> list[str]:
 
 
 # -- parent side: orchestration, latency, report ---------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def prepare(workdir: Path, samples: int) -> tuple[Path, Path]:

@@ -27,21 +27,11 @@ from collections.abc import Callable
 
 import ml_dtypes
 import numpy as np
+from machine import cpu_model
 
 from fp8conv import fp8
 
 ML_DTYPES = {"e4m3fn": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def ml_encode(x: np.ndarray, name: str, saturate: bool) -> np.ndarray:

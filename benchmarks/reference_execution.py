@@ -31,6 +31,7 @@ from collections.abc import Callable
 import numpy as np
 import onnx_ir as ir
 import onnxruntime as ort
+from machine import cpu_model
 
 from fp8conv import fp8
 from fp8conv.passes.canonical import CANONICAL_DOMAIN, QuantSpec, make_fake_quantize
@@ -43,17 +44,6 @@ VARIANTS = {  # label: (format, native_qdq)
     "e4m3fn-qdq": (fp8.FORMATS["e4m3fn"], True),
     "e3m4-minifloat": (fp8.minifloat(3, 4), False),
 }
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 class ResNetBuilder:
