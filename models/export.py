@@ -39,25 +39,33 @@ def _strip_metadata(model: onnx.ModelProto) -> None:
     graph.doc_string = ""
 
 
-def export_cast_dialect(model: nn.Module, example: torch.Tensor, dynamic_batch: bool = True) -> onnx.ModelProto:
+def export_cast_dialect(
+    model: nn.Module,
+    example: tuple[torch.Tensor, ...],
+    *,
+    input_names: tuple[str, ...] = (INPUT_NAME,),
+    output_names: tuple[str, ...] = (OUTPUT_NAME,),
+    dynamic_axes: dict[int, str] | None = None,
+) -> onnx.ModelProto:
     """Export ``model`` (eval mode, quantizers frozen) with ``torch.onnx.export(dynamo=True)``.
 
+    ``dynamic_axes`` (default ``{0: "batch"}``) names the dynamic dimensions, the same for every input.
     The exporter's own optimizer is replaced by ``onnxscript.optimizer.optimize_ir`` with a folding veto
     (:func:`_keep_weight_quantizers`); then shapes are inferred and the exporter's metadata dropped.
     """
     model.eval()
-    dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+    dims = {axis: torch.export.Dim(name) for axis, name in (dynamic_axes or {0: "batch"}).items()}
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()):
         program = torch.onnx.export(
             model,
-            (example,),
+            example,
             dynamo=True,
             optimize=False,
             opset_version=OPSET,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes=dynamic_shapes,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_shapes=tuple(dict(dims) for _ in example),
             verbose=False,
         )
     assert program is not None

@@ -191,6 +191,16 @@ class QLinear(nn.Module):
         self.input_quant = ActivationQuantizer()
         self.weight_quant = WeightQuantizer((1, out_features), channel_axis=1)
 
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> QLinear:
+        """A QLinear computing what ``linear`` computes (weights copied, transposed to ``[in, out]``)."""
+        layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None)
+        with torch.no_grad():
+            layer.weight.copy_(linear.weight.t())
+            if linear.bias is not None and layer.bias is not None:
+                layer.bias.copy_(linear.bias)
+        return layer
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.matmul(self.input_quant(x), self.weight_quant(self.weight))
         return y if self.bias is None else y + self.bias
