@@ -277,6 +277,15 @@ def _finish(result: VerificationResult, report_dir: Path | None, as_json: bool, 
     help="Give layers whose node or tensor name matches REGEX INT16 activations (repeatable).",
 )
 @click.option(
+    "--auto-int16",
+    "auto_int16",
+    type=float,
+    default=None,
+    metavar="DB",
+    help="Mixed precision: give INT16 to activations whose INT8 SQNR on the calibration data is below DB "
+    "(outliers; e.g. 25), and to the layers reading them.",
+)
+@click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path),
@@ -319,6 +328,7 @@ def convert_command(
     int4_block_size: str | None,
     keep_float: tuple[str, ...],
     int16_patterns: tuple[str, ...],
+    auto_int16: float | None,
     config_path: Path | None,
     max_samples: int | None,
     external_data: bool | None,
@@ -356,6 +366,7 @@ def convert_command(
         "activation_type": activation_type,
         "full_range_weights": full_range_weights,
         "max_calibration_samples": max_samples,
+        "auto_int16_below_db": auto_int16,
         "int4_block_size": (int(int4_block_size) or None) if int4_block_size is not None else None,
     }
     options.update({key: value for key, value in flags.items() if value is not None})

@@ -265,3 +265,26 @@ def test_output_over_the_input_is_refused(tmp_path):
     source, data = _write(tmp_path, residual_cnn())
     with pytest.raises(Fp8ConvError, match="overwrite the input"):
         convert_file(source, source, data=data)
+
+
+def test_int8_sqnr_of_uniform_data_matches_the_textbook_value():
+    from fp8conv.converter.calibration import StreamingHistogram
+    from fp8conv.converter.pipeline import int8_sqnr_db
+
+    stats = StreamingHistogram().update(np.random.default_rng(0).uniform(0.0, 1.0, 200_000).astype(np.float32))
+    # Uniform on [0, 1] with 255 steps: E[x²] / (Δ²/12) = (1/3) / ((1/255)² / 12) → 54.2 dB.
+    assert int8_sqnr_db(stats, "uint8") == pytest.approx(10 * np.log10(4 * 255**2), abs=1.0)
+
+
+def test_auto_int16_promotes_activations_below_the_sqnr_threshold(tmp_path):
+    source, data = _write(tmp_path, mlp())
+    none = convert_file(source, tmp_path / "none.onnx", data=data, auto_int16_below_db=0.0, audit=False)
+    every = convert_file(source, tmp_path / "all.onnx", data=data, auto_int16_below_db=200.0, audit=False)
+    assert {layer.node: layer.activation_bits for layer in none.layers} == {"fc1_node": 8, "fc2_node": 8}
+    assert {layer.node: layer.activation_bits for layer in every.layers} == {"fc1_node": 16, "fc2_node": 16}
+    assert {record.dtype for record in none.activations} == {"uint8"}
+    assert {record.dtype for record in every.activations} == {"int16"}
+    assert all("(auto)" in layer.reason for layer in every.layers)
+    assert _sqnr_against_reference(source, every.output_path, data) > _sqnr_against_reference(
+        source, none.output_path, data
+    )

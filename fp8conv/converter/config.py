@@ -112,6 +112,9 @@ class ConversionConfig:
         int4_block_size: INT4 block length along K (32, 64 or 128); None for per-channel INT4.
         keep_float: Regexes of node or tensor names whose layers stay float.
         int16: Regexes of node or tensor names whose activations get INT16.
+        auto_int16_below_db: Mixed precision by measurement: an activation group whose INT8 quantization
+            SQNR on the calibration data falls below this many dB (outliers, as in transformer FFN and
+            LayerNorm inputs) gets INT16 instead, and so do the layers reading it. None: off.
         percentile: Percentile for the ``percentile`` range method.
         calibration_batch_size: Samples per reference run during calibration.
         max_calibration_samples: Use at most this many calibration samples (None: all).
@@ -125,6 +128,7 @@ class ConversionConfig:
     int4_block_size: int | None = 32
     keep_float: tuple[str, ...] = ()
     int16: tuple[str, ...] = ()
+    auto_int16_below_db: float | None = None
     percentile: float = 99.999
     calibration_batch_size: int = 8
     max_calibration_samples: int | None = None

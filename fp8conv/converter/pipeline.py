@@ -196,6 +196,8 @@ def convert(
         )
         config = config.replace(activations_range=ActivationRange.FP8)
     statistics = _calibrate(canonical, plan, samples, config, progress) if samples is not None else {}
+    if statistics and config.auto_int16_below_db is not None:
+        _promote_outliers_to_int16(plan, statistics, config)
     activations, activation_records = _activation_quantization(canonical, plan, statistics, config, warnings)
     converted = ir.from_proto(ir.to_proto(canonical))
     EmitQdqPass(plan, _emission_weights(weights), activations)(converted)
@@ -435,6 +437,49 @@ def _calibrate(
             seen += count
             bar.update(count)
     return statistics
+
+
+def int8_sqnr_db(stats: calibration.Statistics, qtype: str) -> float:
+    """SQNR (dB) of the MSE-optimal 8-bit quantizer on the calibration statistics.
+
+    ``10·log10(Σ count·E[x²] / Σ count·E[(x − Q(x))²])`` with each histogram interval ``[a, b]`` taken as
+    uniform mass (``E[x²] = (a² + ab + b²)/3``; exact for FP8-code histograms, whose intervals are points).
+    """
+    low, high = calibration.mse(stats, qtype)
+    error = calibration.range_error(stats, low, high, qtype)
+    a, b, counts = stats.mass()
+    power = float(np.sum(counts * (a * a + a * b + b * b) / 3.0))
+    if error <= 0.0:
+        return float("inf")
+    return 10.0 * float(np.log10(max(power, 1e-300) / error))
+
+
+def _promote_outliers_to_int16(
+    plan: QuantizationPlan, statistics: Mapping[str, calibration.Statistics], config: ConversionConfig
+) -> None:
+    """Give INT16 to activation groups whose INT8 SQNR is below ``config.auto_int16_below_db``.
+
+    The layers reading a promoted tensor get 16-bit activations (they then run in float between DQ and
+    Q on onnxruntime CPU: accuracy bought with speed, recorded in each layer's reason).
+    """
+    threshold = config.auto_int16_below_db
+    assert threshold is not None
+    promoted: dict[str, float] = {}
+    for group, tensors in plan.groups().items():
+        points = [plan.points[t] for t in tensors]
+        if any(point.bits != 8 for point in points) or group not in statistics or statistics[group].count == 0:
+            continue
+        sqnr = int8_sqnr_db(statistics[group], config.activation_type.value)
+        if sqnr < threshold:
+            for point in points:
+                point.bits = 16
+                promoted[point.tensor] = sqnr
+    for layer in plan.layers:
+        hits = [promoted[tensor] for tensor in layer.inputs if tensor in promoted]
+        if hits and layer.activation_bits == 8:
+            layer.activation_bits = 16
+            layer.reason += f"; INT16 activations: INT8 SQNR {min(hits):.1f} dB < {threshold:g} dB (auto)"
+    logger.info("auto INT16: %d activation tensors promoted", len(promoted))
 
 
 def _qtype(point: ActivationPoint, config: ConversionConfig) -> str:
