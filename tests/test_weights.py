@@ -15,6 +15,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from fp8conv import fp8
+from fp8conv.converter import weights as weights_module
 from fp8conv.converter.weights import QuantizedWeights, dequantize, quantize_bias, quantize_weights, weight_range
 
 
@@ -224,6 +225,73 @@ def test_method_and_argument_validation() -> None:
         quantize_weights(bad, axis=0, bits=8)
     with pytest.raises(ValueError, match="empty"):
         quantize_weights(np.zeros((0, 3)), axis=None, bits=8)
+
+
+def element_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the MSE search score every element (the slow path) instead of distinct values."""
+    monkeypatch.setattr(weights_module, "_DISTINCT_MIN_LENGTH", 1 << 62)
+
+
+@pytest.mark.parametrize(
+    ("shape", "kwargs"),
+    [
+        ((48, 576), {"axis": 0, "bits": 8}),  # Conv 3x3x64, per output channel
+        ((48, 576), {"axis": 0, "bits": 7}),
+        ((48, 576), {"axis": 0, "bits": 4}),  # [-8, 7] is not symmetric: signed values, not |w|
+        ((96, 1152), {"axis": 0, "bits": 7}),  # several row chunks
+        ((64, 512), {"axis": None, "bits": 8}),  # one group of 32768
+        ((64, 2048), {"axis": 1, "bits": 8, "block_size": 512}),  # blocks along K, each inside one FP8 channel
+    ],
+)
+def test_distinct_value_search_equals_element_search(
+    shape: tuple[int, int], kwargs: dict[str, int | None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = fp8_weights(shape, seed=12)
+    groups = weights_module._group(w, kwargs["axis"], kwargs.get("block_size")).data
+    assert weights_module._distinct(groups, absolute=kwargs["bits"] != 4)[1] is not None  # the fast path runs
+    fast = quantize_weights(w, method="mse", **kwargs)  # type: ignore[arg-type]
+    element_search(monkeypatch)
+    assert weights_module._distinct(groups, absolute=True)[1] is None
+    slow = quantize_weights(w, method="mse", **kwargs)  # type: ignore[arg-type]
+    # The same float32 error per element, summed in another order: the same choice on this data.
+    np.testing.assert_array_equal(fast.clip_ratio, slow.clip_ratio)
+    np.testing.assert_array_equal(fast.scale, slow.scale)
+    np.testing.assert_array_equal(fast.q, slow.q)
+    np.testing.assert_array_equal(fast.mse, slow.mse)
+
+
+def test_distinct_rows_match_numpy_unique() -> None:
+    rng = np.random.default_rng(13)
+    x = rng.choice(np.array([-1.5, -0.0, 0.0, 0.25, 3.0, 7.0], dtype=np.float32), size=(5, 40))
+    x[2] = 3.0  # a row with one value
+    values, counts = weights_module._distinct_rows(x)
+    for row in range(x.shape[0]):
+        expected_values, expected_counts = np.unique(x[row] + np.float32(0.0), return_counts=True)  # -0 == 0
+        used = counts[row] > 0
+        np.testing.assert_array_equal(values[row][used], expected_values)
+        np.testing.assert_array_equal(counts[row][used], expected_counts)
+        assert (values[row][~used] == 0).all()
+
+
+def test_distinct_values_only_where_they_shrink_the_groups() -> None:
+    fp8_data = fp8_weights((16, 1024), seed=14)
+    values, counts = weights_module._distinct(fp8_data, absolute=True)
+    assert counts is not None
+    assert values.shape[1] <= 128  # at most 127 distinct e4m3fn magnitudes (and 0) per channel
+    np.testing.assert_array_equal(counts.sum(axis=1), 1024)
+    dense = normal((16, 1024), seed=15)  # float weights: every value distinct
+    assert weights_module._distinct(dense, absolute=True)[1] is None
+    assert weights_module._distinct(fp8_data[:, :32], absolute=True)[1] is None  # too short to pay
+
+
+@pytest.mark.parametrize("bits", [8, 7, 4])
+def test_mse_never_loses_to_max_on_fp8_weights(bits: int) -> None:
+    w = fp8_weights((64, 576), seed=16)
+    w[:8] = np.round(w[:8] / np.abs(w[:8]).max(axis=1, keepdims=True) * 3.0)  # few levels: max is optimal
+    by_max = quantize_weights(w, axis=0, bits=bits, method="max")
+    by_mse = quantize_weights(w, axis=0, bits=bits, method="mse")
+    assert (by_mse.mse <= by_max.mse).all()
+    assert (by_mse.clip_ratio[by_mse.mse == by_max.mse] == 1.0).all()
 
 
 def test_narrow_bits_matches_seven_bit_weights() -> None:

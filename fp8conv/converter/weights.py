@@ -20,6 +20,11 @@ power-of-two multiple of the FP8 scale and it reproduces the large FP8 values (e
 when the drift wins more on rounding ties near zero than it loses on the large values. ``r = 1`` is
 evaluated first and kept on ties, so the MSE result is never worse than ``max``.
 
+The search scores a group on its distinct values weighed by their counts when it has few (FP8-trained
+weights have at most 255 per output channel, 127 magnitudes): each value's float32 error is the same as
+that of each of its copies, only the float64 summation order differs, so the choice is the same as on the
+elements (a ratio must then beat ``r = 1`` by a relative 1e-12, far above that rounding, to be kept).
+
 Integer ranges (``qmin, qmax``) and why:
 
 * ``bits=8``: [-127, 127]. Symmetric, so ``-w`` quantizes to ``-q`` (sign-flip equivariant), the same
@@ -62,6 +67,10 @@ WeightMethod = Literal["mse", "max"]
 _COARSE_RATIOS = np.arange(25, 66) / 50.0  # 0.50 .. 1.30, step 0.02; contains 1.0 exactly
 _FINE_OFFSETS = np.arange(-9, 10) / 500.0  # -0.018 .. 0.018, step 0.002
 _CHUNK_ELEMENTS = 1 << 18
+_DISTINCT_MIN_LENGTH = 64
+_DISTINCT_PROBE_ROWS = 4
+_DISTINCT_MIN_GAIN = 4
+_DISTINCT_MARGIN = 1e-12
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
@@ -267,8 +276,13 @@ def _integers(data: np.ndarray, scale: np.ndarray, qmin: int, qmax: int) -> np.n
     return np.clip(np.rint(data / scale[:, None]), qmin, qmax)
 
 
-def _squared_error(data: np.ndarray, scale: np.ndarray, qmin: int, qmax: int, work: np.ndarray) -> np.ndarray:
-    """Per-group ``sum (w - q s)^2`` (float32 elementwise, float64 sums), computed in place in ``work``."""
+def _squared_error(
+    data: np.ndarray, scale: np.ndarray, qmin: int, qmax: int, work: np.ndarray, counts: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-group ``sum count * (w - q s)^2`` (float32 elementwise, float64 sums), computed in place in ``work``.
+
+    ``counts`` (float64, ``data``'s shape) weighs each entry; None means 1 for every entry.
+    """
     s = scale[:, None]
     np.divide(data, s, out=work)
     np.rint(work, out=work)
@@ -276,38 +290,113 @@ def _squared_error(data: np.ndarray, scale: np.ndarray, qmin: int, qmax: int, wo
     np.multiply(work, s, out=work)
     np.subtract(data, work, out=work)
     np.square(work, out=work)
-    return work.sum(axis=1, dtype=np.float64)
+    if counts is None:
+        return work.sum(axis=1, dtype=np.float64)
+    return np.vecdot(work.astype(np.float64), counts)
 
 
 def _quantize_groups(
     data: np.ndarray, qmin: int, qmax: int, *, search: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-group ratio, squared error, scale and integers, in row chunks of about a quarter million elements."""
+    """Per-group ratio, squared error, scale and integers.
+
+    The search scores each group on its distinct values weighed by their counts (:func:`_distinct`) when that
+    shrinks it enough, otherwise on its elements: the per-element float32 errors are the same either way, only
+    the float64 summation order differs. The reported squared error is measured on the elements.
+    """
     rows = max(1, _CHUNK_ELEMENTS // max(data.shape[1], 1))
-    parts = [_quantize_chunk(data[i : i + rows], qmin, qmax, search) for i in range(0, data.shape[0], rows)]
-    ratio, squared, scale, q = zip(*parts, strict=True)
-    return np.concatenate(ratio), np.concatenate(squared), np.concatenate(scale), np.concatenate(q)
+    amax = np.concatenate([np.abs(data[i : i + rows]).max(axis=1) for i in range(0, data.shape[0], rows)])
+    ratio = np.ones(data.shape[0])
+    if search:
+        points, counts = _distinct(data, absolute=qmin == -qmax)
+        rows = max(1, _CHUNK_ELEMENTS // max(points.shape[1], 1))
+        for i in range(0, data.shape[0], rows):
+            part = slice(i, i + rows)
+            ratio[part] = _search(points[part], None if counts is None else counts[part], amax[part], qmin, qmax)
+    scale = _scale_for(amax, ratio, qmax)
+    q = np.empty_like(data)
+    squared = np.empty(data.shape[0])
+    rows = max(1, _CHUNK_ELEMENTS // max(data.shape[1], 1))
+    for i in range(0, data.shape[0], rows):
+        part = slice(i, i + rows)
+        q[part] = _integers(data[part], scale[part], qmin, qmax)
+        error = np.multiply(q[part], scale[part, None])
+        np.subtract(data[part], error, out=error)
+        np.square(error, out=error)
+        squared[part] = error.sum(axis=1, dtype=np.float64)
+    return ratio, squared, scale, q
 
 
-def _quantize_chunk(
-    data: np.ndarray, qmin: int, qmax: int, search: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    amax = np.abs(data).max(axis=1)
-    work = np.empty_like(data)
+def _search(points: np.ndarray, counts: np.ndarray | None, amax: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
+    """Per-group ratio minimizing ``sum count * (w - q s)^2``: 1, then the coarse ratios, then refinements."""
+    work = np.empty_like(points)
 
     def error(ratio: np.ndarray) -> np.ndarray:
-        return _squared_error(data, _scale_for(amax, ratio, qmax), qmin, qmax, work)
+        return _squared_error(points, _scale_for(amax, ratio, qmax), qmin, qmax, work, counts)
 
-    best_ratio = np.ones(data.shape[0])
-    best_error = error(best_ratio)
-    if search:
-        for ratio in _COARSE_RATIOS[_COARSE_RATIOS != 1.0]:
-            candidate = np.full_like(best_ratio, ratio)
-            _keep_better(candidate, error(candidate), best_ratio, best_error)
-        for candidate in _refinements(best_ratio.copy(), qmax):
-            _keep_better(candidate, error(candidate), best_ratio, best_error)
-    scale = _scale_for(amax, best_ratio, qmax)
-    return best_ratio, best_error, scale, _integers(data, scale, qmin, qmax)
+    best_ratio = np.ones(points.shape[0])
+    max_error = error(best_ratio)
+    best_error = max_error.copy()
+    for ratio in _COARSE_RATIOS[_COARSE_RATIOS != 1.0]:
+        candidate = np.full_like(best_ratio, ratio)
+        _keep_better(candidate, error(candidate), best_ratio, best_error)
+    for candidate in _refinements(best_ratio.copy(), qmax):
+        _keep_better(candidate, error(candidate), best_ratio, best_error)
+    if counts is not None:
+        # Weighted and element-wise float64 sums of the same float32 errors differ by rounding only (relative
+        # 1e-15 at most), so a ratio that beats max by this margin here beats it on the elements too.
+        best_ratio[best_error >= max_error * (1.0 - _DISTINCT_MARGIN)] = 1.0
+    return best_ratio
+
+
+def _distinct(data: np.ndarray, *, absolute: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each group's distinct values (of ``|w|`` when ``absolute``) and their counts, when that shrinks the groups.
+
+    Returns ``(values [G, U], counts [G, U] float64)``, rows padded with value 0 and count 0 (adding 0 to any
+    squared error), or ``(data, None)`` when the groups are shorter than 64 or a group has more than ``K / 4``
+    distinct values (a probe of the first few groups decides before sorting them all). FP8-trained weights
+    have at most 255 distinct values per output channel (127 magnitudes), so a 3x3x512 kernel (K = 4608)
+    shrinks about 30-fold. ``absolute`` is valid for a symmetric integer range only: ``w`` and ``-w`` then
+    have the same float32 error (round half to even and the clip are odd functions).
+    """
+    groups, length = data.shape
+    if length < _DISTINCT_MIN_LENGTH:
+        return data, None
+    rows = max(_DISTINCT_PROBE_ROWS, _CHUNK_ELEMENTS // length)
+    parts = []
+    for i in range(0, groups, rows):
+        chunk = np.abs(data[i : i + rows]) if absolute else data[i : i + rows]
+        if i == 0 and _distinct_rows(chunk[:_DISTINCT_PROBE_ROWS])[0].shape[1] * _DISTINCT_MIN_GAIN > length:
+            return data, None
+        parts.append(_distinct_rows(chunk))
+        if parts[-1][0].shape[1] * _DISTINCT_MIN_GAIN > length:
+            return data, None
+    width = max(part_values.shape[1] for part_values, _ in parts)
+    values = np.zeros((groups, width), dtype=np.float32)
+    counts = np.zeros((groups, width))
+    for i, (part_values, part_counts) in zip(range(0, groups, rows), parts, strict=True):
+        values[i : i + part_values.shape[0], : part_values.shape[1]] = part_values
+        counts[i : i + part_counts.shape[0], : part_counts.shape[1]] = part_counts
+    return values, counts
+
+
+def _distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, counts)`` of each row's distinct values, padded to the row with most (``-0.0 == 0.0``)."""
+    groups, length = x.shape
+    ordered = np.sort(x, axis=1)
+    new = np.empty(ordered.shape, dtype=bool)
+    new[:, 0] = True
+    np.not_equal(ordered[:, 1:], ordered[:, :-1], out=new[:, 1:])
+    first = np.flatnonzero(new)
+    per_row = np.count_nonzero(new, axis=1)
+    row = first // length
+    column = np.arange(first.size) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    width = int(per_row.max())
+    values = np.zeros((groups, width), dtype=np.float32)
+    counts = np.zeros((groups, width))
+    values[row, column] = ordered.reshape(-1)[first]
+    counts[row, column] = np.diff(first, append=ordered.size)
+    return values, counts
 
 
 def _refinements(centre: np.ndarray, qmax: int) -> list[np.ndarray]:
