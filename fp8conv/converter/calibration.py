@@ -293,7 +293,7 @@ class CodeHistogram:
         if np.unique(keys).size != keys.size:
             return None
         key_values = np.full(1 << 16, np.nan, dtype=np.float32)
-        key_codes = np.full(1 << 16, -1, dtype=np.intp)
+        key_codes = np.full(1 << 16, -1, dtype=np.int16)
         key_values[keys], key_codes[keys] = values, codes
         for zero, other in ((0x0000, 0x8000), (0x8000, 0x0000)):
             if key_values[zero] == 0 and key_codes[other] < 0:
