@@ -65,6 +65,40 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             archive.writestr(info, buffer.getvalue())
 
 
+FLOAT8_TYPES = frozenset(
+    {
+        onnx.TensorProto.FLOAT8E4M3FN,
+        onnx.TensorProto.FLOAT8E4M3FNUZ,
+        onnx.TensorProto.FLOAT8E5M2,
+        onnx.TensorProto.FLOAT8E5M2FNUZ,
+    }
+)
+
+
+def assert_plain_float(model: onnx.ModelProto, name: str = "model.fp32.onnx") -> None:
+    """Fail unless ``model`` is float ONNX without quantizers: no (De)QuantizeLinear, no node outside the
+    default domain, no Cast to a float8 type (the Cast-pair dialect's quantizer), no float8 tensor."""
+    graph = model.graph
+    for node in graph.node:
+        assert node.op_type not in ("QuantizeLinear", "DequantizeLinear"), f"{name} has {node.op_type}"
+        assert node.domain in ("", "ai.onnx"), f"{name} has {node.domain}::{node.op_type}"
+        for attribute in node.attribute:
+            if node.op_type in ("Cast", "CastLike") and attribute.name == "to":
+                assert attribute.i not in FLOAT8_TYPES, f"{name} casts to float8 ({node.name})"
+    types = [t.data_type for t in graph.initializer]
+    types += [v.type.tensor_type.elem_type for v in [*graph.input, *graph.output, *graph.value_info]]
+    assert not FLOAT8_TYPES & set(types), f"{name} has float8 tensors"
+
+
+def same_signature(a: onnx.ModelProto, b: onnx.ModelProto) -> bool:
+    """Same graph input and output names, element types and (symbolic) shapes, in the same order."""
+
+    def signature(model: onnx.ModelProto) -> list[tuple[str, bytes]]:
+        return [(v.name, v.type.SerializeToString()) for v in [*model.graph.input, *model.graph.output]]
+
+    return signature(a) == signature(b)
+
+
 def save_onnx(model: onnx.ModelProto, path: Path, max_bytes: int | None = MAX_SHIPPED_FILE_BYTES) -> None:
     """Save ``model``; fail when a shipped file would exceed ``max_bytes`` (None: no limit)."""
     onnx.save_model(model, path)

@@ -7,9 +7,11 @@ For each model: train in float, fold BatchNorm, fine-tune with FP8 quantization-
 per-channel weight scales, per-tensor activation scales), export ``model.cast.onnx`` with the dynamo
 exporter (Cast-pair dialect), rewrite it into ``model.onnx`` (standard Q/DQ, DQ-only FP8 weights) and,
 for ``digits_cnn``, ``model.trt.onnx`` (TensorRT ops) and ``model.e3m4.onnx`` (a FP8-E3 QAT variant in
-QONNX ``FloatQuant`` form). Every file is checked: onnxruntime (optimizations off) must reproduce the
-torch QAT model's logits, the dialect files must agree with each other, and accuracy must reach the
-target. Writes ``calib.npz``, ``eval.npz`` and a ``README.md`` model card next to the models.
+QONNX ``FloatQuant`` form), and the float network QAT started from as ``model.fp32.onnx`` (plain float
+ONNX). Every file is checked: onnxruntime (optimizations off) must reproduce the torch QAT model's logits,
+the dialect files must agree with each other, FP8 accuracy must reach the target and ``model.fp32.onnx``
+must reproduce the float model's accuracy. Writes ``calib.npz``, ``eval.npz`` and a ``README.md`` model
+card next to the models.
 
 Same seed and thread count give the same files. Runs on CPU, single thread, in a few minutes.
 """
@@ -249,6 +251,28 @@ def build_e3m4(folded: nn.Module, recipe: Recipe, split: tasks.Split, seed: int,
     artifacts.save_onnx(float_quant, out_dir / "model.e3m4.onnx")
 
 
+def build_fp32(folded: nn.Module, split: tasks.Split, out_dir: Path, result: Result) -> onnx.ModelProto:
+    """``model.fp32.onnx``: the float network QAT started from (BN folded, quantizers off), plain float ONNX.
+
+    Exported from a copy, after the FP8 models, so that nothing here touches the QAT pipeline. Checked:
+    no quantizer (no Q/DQ, no Cast to float8, no float8 tensor) and onnxruntime's logits against torch's;
+    the caller checks that the inputs/outputs are those of ``model.onnx``.
+    """
+    float_model = copy.deepcopy(folded)
+    fp8_qat.set_activation_mode(float_model, "off")
+    fp8_qat.set_weight_mode(float_model, "off")
+    fp32 = export.export_cast_dialect(float_model, (torch.from_numpy(split.x_test[:2]),))
+    onnx.checker.check_model(onnx.shape_inference.infer_shapes(fp32, strict_mode=True), full_check=True)
+    artifacts.assert_plain_float(fp32)
+    ort_fp32 = ort_logits(fp32, split.x_test)
+    torch_fp32 = training.predict(float_model, split.x_test)
+    result.accuracy["fp32_ort"] = training.accuracy(ort_fp32, split.y_test)
+    result.agreement["model.fp32.onnx (onnxruntime) vs torch FP32"] = Agreement.between(ort_fp32, torch_fp32)
+    result.ops["model.fp32.onnx"] = onnx_dialects.count_ops(fp32)
+    artifacts.save_onnx(fp32, out_dir / "model.fp32.onnx")
+    return fp32
+
+
 def build(recipe: Recipe, out_root: Path, seed: int) -> Result:
     """Train, export, verify and write one model's directory."""
     out_dir = out_root / recipe.name
@@ -313,6 +337,8 @@ def build(recipe: Recipe, out_root: Path, seed: int) -> Result:
         artifacts.save_onnx(trt, out_dir / "model.trt.onnx")
     if recipe.e3m4_variant:
         build_e3m4(model, recipe, split, seed, out_dir, result)
+    fp32 = build_fp32(model, split, out_dir, result)
+    assert artifacts.same_signature(fp32, qdq), f"{recipe.name}: model.fp32.onnx inputs/outputs differ from model.onnx"
 
     artifacts.save_npz(out_dir / "calib.npz", {export.INPUT_NAME: calibration_samples(split, seed)})
     artifacts.save_npz(out_dir / "eval.npz", {export.INPUT_NAME: split.x_test, "labels": split.y_test})
@@ -336,6 +362,11 @@ def verify(result: Result) -> None:
     for key in ("fp8_qdq_ort", "fp8_cast_ort", "e3m4_torch"):
         if key in result.accuracy:
             assert result.accuracy[key] >= target, f"{result.recipe.name}: {key} {result.accuracy[key]} < {target}"
+    float_key = "fp32_folded" if result.batchnorm else "fp32"
+    assert result.accuracy["fp32_ort"] == result.accuracy[float_key], (
+        f"{result.recipe.name}: model.fp32.onnx (onnxruntime) {result.accuracy['fp32_ort']} != torch "
+        f"{float_key} {result.accuracy[float_key]}"
+    )
 
 
 # ----------------------------------------------------------------------------------------- model card
@@ -350,6 +381,10 @@ def _accuracy_rows(result: Result) -> list[str]:
         ]
     else:
         rows = [f"| FP32 (the QAT starting point) | torch | {percent(acc['fp32'])} |"]
+    rows.append(
+        f"| FP32{', BN folded' if result.batchnorm else ''}, `model.fp32.onnx` | onnxruntime | "
+        f"{percent(acc['fp32_ort'])} |"
+    )
     rows += [
         f"| FP8-E4M3 QAT, `model.onnx` | onnxruntime | {percent(acc['fp8_qdq_ort'])} |",
         f"| FP8-E4M3 QAT, `model.cast.onnx` | onnxruntime | {percent(acc['fp8_cast_ort'])} |",
@@ -374,6 +409,8 @@ _DIALECTS = {
     "(domain `trt` opset 1, per-tensor scale, q typed uint8); weights as in `model.onnx` (see notes)",
     "model.e3m4.onnx": "QONNX: every quantizer is `qonnx.custom_op.general::FloatQuant(X, scale, 3, 4, 3, 31)` "
     "(FP8-E3M4), float weights; a separately fine-tuned E3M4 network",
+    "model.fp32.onnx": "plain float ONNX: the float network FP8 QAT started from (BatchNorm folded where the "
+    "model has it), no quantizers; the FP32 baseline",
     "calib.npz": f"`{export.INPUT_NAME}`: {CALIBRATION_SAMPLES} training samples (first axis = samples, float32)",
     "eval.npz": f"`{export.INPUT_NAME}`: the held-out samples (float32); `labels`: int64",
 }
