@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
+from helpers import run_unoptimized
 from onnx import TensorProto, helper
 
 from fp8conv import fp8
@@ -75,11 +74,7 @@ def ort_qdq(x: np.ndarray, scale: np.float32, zero_point: int, qtype: str) -> np
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
     model.ir_version = 10
-    onnx.checker.check_model(model)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return session.run(None, {"x": x})[0]
+    return run_unoptimized(model, {"x": x})
 
 
 # ---------------------------------------------------------------------------------------------------------------

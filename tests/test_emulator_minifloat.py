@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 
+import helpers
 import ml_dtypes
 import numpy as np
 import pytest
@@ -91,17 +92,7 @@ def grid_probe_values(exponent_bits: int, mantissa_bits: int, bias: int) -> np.n
 
 
 def assert_same_floats(actual: np.ndarray, expected: np.ndarray, inputs: np.ndarray, what: str) -> None:
-    assert actual.dtype == np.float32
-    assert actual.shape == expected.shape
-    a, b = actual.reshape(-1), expected.reshape(-1)
-    ok = (a.view(np.uint32) == b.view(np.uint32)) | (np.isnan(a) & np.isnan(b))
-    if not ok.all():
-        bad = np.flatnonzero(~ok)[:8]
-        x = inputs.reshape(-1)
-        pytest.fail(
-            f"{what}: {(~ok).sum()} of {ok.size} differ; first: "
-            + ", ".join(f"x={x[i]!r} fp8conv={a[i]!r} reference={b[i]!r}" for i in bad)
-        )
+    helpers.assert_same_floats(actual, expected, inputs, what, ("fp8conv", "reference"))
 
 
 # (id, minifloat args, reference args): the reference gets bias and max_val spelled out independently

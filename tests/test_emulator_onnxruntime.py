@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 
+import helpers
 import ml_dtypes
 import numpy as np
 import onnxruntime as ort
@@ -53,19 +54,7 @@ def run(graph_nodes, inputs: dict[str, np.ndarray], initializers, opset: int) ->
 
 
 def assert_same_floats(actual: np.ndarray, expected: np.ndarray, inputs: np.ndarray, what: str) -> None:
-    """Identical float32 bit patterns (so the sign of zero counts), NaN equal to NaN of either sign."""
-    assert actual.dtype == np.float32
-    assert expected.dtype == np.float32
-    assert actual.shape == expected.shape
-    a, b = actual.reshape(-1), expected.reshape(-1)
-    ok = (a.view(np.uint32) == b.view(np.uint32)) | (np.isnan(a) & np.isnan(b))
-    if not ok.all():
-        bad = np.flatnonzero(~ok)[:8]
-        x = inputs.reshape(-1)
-        pytest.fail(
-            f"{what}: {(~ok).sum()} of {ok.size} differ; first: "
-            + ", ".join(f"x={x[i]!r} ort={a[i]!r} fp8conv={b[i]!r}" for i in bad)
-        )
+    helpers.assert_same_floats(actual, expected, inputs, what, ("ort", "fp8conv"))
 
 
 @functools.cache

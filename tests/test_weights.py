@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
+from helpers import run_unoptimized
 from onnx import TensorProto, helper
 
 from fp8conv import fp8
@@ -57,11 +57,7 @@ def ort_dequantize(qw: QuantizedWeights) -> np.ndarray:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
     model.ir_version = 10
-    onnx.checker.check_model(model)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return session.run(None, {})[0]
+    return run_unoptimized(model, {})
 
 
 # ---------------------------------------------------------------------------------------------------------------
