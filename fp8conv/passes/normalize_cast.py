@@ -10,6 +10,7 @@ import onnx_ir as ir
 
 from fp8conv.passes.canonical import FP8_DATA_TYPES, QuantSpec, constant_array
 from fp8conv.passes.normalize_qdq import (
+    NodeRewritePass,
     add_canonical_opset,
     add_initializer,
     check_scale,
@@ -114,7 +115,7 @@ def _clip_bounds(clip: ir.Node) -> tuple[float, float] | None:
     return bounds[0], bounds[1]
 
 
-class NormalizeCastPairPass(ir.passes.InPlacePass):
+class NormalizeCastPairPass(NodeRewritePass):
     """Rewrite scaled FP8 ``Cast`` pairs as canonical FakeQuantize nodes.
 
     ``Mul(Cast(Cast(Div(x, s), to=FP8, saturate), to=float), s)``, as the PyTorch dynamo exporter
@@ -147,15 +148,8 @@ class NormalizeCastPairPass(ir.passes.InPlacePass):
     scale varying along several axes.
     """
 
-    def call(self, model: ir.Model) -> ir.passes.PassResult:
-        """Rewrite every scaled FP8 Cast pair of the model's graph and its subgraphs."""
-        modified = False
-        for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
-            if node.graph is not None and self._rewrite(node):
-                modified = True
-        if modified:
-            add_canonical_opset(model)
-        return ir.passes.PassResult(model, modified=modified)
+    def _after_rewrites(self, model: ir.Model) -> None:
+        add_canonical_opset(model)
 
     def _rewrite(self, to_fp8: ir.Node) -> bool:
         if to_fp8.op_type != "Cast" or to_fp8.domain != "" or not to_fp8.inputs or to_fp8.inputs[0] is None:

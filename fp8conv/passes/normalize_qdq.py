@@ -359,6 +359,48 @@ def remove_unused_constants(values: Iterable[ir.Value | None]) -> None:
             producer.graph.remove(producer, safe=True)
 
 
+class NodeRewritePass(ir.passes.InPlacePass):
+    """A pass that tries ``_rewrite`` on every node of the main graph and its subgraphs.
+
+    The nodes are listed before any rewrite, so rewrites may remove and insert nodes; a listed node that
+    an earlier rewrite removed is skipped. ``_after_rewrites`` runs once when anything changed.
+    """
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        """Apply ``_rewrite`` everywhere; modified when any call returned True."""
+        modified = False
+        for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
+            if node.graph is not None and self._rewrite(node):
+                modified = True
+        if modified:
+            self._after_rewrites(model)
+        return ir.passes.PassResult(model, modified=modified)
+
+    def _rewrite(self, node: ir.Node) -> bool:
+        raise NotImplementedError
+
+    def _after_rewrites(self, model: ir.Model) -> None:
+        """Hook for model-level tidying after the rewrites (opset imports)."""
+
+
+def replace_quantize_dequantize(
+    quantize: ir.Node, dequantizers: list[ir.Node], x: ir.Value, scale: ir.Value | None, spec: QuantSpec, source: str
+) -> None:
+    """Replace ``quantize`` and the DQs reading it by one FakeQuantize per DQ (keeping their outputs).
+
+    The FakeQuantize takes the Q's name when there is one DQ, else each DQ's name; constants only the
+    removed nodes read are removed too.
+    """
+    for dequantize in dequantizers:
+        name = quantize.name if len(dequantizers) == 1 else dequantize.name
+        constants = dequantize.inputs[1:]
+        replace_with_fake_quantize([dequantize], x, scale, spec, source=source, name=name)
+        remove_unused_constants(constants)
+    graph = quantize.graph
+    assert graph is not None
+    graph.remove(quantize, safe=True)
+
+
 def add_canonical_opset(model: ir.Model) -> None:
     """Import the ``ai.fp8conv`` domain that FakeQuantize lives in."""
     model.opset_imports.setdefault(CANONICAL_DOMAIN, CANONICAL_OPSET)
@@ -398,7 +440,7 @@ def _quantized_type(node: ir.Node) -> ir.DataType | None:
     return dtype
 
 
-class NormalizeQdqPass(ir.passes.InPlacePass):
+class NormalizeQdqPass(NodeRewritePass):
     """Rewrite FP8 ``QuantizeLinear`` → ``DequantizeLinear`` pairs as canonical FakeQuantize nodes.
 
     ``DequantizeLinear(QuantizeLinear(x, s, zp), s', zp')`` with an FP8 quantized type becomes
@@ -424,16 +466,9 @@ class NormalizeQdqPass(ir.passes.InPlacePass):
     :class:`UnsupportedModelError` for a non-constant scale.
     """
 
-    def call(self, model: ir.Model) -> ir.passes.PassResult:
-        """Rewrite every FP8 Q→DQ pair of the model's graph and its subgraphs."""
-        modified = False
-        for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
-            if node.graph is not None and self._rewrite(node):
-                modified = True
-        if modified:
-            add_canonical_opset(model)
-            drop_unused_opsets(model, _is_trt_or_qonnx)
-        return ir.passes.PassResult(model, modified=modified)
+    def _after_rewrites(self, model: ir.Model) -> None:
+        add_canonical_opset(model)
+        drop_unused_opsets(model, _is_trt_or_qonnx)
 
     def _rewrite(self, quantize: ir.Node) -> bool:
         if quantize.op_type != "QuantizeLinear" or quantize.domain not in ONNX_DOMAINS:
@@ -468,14 +503,7 @@ class NormalizeQdqPass(ir.passes.InPlacePass):
         for dequantize in dequantizers:
             if not self._dequantize_matches(quantize, dequantize, spec):
                 return False
-        for dequantize in dequantizers:
-            name = quantize.name if len(dequantizers) == 1 else dequantize.name
-            constants = dequantize.inputs[1:]
-            replace_with_fake_quantize([dequantize], x, scale_value, spec, source="qdq", name=name)
-            remove_unused_constants(constants)
-        graph = quantize.graph
-        assert graph is not None
-        graph.remove(quantize, safe=True)
+        replace_quantize_dequantize(quantize, dequantizers, x, scale_value, spec, source="qdq")
         remove_unused_constants([zero_point])
         logger.debug("node %r: FP8 Q/DQ -> FakeQuantize (%s)", quantize.name, spec)
         return True

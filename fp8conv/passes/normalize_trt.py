@@ -15,7 +15,7 @@ from fp8conv.passes.normalize_qdq import (
     constant_dtype,
     drop_unused_opsets,
     remove_unused_constants,
-    replace_with_fake_quantize,
+    replace_quantize_dequantize,
     rewrite_chain,
     same_constant,
 )
@@ -139,14 +139,7 @@ class NormalizeTrtFp8Pass(ir.passes.InPlacePass):
                 )
                 return False
         spec = QuantSpec(FORMATS["e4m3fn"], saturate=True)
-        for dequantize in dequantizers:
-            name = quantize.name if len(dequantizers) == 1 else dequantize.name
-            constants = dequantize.inputs[1:]
-            replace_with_fake_quantize([dequantize], x, scale_value, spec, source="trt", name=name)
-            remove_unused_constants(constants)
-        graph = quantize.graph
-        assert graph is not None
-        graph.remove(quantize, safe=True)
+        replace_quantize_dequantize(quantize, dequantizers, x, scale_value, spec, source="trt")
         logger.debug("node %r: TRT FP8 Q/DQ -> FakeQuantize", quantize.name)
         return True
 
