@@ -444,11 +444,12 @@ def _propagate_through_integer_ops(
                 add(name, 8, "integer op")
                 added.append(name)
                 changed = True
+    values = _values_by_name(graph)
     pruned = True
     while pruned:
         pruned = False
         for name in list(added):
-            value = next(v for n in graph for v in n.outputs if v.name == name)
+            value = values[name]
             useful = any(
                 is_integer_op(c, points) and (_after_fusable_activation(c.outputs[0]).name or "") in points
                 for c in _consumers_through_fake_quantize(value)
