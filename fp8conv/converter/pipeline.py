@@ -37,7 +37,7 @@ from fp8conv.converter import calibration
 from fp8conv.converter.config import ActivationRange, ConversionConfig, Target
 from fp8conv.converter.data import LABELS_KEY, SampleSet, load_samples
 from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
-from fp8conv.converter.plan import ActivationPoint, Layer, QuantizationPlan, plan_conversion
+from fp8conv.converter.plan import ActivationPoint, Layer, QuantizationPlan, plan_conversion, values_by_name
 from fp8conv.converter.weights import QuantizedWeights, quantize_weights
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.canonical import is_fake_quantize
@@ -574,8 +574,7 @@ def _data_free_range(
 def _downstream_fp8_range(
     model: ir.Model, plan: QuantizationPlan, tensor: str, qtype: str, depth: int = 4
 ) -> tuple[float, float] | None:
-    by_name = {v.name: v for n in model.graph for v in n.outputs if v.name}
-    frontier = [by_name.get(tensor)]
+    frontier = [values_by_name(model.graph).get(tensor)]
     for _ in range(depth):
         next_frontier = []
         for value in frontier:

@@ -40,7 +40,7 @@ from fp8conv.passes.canonical import (
 )
 from fp8conv.passes.dequantize_fp8 import exact_weights
 
-__all__ = ["ActivationPoint", "Layer", "QuantizationPlan", "is_integer_op", "plan_conversion"]
+__all__ = ["ActivationPoint", "Layer", "QuantizationPlan", "is_integer_op", "plan_conversion", "values_by_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def plan_conversion(model: ir.Model, config: ConversionConfig) -> QuantizationPl
     fp8_points = collect_quant_points(model)
     by_output = {point.output: point for point in fp8_points}
     graph = model.graph
-    values = _values_by_name(graph)
+    values = values_by_name(graph)
     layers = [_plan_layer(node, by_output, config) for node in graph if _is_layer(node)]
     points: dict[str, ActivationPoint] = {}
     activation_bits = config.target.activation_bits
@@ -193,7 +193,8 @@ def plan_conversion(model: ir.Model, config: ConversionConfig) -> QuantizationPl
     return QuantizationPlan(layers, points, fp8_points, dropped)
 
 
-def _values_by_name(graph: ir.Graph) -> dict[str, ir.Value]:
+def values_by_name(graph: ir.Graph) -> dict[str, ir.Value]:
+    """The graph's inputs and node outputs (main graph), by name."""
     values: dict[str, ir.Value] = {value.name: value for value in graph.inputs if value.name}
     for node in graph:
         for value in node.outputs:
@@ -444,7 +445,7 @@ def _propagate_through_integer_ops(
                 add(name, 8, "integer op")
                 added.append(name)
                 changed = True
-    values = _values_by_name(graph)
+    values = values_by_name(graph)
     pruned = True
     while pruned:
         pruned = False

@@ -30,7 +30,7 @@ from fp8conv.passes.canonical import (
 )
 from fp8conv.runtime.emulator import decode, fake_quantize
 
-__all__ = ["DequantizeFp8Pass", "exact_weights"]
+__all__ = ["DequantizeFp8Pass", "exact_weights", "remove_fake_quantize"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,22 +58,33 @@ class DequantizeFp8Pass(ir.passes.InPlacePass):
                 graph.register_initializer(value)
                 modified = True
             elif is_fake_quantize(node):
-                source, output = node.inputs[0], node.outputs[0]
-                assert source is not None
-                if output.is_graph_output():
-                    identity = ir.node("Identity", [source], name=node.name)
-                    graph.insert_before(node, identity)
-                    name = output.name
-                    output.replace_all_uses_with(identity.outputs[0], replace_graph_outputs=True)
-                    graph.remove(node, safe=True)
-                    identity.outputs[0].name = name
-                else:
-                    output.replace_all_uses_with(source)
-                    graph.remove(node, safe=True)
+                remove_fake_quantize(node)
                 modified = True
         model.opset_imports.pop(CANONICAL_DOMAIN, None)
         ir_common.RemoveUnusedNodesPass()(model)
         return ir.passes.PassResult(model, modified=modified)
+
+
+def remove_fake_quantize(node: ir.Node) -> None:
+    """Remove an activation FakeQuantize: ``y := x``.
+
+    Readers of ``y`` read ``x``; when ``y`` is a graph output an ``Identity`` takes the FakeQuantize's place
+    so the output keeps its name.
+    """
+    graph = node.graph
+    source, output = node.inputs[0], node.outputs[0]
+    assert graph is not None
+    assert source is not None
+    if output.is_graph_output():
+        identity = ir.node("Identity", [source], name=node.name)
+        graph.insert_before(node, identity)
+        name = output.name
+        output.replace_all_uses_with(identity.outputs[0], replace_graph_outputs=True)
+        graph.remove(node, safe=True)
+        identity.outputs[0].name = name
+    else:
+        output.replace_all_uses_with(source)
+        graph.remove(node, safe=True)
 
 
 def exact_weights(node: ir.Node) -> np.ndarray | None:

@@ -29,8 +29,9 @@ import numpy as np
 import onnx_ir as ir
 import onnx_ir.passes.common as ir_common
 
-from fp8conv.converter.plan import Layer, QuantizationPlan, is_integer_op
+from fp8conv.converter.plan import Layer, QuantizationPlan, is_integer_op, values_by_name
 from fp8conv.passes.canonical import CANONICAL_DOMAIN, is_fake_quantize, is_fp8_weight_dequantize
+from fp8conv.passes.dequantize_fp8 import remove_fake_quantize
 
 __all__ = ["ActivationQuantization", "EmitQdqPass", "WeightQuantization"]
 
@@ -168,8 +169,7 @@ class EmitQdqPass(ir.passes.InPlacePass):
     # -- activations ---------------------------------------------------------------------------
 
     def _emit_activations(self, graph: ir.Graph) -> None:
-        values = {v.name: v for v in graph.inputs if v.name}
-        values.update({v.name: v for n in graph for v in n.outputs if v.name})
+        values = values_by_name(graph)
         group_constants: dict[str, tuple[ir.Value, ir.Value]] = {}
         for name, point in sorted(self.plan.points.items()):
             value = values[name]
@@ -329,19 +329,10 @@ class EmitQdqPass(ir.passes.InPlacePass):
     # -- leftovers ------------------------------------------------------------------------------
 
     def _remove_remaining_fp8(self, graph: ir.Graph) -> None:
-        """Drop FP8 activation quantizers with no integer consumer; materialize leftover FP8 weights."""
+        """Drop the FP8 activation quantizers that have no integer consumer (the value flows through)."""
         for node in list(graph):
-            if not is_fake_quantize(node):
-                continue
-            source, output = node.inputs[0], node.outputs[0]
-            assert source is not None
-            if output.is_graph_output():
-                identity = ir.node("Identity", [source])
-                graph.insert_before(node, identity)
-                _swap_producer(graph, node, identity)
-            else:
-                output.replace_all_uses_with(source)
-                graph.remove(node, safe=True)
+            if is_fake_quantize(node):
+                remove_fake_quantize(node)
 
     def _needs_opset_21(self) -> bool:
         wide = any(q.dtype in ("int16", "uint16") for q in self.activations.values())
