@@ -76,7 +76,9 @@ def run_fp8conv(model: Path, data: Path, out: Path, audit: bool) -> dict[str, fl
     t0 = time.perf_counter()
     result = convert_file(model, out, to="int8", data=data, audit=audit)
     total = time.perf_counter() - t0
-    return {"convert": result.seconds, "save+audit" if audit else "save": total - result.seconds}
+    phases = dict(result.stage_seconds)
+    phases["other"] = total - sum(phases.values())
+    return phases
 
 
 def dequantize_fp8_model(src: Path, dst: Path) -> None:

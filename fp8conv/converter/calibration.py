@@ -55,7 +55,7 @@ from typing import Literal
 
 import numpy as np
 
-from fp8conv.runtime.emulator import decode, encode
+from fp8conv.runtime.emulator import decode, encode, float16_codes
 from fp8conv.runtime.formats import FloatFormat, resolve_format
 
 __all__ = [
@@ -277,6 +277,44 @@ class CodeHistogram:
             chunk = flat[start : start + _CHUNK]
             if tables is None or not self._update_keyed(chunk, *tables):
                 self._update_chunk(chunk)
+        return self
+
+    def update_grid(self, grid: np.typing.ArrayLike) -> CodeHistogram:
+        """Count a batch given by its grid values: the fake-quantizer's output is ``grid * scale``.
+
+        ``grid`` is float16 (what :class:`~fp8conv.runtime.reference.ReferenceRunner` returns for
+        ``capture_grid``): each bit pattern names one code, so this is one counting pass, exact, with no
+        division by the scale.
+
+        Args:
+            grid: float16 array, any shape. NaN and ±Inf are counted in ``nonfinite`` only.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: If ``grid`` is not float16, the format has values that are not float16, or a
+                finite value is not a value of the format.
+        """
+        q = np.asarray(grid)
+        if q.dtype != np.float16:
+            raise ValueError(f"grid values must be float16, got {q.dtype}")
+        table = float16_codes(self.fmt)
+        if table is None:
+            raise ValueError(f"{self.fmt.name} has values that are not float16; count its outputs with update()")
+        per_pattern = np.bincount(np.ascontiguousarray(q).reshape(-1).view(np.uint16), minlength=1 << 16)
+        seen = np.flatnonzero(per_pattern)
+        codes = table[seen]
+        off = codes == -1
+        if off.any():
+            example = float(np.array(seen[off][0], dtype=np.uint16).view(np.float16))
+            raise ValueError(
+                f"{int(per_pattern[seen[off]].sum())} of {q.size} grid values are not {self.fmt.name} values "
+                f"(e.g. {example!r})"
+            )
+        nonfinite = codes == -2
+        self.nonfinite += int(per_pattern[seen[nonfinite]].sum())
+        np.add.at(self._counts, codes[~nonfinite], per_pattern[seen[~nonfinite]])
         return self
 
     def _key_tables(self) -> tuple[np.ndarray, np.ndarray] | None:

@@ -117,6 +117,9 @@ class ConversionConfig:
             LayerNorm inputs) gets INT16 instead, and so do the layers reading it. None: off.
         percentile: Percentile for the ``percentile`` range method.
         calibration_batch_size: Samples per reference run during calibration.
+        calibration_workers: Reference runs in flight at once (threads sharing one session; at most this
+            many batches in memory). None: 2 on a machine with 2 or more CPUs, else 1. The statistics do not
+            depend on it.
         max_calibration_samples: Use at most this many calibration samples (None: all).
     """
 
@@ -130,7 +133,8 @@ class ConversionConfig:
     int16: tuple[str, ...] = ()
     auto_int16_below_db: float | None = None
     percentile: float = 99.999
-    calibration_batch_size: int = 8
+    calibration_batch_size: int = 4
+    calibration_workers: int | None = None
     max_calibration_samples: int | None = None
 
     def __post_init__(self) -> None:
@@ -153,6 +157,8 @@ class ConversionConfig:
             raise Fp8ConvError(f"percentile must be in (50, 100], got {self.percentile}")
         if self.calibration_batch_size < 1:
             raise Fp8ConvError(f"calibration_batch_size must be >= 1, got {self.calibration_batch_size}")
+        if self.calibration_workers is not None and self.calibration_workers < 1:
+            raise Fp8ConvError(f"calibration_workers must be >= 1 (or None), got {self.calibration_workers}")
         for field in ("keep_float", "int16"):
             patterns = tuple(getattr(self, field))
             object.__setattr__(self, field, patterns)

@@ -18,31 +18,30 @@ Steps (each delegated to the module that owns it):
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import logging
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx_ir as ir
-from tqdm import tqdm
 
 from fp8conv.converter import calibration
+from fp8conv.converter.collection import collect_statistics
 from fp8conv.converter.config import ActivationRange, ConversionConfig, Target
-from fp8conv.converter.data import LABELS_KEY, SampleSet, load_samples
+from fp8conv.converter.data import SampleSet, load_samples
 from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
 from fp8conv.converter.plan import ActivationPoint, Layer, QuantizationPlan, plan_conversion, values_by_name
+from fp8conv.converter.stopwatch import Stopwatch
 from fp8conv.converter.weights import QuantizedWeights, quantize_weights
 from fp8conv.errors import Fp8ConvError
-from fp8conv.passes.canonical import is_fake_quantize
 from fp8conv.passes.emit_qdq import ActivationQuantization, EmitQdqPass, WeightQuantization
-from fp8conv.runtime.reference import ReferenceRunner
 
 __all__ = ["ConversionResult", "convert", "convert_file", "default_output_path", "save_model"]
 
@@ -109,6 +108,9 @@ class ConversionResult:
         warnings: Things the user should know (data-free ranges, layers left float, …).
         calibration_samples: Samples the ranges were computed from (0: data-free).
         seconds: Wall time of the conversion (excluding saving and auditing).
+        stage_seconds: Wall time per stage (``load``, ``plan``, ``weights``, ``reference session``,
+            ``calibration forward``, ``statistics``, ``ranges``, ``emission``; ``save`` and ``audit`` from
+            :func:`convert_file`).
         audit: The integer-kernel audit (set by :func:`convert_file`).
         output_path: Where the model was written (set by :func:`convert_file`).
         output_size_bytes: Size of the written model (set by :func:`convert_file`).
@@ -123,6 +125,7 @@ class ConversionResult:
     warnings: list[str]
     calibration_samples: int
     seconds: float
+    stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     audit: Any = None
     output_path: Path | None = None
     output_size_bytes: int | None = None
@@ -143,6 +146,7 @@ class ConversionResult:
             },
             "calibration_samples": self.calibration_samples,
             "seconds": self.seconds,
+            "stage_seconds": dict(self.stage_seconds),
             "layers": [layer.to_json() for layer in self.layers],
             "activations": [record.to_json() for record in self.activations],
             "warnings": list(self.warnings),
@@ -177,7 +181,7 @@ def convert(
     Raises:
         Fp8ConvError: Bad model, data or options.
     """
-    started = time.perf_counter()
+    stopwatch = Stopwatch()
     base = config or ConversionConfig()
     try:
         config = base.replace(target=Target(to) if not isinstance(to, Target) else to, **options)
@@ -185,23 +189,36 @@ def convert(
         raise Fp8ConvError(f"bad conversion options: {error}") from error
     loaded = model if isinstance(model, LoadedModel) else load(model)
     canonical = loaded.model
+    stopwatch.lap("load")
     warnings: list[str] = []
     plan = plan_conversion(canonical, config)
-    weights = _quantize_layer_weights(plan, config)
-    samples = _open_samples(data, canonical)
-    if samples is None and plan.points and config.activations_range is not ActivationRange.FP8:
-        warnings.append(
-            "no calibration data: activation ranges are derived from the FP8 quantizers' formats and scales "
-            "(data-free 'fp8' method); pass --data for calibrated ranges"
+    stopwatch.lap("plan")
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fp8conv-weights") as background:
+        # Weights do not depend on calibration: quantize them while the reference runs.
+        weights_done = background.submit(_quantize_layer_weights, plan, config)
+        samples = _open_samples(data, canonical)
+        stopwatch.lap("calibration data")
+        if samples is None and plan.points and config.activations_range is not ActivationRange.FP8:
+            warnings.append(
+                "no calibration data: activation ranges are derived from the FP8 quantizers' formats and "
+                "scales (data-free 'fp8' method); pass --data for calibrated ranges"
+            )
+            config = config.replace(activations_range=ActivationRange.FP8)
+        statistics = (
+            collect_statistics(canonical, plan, samples, config, progress=progress, stopwatch=stopwatch)
+            if samples is not None
+            else {}
         )
-        config = config.replace(activations_range=ActivationRange.FP8)
-    statistics = _calibrate(canonical, plan, samples, config, progress) if samples is not None else {}
+        weights = weights_done.result()
+        stopwatch.lap("weights")
     if statistics and config.auto_int16_below_db is not None:
         _promote_outliers_to_int16(plan, statistics, config)
     activations, activation_records = _activation_quantization(canonical, plan, statistics, config, warnings)
+    stopwatch.lap("ranges")
     converted = ir.from_proto(ir.to_proto(canonical))
     EmitQdqPass(plan, _emission_weights(weights), activations)(converted)
     _record_metadata(converted, config)
+    stopwatch.lap("emission")
     for layer in plan.layers:
         if layer.precision == "float" and layer.reason != "not quantized in the FP8 source":
             warnings.append(f"layer {layer.node} ({layer.op_type}) stays float: {layer.reason}")
@@ -214,7 +231,8 @@ def convert(
         activations=activation_records,
         warnings=warnings,
         calibration_samples=samples.num_samples if samples is not None else 0,
-        seconds=time.perf_counter() - started,
+        seconds=stopwatch.total,
+        stage_seconds=stopwatch.seconds,
     )
 
 
@@ -257,12 +275,16 @@ def convert_file(
     if destination.resolve() == src.resolve():
         raise Fp8ConvError(f"{destination}: the output would overwrite the input model")
     result = convert(src, target, data, progress=progress, **options)
+    stopwatch = Stopwatch()
     result.output_size_bytes = save_model(result.model, destination, external_data=external_data)
     result.output_path = destination
+    stopwatch.lap("save")
     if audit:
         from fp8conv.runtime.audit import audit_integer_kernels
 
         result.audit = audit_integer_kernels(destination)
+        stopwatch.lap("audit")
+    result.stage_seconds.update(stopwatch.seconds)
     return result
 
 
@@ -329,7 +351,12 @@ def _quantize_layer_weights(plan: QuantizationPlan, config: ConversionConfig) ->
         bits = 4 if layer.precision == "int4" else config.weight_bits
         try:
             weights[layer.node] = quantize_weights(
-                layer.weight_values, axis=axis, bits=bits, method=config.weights_range.value, block_size=block_size
+                layer.weight_values,
+                axis=axis,
+                bits=bits,
+                method=config.weights_range.value,
+                block_size=block_size,
+                codes=layer.weight_codes,
             )
         except ValueError as error:
             raise Fp8ConvError(f"layer {layer.node}: cannot quantize its weight: {error}") from error
@@ -367,76 +394,6 @@ def _open_samples(data: str | os.PathLike | SampleSet | None, model: ir.Model) -
         return data
     names = [value.name or "" for value in model.graph.inputs if value.name not in model.graph.initializers]
     return load_samples(data, names)
-
-
-def _uses_code_histogram(points: list[ActivationPoint], dtypes: Mapping[str, ir.DataType | None]) -> bool:
-    """Whether every tensor of the group is the float32 output of a per-tensor FP8 quantizer (exact grid)."""
-    return all(
-        point.fp8 is not None
-        and point.fp8.spec.format.fits_code
-        and point.fp8.scale.size == 1
-        and dtypes.get(point.fp8.output) == ir.DataType.FLOAT
-        for point in points
-    )
-
-
-def _fake_quantize_dtypes(model: ir.Model) -> dict[str, ir.DataType | None]:
-    """Element type each FakeQuantize computes in, by output name.
-
-    Declared output types are often missing (no value_info); the scale's type decides then, since ONNX
-    QuantizeLinear computes in the scale's type (x and scale share it up to opset 21).
-    """
-    dtypes: dict[str, ir.DataType | None] = {}
-    for node in model.graph:
-        if not is_fake_quantize(node):
-            continue
-        output = node.outputs[0]
-        scale = node.inputs[1]
-        dtypes[output.name or ""] = output.dtype or (scale.dtype if scale is not None else None)
-    return dtypes
-
-
-def _calibrate(
-    model: ir.Model, plan: QuantizationPlan, samples: SampleSet, config: ConversionConfig, progress: bool
-) -> dict[str, calibration.Statistics]:
-    """Run the exact FP8 reference over the samples; stream statistics per activation group."""
-    captures: dict[str, str] = {}
-    statistics: dict[str, calibration.Statistics] = {}
-    dtypes = _fake_quantize_dtypes(model)
-    for group, tensors in plan.groups().items():
-        points = [plan.points[t] for t in tensors]
-        # The exact FP8-code histogram serves the methods that evaluate the grid (mse, minmax); entropy
-        # and percentile assume a continuous distribution and get the float histogram.
-        continuous = config.activations_range in (ActivationRange.ENTROPY, ActivationRange.PERCENTILE)
-        if not continuous and _uses_code_histogram(points, dtypes):
-            first = points[0].fp8
-            assert first is not None
-            statistics[group] = calibration.CodeHistogram(first.spec.format, float(first.scale.reshape(-1)[0]))
-            for point in points:
-                assert point.fp8 is not None
-                captures[point.fp8.output] = group
-        else:
-            statistics[group] = calibration.StreamingHistogram()
-            captures.update({tensor: group for tensor in tensors})
-    runner = ReferenceRunner(model, capture=sorted(captures))
-    limit = config.max_calibration_samples or samples.num_samples
-    seen = 0
-    batch_size = runner.static_batch_size or config.calibration_batch_size
-    with tqdm(total=min(limit, samples.num_samples), unit="sample", desc="calibrating", disable=not progress) as bar:
-        for feeds in samples.batches(batch_size):
-            feeds.pop(LABELS_KEY, None)
-            count = len(next(iter(feeds.values())))
-            if seen >= limit:
-                break
-            if seen + count > limit:
-                feeds = {name: array[: limit - seen] for name, array in feeds.items()}
-                count = limit - seen
-            outputs = runner.run(feeds)
-            for tensor, group in captures.items():
-                statistics[group].update(outputs[tensor])
-            seen += count
-            bar.update(count)
-    return statistics
 
 
 def int8_sqnr_db(stats: calibration.Statistics, qtype: str) -> float:

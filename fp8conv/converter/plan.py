@@ -31,14 +31,19 @@ import numpy as np
 import onnx_ir as ir
 
 from fp8conv.converter.config import ConversionConfig, LayerPrecision, Target
+from fp8conv.converter.weights import WeightCodes
 from fp8conv.passes.canonical import (
+    FP8_DATA_TYPES,
     QuantPoint,
     collect_quant_points,
     constant_array,
     is_fake_quantize,
     is_fp8_weight_dequantize,
+    read_fake_quantize,
 )
 from fp8conv.passes.dequantize_fp8 import exact_weights
+from fp8conv.runtime.emulator import decode, encode
+from fp8conv.runtime.formats import resolve_format
 
 __all__ = ["ActivationPoint", "Layer", "QuantizationPlan", "is_integer_op", "plan_conversion", "values_by_name"]
 
@@ -66,6 +71,8 @@ class Layer:
         weight: Name of the value the layer reads as its weight (None for activation × activation).
         weight_source: Name of the stored weight tensor (FP8 initializer or float initializer).
         weight_values: The weight exactly as the FP8 model used it (float32).
+        weight_codes: The same weight as FP8 codes and scales, when the model stores it so (or fake-quantizes
+            a constant) with a per-tensor or per-axis scale; it makes the weight range search faster.
         weight_axis: Output-channel axis of the weight (Conv 0, MatMul 1, Gemm by transB).
         block_axis: The K axis along which INT4 blocks run.
         bias: Name of a constant bias input, if any.
@@ -87,6 +94,7 @@ class Layer:
     weight: str | None = None
     weight_source: str | None = None
     weight_values: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    weight_codes: WeightCodes | None = dataclasses.field(default=None, repr=False)
     weight_axis: int | None = None
     block_axis: int | None = None
     bias: str | None = None
@@ -272,6 +280,55 @@ def _weight_axes(node: ir.Node) -> tuple[int, int | None]:
     return 1, 0
 
 
+def _weight_codes(node: ir.Node) -> WeightCodes | None:
+    """The FP8 codes behind a stored FP8 weight or a FakeQuantize of a constant (per-tensor or per-axis scale).
+
+    ``exact_weights(node) == values[codes] * scale`` (float32), as both decode the same codes.
+    """
+    if is_fp8_weight_dequantize(node):
+        data = node.inputs[0]
+        assert data is not None
+        if node.attributes.get_int("block_size", 0):
+            return None
+        codes, scale = constant_array(data), constant_array(node.inputs[1])
+        fmt = resolve_format(FP8_DATA_TYPES[data.dtype])
+        axis_attribute = node.attributes.get_int("axis", 1)
+    elif is_fake_quantize(node):
+        spec = read_fake_quantize(node)
+        x, scale = constant_array(node.inputs[0]), constant_array(node.inputs[1])
+        if spec.block_size or x is None or not spec.format.fits_code:
+            return None
+        fmt, axis_attribute = spec.format, spec.axis
+        codes = None
+    else:
+        return None
+    if scale is None:
+        return None
+    scale = np.asarray(scale, dtype=np.float32).reshape(-1)
+    shape = (x if codes is None else codes).shape
+    axis = None
+    if scale.size > 1:
+        if axis_attribute is None or not shape:
+            return None
+        axis = axis_attribute % len(shape)
+    if codes is None:
+        assert x is not None
+        view = [1] * len(shape)
+        if axis is not None:
+            view[axis] = -1
+        with np.errstate(over="ignore", invalid="ignore"):
+            codes = encode(x.astype(np.float32) / scale.reshape(view), fmt, saturate=spec.saturate)
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = decode(np.arange(1 << fmt.bits, dtype=np.uint8), fmt)
+    return WeightCodes(
+        codes=np.asarray(codes).view(np.uint8),
+        values=values,
+        scale=scale if axis is not None else scale.reshape(()),
+        axis=axis,
+        sign_bit=1 << (fmt.bits - 1) if fmt.has_sign else None,
+    )
+
+
 def _exact_weight(value: ir.Value | None) -> tuple[np.ndarray | None, str | None, QuantPoint | None]:
     """(float32 weight exactly as the FP8 model used it, stored tensor name, FP8 point) or Nones."""
     if value is None:
@@ -296,6 +353,8 @@ def _plan_layer(node: ir.Node, by_output: dict[str, QuantPoint], config: Convers
     name = node.name or ""
     weight_value = node.inputs[1] if len(node.inputs) > 1 else None
     weight, weight_source, _ = _exact_weight(weight_value)
+    producer = weight_value.producer() if weight is not None and weight_value is not None else None
+    weight_codes = _weight_codes(producer) if producer is not None else None
     fp8_weight = None
     if weight_value is not None:
         fp8_weight = by_output.get(weight_value.name or "") or _fp8_point_behind_cast(weight_value, by_output)
@@ -321,6 +380,7 @@ def _plan_layer(node: ir.Node, by_output: dict[str, QuantPoint], config: Convers
         weight=weight_value.name if weight is not None and weight_value is not None else None,
         weight_source=weight_source,
         weight_values=weight,
+        weight_codes=weight_codes,
         weight_axis=axis if weight is not None else None,
         block_axis=block_axis if weight is not None else None,
         bias=bias,

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Collection
 
 import ml_dtypes
 import numpy as np
@@ -81,7 +82,7 @@ from fp8conv.passes.canonical import (
     is_fp8_weight_dequantize,
     read_fake_quantize,
 )
-from fp8conv.runtime.emulator import decode
+from fp8conv.runtime.emulator import decode, float16_codes
 from fp8conv.runtime.formats import FORMATS, FloatFormat
 
 __all__ = ["NATIVE_MIN_OPSET", "LowerFakeQuantizePass", "uses_native_lowering"]
@@ -157,14 +158,25 @@ class LowerFakeQuantizePass(ir.passes.InPlacePass):
         UnsupportedModelError: e8m0fnu (no sign, no zero), a ``max_value`` beyond float32, or an
             ai.onnx opset below 11 where the float lowering is needed.
 
+    Grid outputs: for the FakeQuantize outputs named in ``grid``, a float-lowered node also computes
+    ``Cast(q, FLOAT16)``, the FP8 grid value before the scale, when every value of the format is a float16
+    (all 8-bit formats but e8m0fnu and wide-exponent minifloats): exact, and it names the FP8 code in two
+    bytes, so calibration can count codes without reading the float32 tensor. :attr:`grid_outputs` maps
+    each such FakeQuantize output to its float16 tensor (nodes of subgraphs and nodes taking the native
+    lowering get none).
+
     Args:
         native: Lower ONNX float8 formats to QuantizeLinear/DequantizeLinear where that is exact; False
             lowers every node to float ops.
+        grid: FakeQuantize output names that should also give their grid values (see above).
     """
 
-    def __init__(self, native: bool = True) -> None:
+    def __init__(self, native: bool = True, grid: Collection[str] = ()) -> None:
         super().__init__()
         self.native = native
+        self.grid = frozenset(grid)
+        self.grid_outputs: dict[str, str] = {}
+        """FakeQuantize output name → name of its float16 grid-value tensor (filled by a run)."""
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         """Lower every FakeQuantize of ``model`` in place."""
@@ -179,7 +191,7 @@ class LowerFakeQuantizePass(ir.passes.InPlacePass):
         if not nodes and not stored:
             return ir.passes.PassResult(model, modified=False)
         model.opset_imports[""] = opset
-        lowering = _Lowering(model, self.native)
+        lowering = _Lowering(model, self.native, self.grid)
         native = 0
         constants = {value for node in [*nodes, *stored] for value in node.inputs if value is not None}
         for node in nodes:
@@ -188,6 +200,7 @@ class LowerFakeQuantizePass(ir.passes.InPlacePass):
             lowering.fold_stored_weight(node)
         for value in constants:
             _remove_if_unused(value)
+        self.grid_outputs = dict(lowering.grid_outputs)
         if not any(n.domain == CANONICAL_DOMAIN for n in ir.traversal.RecursiveGraphIterator(model.graph)):
             model.opset_imports.pop(CANONICAL_DOMAIN, None)
         logger.info(
@@ -227,9 +240,11 @@ def _value_names(model: ir.Model) -> set[str]:
 class _Lowering:
     """State of one pass run: unique names and shared scalar constants (in the main graph)."""
 
-    def __init__(self, model: ir.Model, native: bool) -> None:
+    def __init__(self, model: ir.Model, native: bool, grid: frozenset[str] = frozenset()) -> None:
         self.model = model
         self.native = native
+        self.grid = grid
+        self.grid_outputs: dict[str, str] = {}
         self.opset = model.opset_imports[""]
         self._names = _value_names(model)
         self._scalars: dict[bytes, ir.Value] = {}
@@ -281,7 +296,11 @@ class _Lowering:
             result = self._native(builder, x32, scale, spec)
         else:
             _check_float_lowering(node, fmt, self.opset)
-            result = self._float_ops(builder, x32, self._broadcast_scale(builder, x, scale, spec), spec)
+            q, result = self._float_ops(builder, x32, self._broadcast_scale(builder, x, scale, spec), spec)
+            if output.name in self.grid and graph is self.model.graph and float16_codes(fmt) is not None:
+                grid = builder.op("Cast", q, to=ir.DataType.FLOAT16)
+                grid.name = self.unique_name(f"{output.name}/grid")
+                self.grid_outputs[output.name] = grid.name
         if cast:
             result = builder.op("Cast", result, to=source_type)
         ir.convenience.replace_nodes_and_values(graph, node, [node], builder.nodes, [output], [result])
@@ -366,7 +385,8 @@ class _Lowering:
         length = self.constant(np.array([scale.size], np.int64), f"{builder.prefix}_length")
         return builder.op("Reshape", channels, builder.op("Concat", length, ones, axis=0))
 
-    def _float_ops(self, builder: _Builder, x: ir.Value, s: ir.Value, spec: QuantSpec) -> ir.Value:
+    def _float_ops(self, builder: _Builder, x: ir.Value, s: ir.Value, spec: QuantSpec) -> tuple[ir.Value, ir.Value]:
+        """``(q, q * s)``: the grid value and the fake-quantized output."""
         fmt = spec.format
         m = fmt.mantissa_bits
         top = float(fmt.max_value)
@@ -401,7 +421,7 @@ class _Lowering:
             q = builder.op("Where", builder.op("Equal", q, c(0.0)), c(0.0), q)
         if fmt.style == "none" and fmt.fits_code and m <= _TABLE_MANTISSA_BITS:
             q = builder.op("Where", builder.op("IsNaN", y), c(0.0), q)
-        return builder.op("Mul", q, s)
+        return q, builder.op("Mul", q, s)
 
     def _ufp(self, builder: _Builder, value: ir.Value, factor: float) -> ir.Value:
         """``factor`` times the largest power of two <= value, for a power-of-two ``factor``.

@@ -167,8 +167,6 @@ _LAYOUT_OPS = frozenset({"Transpose", "ReorderOutput"})
 # "<name>_token_<n>" (unique-name generator), "<w>_T" (MatMulNBits weight), "<w>_s8_2_u8", "<tensor>_nchwc",
 # "<node>_bias_int32", and a "fused " prefix (FusedGemm).
 _SUFFIXES = r"/(?:[A-Za-z0-9]*Fusion|duplicated)/?|_token_\d+|_T|_s8_2_u8|_nchwc|_bias_int32"
-_DERIVED_PREFIX = r"(?:fused )?"
-_DERIVED_SUFFIX = rf"(?:{_SUFFIXES})*"
 _ONE_SUFFIX = re.compile(rf"(?:{_SUFFIXES})$")
 
 _SCORE_NAME_EXACT = 8
@@ -531,9 +529,23 @@ class _Anchors:
     outputs: set[str]
 
 
+def _derives(base: str, name: str) -> bool:
+    """Whether ``name`` is ``base`` with onnxruntime's prefix and suffixes (``(fused )?base(suffix)*``)."""
+    return bool(base) and base in _bases(name)
+
+
 @functools.lru_cache(maxsize=65536)
-def _derived(base: str) -> re.Pattern[str]:
-    return re.compile(_DERIVED_PREFIX + re.escape(base) + _DERIVED_SUFFIX)
+def _bases(name: str) -> frozenset[str]:
+    """Every ``base`` with ``name == prefix + base + suffixes`` (prefix ``fused `` or none, any suffixes).
+
+    Stripping one suffix at a time from the end finds them all: no suffix of ``_SUFFIXES`` ends another.
+    """
+    found = set()
+    for current in {name, name.removeprefix("fused ")}:
+        while current and current not in found:
+            found.add(current)
+            current = _ONE_SUFFIX.sub("", current)
+    return frozenset(found)
 
 
 def _anchors(node: onnx.NodeProto, g: _Graph) -> _Anchors:
@@ -587,16 +599,16 @@ def _score(anchors: _Anchors, node: onnx.NodeProto, effective_outputs: set[str])
     if anchors.name:
         if node.name == anchors.name:
             score += _SCORE_NAME_EXACT
-        elif _derived(anchors.name).fullmatch(node.name):
+        elif _derives(anchors.name, node.name):
             score += _SCORE_NAME_DERIVED
     inputs = [i for i in node.input if i]
-    if any(_derived(w).fullmatch(i) for w in anchors.weights for i in inputs):
+    if any(_derives(w, i) for w in anchors.weights for i in inputs):
         score += _SCORE_WEIGHT
-    elif any(_derived(d).fullmatch(i) for d in anchors.weight_dq_outputs for i in inputs):
+    elif any(_derives(d, i) for d in anchors.weight_dq_outputs for i in inputs):
         score += _SCORE_WEIGHT_DQ_OUTPUT
     if anchors.biases.intersection(inputs):
         score += _SCORE_BIAS
-    if effective_outputs & anchors.outputs or any(_derived(o).fullmatch(node.name) for o in anchors.outputs):
+    if effective_outputs & anchors.outputs or any(_derives(o, node.name) for o in anchors.outputs):
         score += _SCORE_OUTPUT
     if score == _SCORE_OUTPUT and node.op_type not in _COMPUTE_OPS:
         return 0  # output evidence alone only identifies ops a Conv/MatMul/Gemm can become

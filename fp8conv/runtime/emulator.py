@@ -28,7 +28,7 @@ import numpy as np
 from fp8conv.runtime.formats import FloatFormat, resolve_format
 from fp8conv.runtime.rounding import decode_reference, encode_reference, round_magnitude
 
-__all__ = ["decode", "encode", "fake_quantize", "quantize_values"]
+__all__ = ["decode", "encode", "fake_quantize", "float16_codes", "quantize_values"]
 
 logger = logging.getLogger(__name__)
 
@@ -275,3 +275,31 @@ def fake_quantize(
         y = _quantize_values_arithmetic(x / broadcast, fmt, saturate)
         y *= broadcast
     return y
+
+
+@functools.cache
+def float16_codes(fmt: FloatFormat) -> np.ndarray | None:
+    """The code of each float16 bit pattern that is a value of ``fmt``, or None if some value is not a float16.
+
+    For formats of at most 8 bits whose finite values are all float16 values (every named FP8 format but
+    e8m0fnu): an int16 table of 65,536 entries indexed by the float16 bit pattern, holding the code that
+    decodes to that value, ``-1`` for finite float16 values not in the format and ``-2`` for NaN and ±Inf.
+    ``-0.0`` maps to ``+0.0``'s code in formats without a -0 (where ``encode`` puts it).
+    """
+    if not fmt.fits_code:
+        return None
+    codes = np.arange(1 << fmt.bits, dtype=np.uint8)
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = decode(codes, fmt)
+    finite = np.isfinite(values)
+    halves = values[finite].astype(np.float16)
+    if not np.array_equal(halves.astype(np.float32), values[finite]):
+        return None
+    table = np.full(1 << 16, -1, dtype=np.int16)
+    patterns = np.arange(1 << 16, dtype=np.uint32)
+    table[(patterns & 0x7C00) == 0x7C00] = -2
+    table[halves.view(np.uint16)] = codes[finite]
+    if table[0x8000] < 0:
+        table[0x8000] = table[0x0000]
+    table.setflags(write=False)
+    return table

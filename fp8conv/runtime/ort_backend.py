@@ -69,6 +69,7 @@ def create_session(
     optimization_level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     disabled_optimizers: Iterable[str] = (),
     config: Mapping[str, str] | None = None,
+    intra_op_threads: int = 0,
 ) -> ort.InferenceSession:
     """Create a CPU ``InferenceSession`` for an onnx_ir model.
 
@@ -78,6 +79,7 @@ def create_session(
         disabled_optimizers: Graph transformer or rewrite-rule names onnxruntime must not run
             (e.g. ``ReluQuantFusion``).
         config: Session config entries (e.g. ``{"session.disable_quant_qdq": "1"}``).
+        intra_op_threads: Threads one run may use (0: onnxruntime's default, one per physical core).
 
     Returns:
         The session.
@@ -88,6 +90,7 @@ def create_session(
     disabled = sorted(disabled_optimizers)
     options = ort.SessionOptions()
     options.graph_optimization_level = optimization_level
+    options.intra_op_num_threads = intra_op_threads
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
     data = ir.to_proto(model).SerializeToString()

@@ -42,6 +42,11 @@ of every golden model equals the emulator bit for bit (both lowerings), the floa
 a float64 torch evaluation, outputs with and without captures are identical, and the default settings
 break the same lowered model.
 
+``capture_grid`` asks, for FakeQuantize outputs, for their FP8 grid values instead (``x``'s grid value
+``q`` before the scale, as float16: exact for every 8-bit format whose values are float16s, see
+``LowerFakeQuantizePass``): half the bytes of the float32 tensor, and its bit pattern names the code, so
+counting codes needs no search. :attr:`ReferenceRunner.grid_outputs` says which ones got it.
+
 ``capture`` makes intermediate tensors extra graph outputs. That can keep onnxruntime from fusing the
 node that produces them (a captured Conv output is not fused with its Relu), which changes float
 rounding order only: quantization points stay exact either way.
@@ -85,16 +90,37 @@ class ReferenceRunner:
             graph, graph inputs or initializers).
         native_qdq: Lower ONNX float8 formats to QuantizeLinear/DequantizeLinear where that is exact
             instead of float ops (slower on onnxruntime 1.32; see the module docstring).
+        capture_grid: FakeQuantize output names whose grid values :meth:`run` should return under the
+            same name (float16 ``q``; the output itself is ``q * scale``). Those in :attr:`grid_outputs`
+            get them; the others (native lowering, a format wider than float16, also a graph output or in
+            ``capture``) return the output itself.
+        intra_op_threads: Threads one :meth:`run` may use (0: onnxruntime's default). :meth:`run` may be
+            called from several threads at once; with 1, each run computes on its caller's thread.
 
     Raises:
         Fp8ConvError: A capture name that is not a tensor of the main graph, a FakeQuantize that cannot
             be lowered, or a model onnxruntime rejects.
     """
 
-    def __init__(self, model: ir.Model, *, capture: Sequence[str] = (), native_qdq: bool = False) -> None:
+    def __init__(
+        self,
+        model: ir.Model,
+        *,
+        capture: Sequence[str] = (),
+        native_qdq: bool = False,
+        capture_grid: Sequence[str] = (),
+        intra_op_threads: int = 0,
+    ) -> None:
+        graph_outputs = [value.name or "" for value in model.graph.outputs]
+        float_wanted = {*graph_outputs, *capture}
         lowered = ir.from_proto(ir.to_proto(model))
-        LowerFakeQuantizePass(native=native_qdq)(lowered)
-        self._constants = _add_captures(lowered, capture)
+        lowering = LowerFakeQuantizePass(native=native_qdq, grid=[n for n in capture_grid if n not in float_wanted])
+        lowering(lowered)
+        self.grid_outputs: frozenset[str] = frozenset(lowering.grid_outputs)
+        """The names of ``capture_grid`` that :meth:`run` returns as float16 grid values."""
+        self._grid_tensors = {lowering.grid_outputs[name]: name for name in sorted(self.grid_outputs)}
+        plain = [name for name in capture_grid if name not in self.grid_outputs]
+        self._constants = _add_captures(lowered, [*self._grid_tensors, *capture, *plain])
         self.model = lowered
         """The lowered model that runs, captured tensors included among its outputs."""
         self._session = create_session(
@@ -102,11 +128,11 @@ class ReferenceRunner:
             optimization_level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
             disabled_optimizers=DISABLED_OPTIMIZERS,
             config=SESSION_CONFIG,
+            intra_op_threads=intra_op_threads,
         )
         self._inputs = session_inputs(self._session)
         self._session_outputs = [arg.name for arg in self._session.get_outputs()]
-        graph_outputs = [value.name or "" for value in model.graph.outputs]
-        self._output_names = tuple(dict.fromkeys([*graph_outputs, *capture]))
+        self._output_names = tuple(dict.fromkeys([*graph_outputs, *capture, *capture_grid]))
         logger.info(
             "reference runner: %d inputs, %d outputs (%d captured)",
             len(self._inputs),
@@ -154,6 +180,8 @@ class ReferenceRunner:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise Fp8ConvError(f"onnxruntime run failed: {first_line}") from error
         computed = dict(zip(self._session_outputs, results, strict=True))
+        for tensor, name in self._grid_tensors.items():
+            computed[name] = computed.pop(tensor)
         out: dict[str, np.ndarray] = {}
         for name in self._output_names:
             if name in computed:

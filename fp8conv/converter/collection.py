@@ -1,0 +1,224 @@
+"""Collect activation statistics: run the exact FP8 reference over the calibration samples.
+
+Every activation group of the plan gets one statistic (:mod:`fp8conv.converter.calibration`):
+
+* a :class:`~fp8conv.converter.calibration.CodeHistogram` when every tensor of the group is the float32
+  output of a per-tensor FP8 quantizer and the range method evaluates the grid (mse, minmax, fp8): the
+  reference returns those tensors as float16 grid values (``ReferenceRunner(capture_grid=...)``), whose
+  bit patterns name the FP8 codes, so counting is one exact pass over two bytes per value;
+* a :class:`~fp8conv.converter.calibration.StreamingHistogram` otherwise (tensors that no FP8 quantizer
+  produced, and the continuous methods entropy and percentile).
+
+Parallelism: ``workers`` threads each take a batch, run it through one shared onnxruntime session (each
+run computes on its caller's thread when there are as many workers as cores) and add its values to
+their own set of statistics; the sets are merged at the end. A batch's reference run and another batch's
+counting then overlap, which a single thread cannot do (onnxruntime releases the GIL while it runs). The
+merge is exact and the statistics do not depend on the order of their values (see the calibration
+module), so the result is the same for any number of workers and any scheduling. At most ``workers``
+batches are in memory at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import queue
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+import onnx_ir as ir
+from tqdm import tqdm
+
+from fp8conv.converter import calibration
+from fp8conv.converter.config import ActivationRange, ConversionConfig
+from fp8conv.converter.data import LABELS_KEY, SampleSet
+from fp8conv.converter.plan import ActivationPoint, QuantizationPlan
+from fp8conv.converter.stopwatch import Stopwatch
+from fp8conv.passes.canonical import is_fake_quantize
+from fp8conv.runtime.reference import ReferenceRunner
+
+__all__ = ["calibration_workers", "collect_statistics"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_WORKERS = 2
+
+
+def calibration_workers(config: ConversionConfig) -> int:
+    """Threads that calibrate at once: ``config.calibration_workers``, else 2 on a machine with 2+ CPUs."""
+    if config.calibration_workers is not None:
+        return config.calibration_workers
+    return max(1, min(_MAX_WORKERS, _available_cpus()))
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def collect_statistics(
+    model: ir.Model,
+    plan: QuantizationPlan,
+    samples: SampleSet,
+    config: ConversionConfig,
+    *,
+    progress: bool = False,
+    stopwatch: Stopwatch | None = None,
+) -> dict[str, calibration.Statistics]:
+    """Run the exact FP8 reference over the samples and stream one statistic per activation group.
+
+    Args:
+        model: The canonical model (not modified).
+        plan: The conversion plan (its activation groups).
+        samples: Calibration samples; batches of ``config.calibration_batch_size`` (or the model's static
+            batch size), at most ``config.max_calibration_samples`` samples.
+        config: Conversion options.
+        progress: Show a progress bar.
+        stopwatch: Charged ``reference session`` and ``calibration``.
+
+    Returns:
+        ``{group: statistic}`` for every activation group of the plan.
+
+    Raises:
+        Fp8ConvError: The reference cannot be built or a run fails (one line).
+    """
+    stopwatch = stopwatch or Stopwatch()
+    factories, captures = _statistics_layout(model, plan, config)
+    codes = {tensor for tensor, group in captures.items() if factories[group] is not calibration.StreamingHistogram}
+    workers = calibration_workers(config)
+    runner = ReferenceRunner(
+        model,
+        capture=sorted(set(captures) - codes),
+        capture_grid=sorted(codes),
+        intra_op_threads=max(1, _available_cpus() // workers),
+    )
+    stopwatch.lap("reference session")
+    free: queue.SimpleQueue[dict[str, calibration.Statistics]] = queue.SimpleQueue()
+    sets = [{group: factory() for group, factory in factories.items()} for _ in range(workers)]
+    for statistics in sets:
+        free.put(statistics)
+
+    def count(feeds: dict[str, np.ndarray]) -> int:
+        outputs = runner.run(feeds)
+        statistics = free.get()  # at most `workers` tasks run at once, so one is always free
+        try:
+            for tensor, group in captures.items():
+                if tensor in runner.grid_outputs:
+                    statistics[group].update_grid(outputs[tensor])  # type: ignore[union-attr]
+                else:
+                    statistics[group].update(outputs[tensor])
+        finally:
+            free.put(statistics)
+        return len(next(iter(feeds.values())))
+
+    batch_size = runner.static_batch_size or config.calibration_batch_size
+    limit = min(config.max_calibration_samples or samples.num_samples, samples.num_samples)
+    with (
+        tqdm(total=limit, unit="sample", desc="calibrating", disable=not progress) as bar,
+        concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fp8conv-calibration") as pool,
+    ):
+        _run_bounded(pool, workers, count, _limited_batches(samples, batch_size, limit), bar.update)
+    merged = sets[0]
+    for other in sets[1:]:
+        for group, statistic in other.items():
+            merged[group].merge(statistic)  # type: ignore[arg-type]
+    stopwatch.lap("calibration")
+    logger.info("calibrated %d activation groups on %d samples (%d workers)", len(merged), limit, workers)
+    return merged
+
+
+def _run_bounded(
+    pool: concurrent.futures.Executor,
+    bound: int,
+    task: Callable[[dict[str, np.ndarray]], int],
+    items: Iterable[dict[str, np.ndarray]],
+    done: Callable[[int], object],
+) -> None:
+    """Submit ``task(item)`` for each item with at most ``bound`` in flight; ``done(result)`` as each ends.
+
+    The first exception a task raises propagates (after the tasks in flight finish).
+    """
+    pending: set[concurrent.futures.Future[int]] = set()
+    try:
+        for item in items:
+            if len(pending) >= bound:
+                finished, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in finished:
+                    done(future.result())
+            pending.add(pool.submit(task, item))
+        for future in concurrent.futures.as_completed(pending):
+            done(future.result())
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _limited_batches(samples: SampleSet, batch_size: int, limit: int) -> Iterator[dict[str, np.ndarray]]:
+    """The sample batches without labels, cut to ``limit`` samples in all."""
+    seen = 0
+    for feeds in samples.batches(batch_size):
+        if seen >= limit:
+            return
+        feeds.pop(LABELS_KEY, None)
+        size = len(next(iter(feeds.values())))
+        if seen + size > limit:
+            feeds = {name: array[: limit - seen] for name, array in feeds.items()}
+            size = limit - seen
+        seen += size
+        yield feeds
+
+
+def _statistics_layout(
+    model: ir.Model, plan: QuantizationPlan, config: ConversionConfig
+) -> tuple[dict[str, Callable[[], calibration.Statistics]], dict[str, str]]:
+    """``({group: statistic factory}, {captured tensor: group})``."""
+    factories: dict[str, Callable[[], calibration.Statistics]] = {}
+    captures: dict[str, str] = {}
+    dtypes = _fake_quantize_dtypes(model)
+    # The exact FP8-code histogram serves the methods that evaluate the grid (mse, minmax); entropy and
+    # percentile assume a continuous distribution and get the float histogram.
+    continuous = config.activations_range in (ActivationRange.ENTROPY, ActivationRange.PERCENTILE)
+    for group, tensors in plan.groups().items():
+        points = [plan.points[t] for t in tensors]
+        if not continuous and _uses_code_histogram(points, dtypes):
+            first = points[0].fp8
+            assert first is not None
+            fmt, scale = first.spec.format, float(first.scale.reshape(-1)[0])
+            factories[group] = lambda fmt=fmt, scale=scale: calibration.CodeHistogram(fmt, scale)
+            for point in points:
+                assert point.fp8 is not None
+                captures[point.fp8.output] = group
+        else:
+            factories[group] = calibration.StreamingHistogram
+            captures.update({tensor: group for tensor in tensors})
+    return factories, captures
+
+
+def _uses_code_histogram(points: list[ActivationPoint], dtypes: Mapping[str, ir.DataType | None]) -> bool:
+    """Whether every tensor of the group is the float32 output of a per-tensor FP8 quantizer (exact grid)."""
+    return all(
+        point.fp8 is not None
+        and point.fp8.spec.format.fits_code
+        and point.fp8.scale.size == 1
+        and dtypes.get(point.fp8.output) == ir.DataType.FLOAT
+        for point in points
+    )
+
+
+def _fake_quantize_dtypes(model: ir.Model) -> dict[str, ir.DataType | None]:
+    """Element type each FakeQuantize computes in, by output name.
+
+    Declared output types are often missing (no value_info); the scale's type decides then, since ONNX
+    QuantizeLinear computes in the scale's type (x and scale share it up to opset 21).
+    """
+    dtypes: dict[str, ir.DataType | None] = {}
+    for node in model.graph:
+        if not is_fake_quantize(node):
+            continue
+        output = node.outputs[0]
+        scale = node.inputs[1]
+        dtypes[output.name or ""] = output.dtype or (scale.dtype if scale is not None else None)
+    return dtypes
