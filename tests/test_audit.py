@@ -385,3 +385,22 @@ def test_level_names_and_errors(tmp_path) -> None:
     with pytest.raises(ModelLoadError):
         audit_integer_kernels(bad)
     assert audit_integer_kernels(Builder([2]).model("x")).fraction_integer == 0.0
+
+
+def test_derived_names_match_the_suffix_grammar():
+    """``_derives(base, name)`` is ``name == (fused )?base(suffix)*`` for onnxruntime's suffixes (regex oracle)."""
+    import random
+    import re
+
+    from fp8conv.runtime import audit
+
+    rng = random.Random(0)
+    suffixes = ["/MatMulAddFusion/", "/GemmFusion", "/duplicated", "_token_12", "_T", "_s8_2_u8", "_nchwc"]
+    suffixes.append("_bias_int32")
+    bases = ["conv1", "layer1.0/conv", "fused x", "a_T_x", "w", "fc_T"]
+    for _ in range(5000):
+        base = rng.choice(bases)
+        name = rng.choice(["", "fused "]) + rng.choice(bases) + "".join(rng.choices(suffixes, k=rng.randint(0, 3)))
+        expected = re.fullmatch("(?:fused )?" + re.escape(base) + f"(?:{audit._SUFFIXES})*", name) is not None
+        assert audit._derives(base, name) == expected, (base, name)
+    assert not audit._derives("", "x")

@@ -362,6 +362,33 @@ def test_keyed_code_counting_rejects_and_skips_like_the_encode_path() -> None:
     np.testing.assert_array_equal(h.points()[1], np.unique(finite + np.float32(0.0), return_counts=True)[1])
 
 
+@pytest.mark.parametrize("fmt", ["e4m3fn", "e4m3fnuz", "e5m2", "e5m2fnuz", "e2m1fn"])
+def test_grid_counting_equals_value_counting(fmt: str) -> None:
+    """update_grid(q) on the float16 FP8 values counts the same codes as update(q * scale)."""
+    scale = 0.0371
+    x = gaussian(100_000, seed=47) * np.float32(40.0)
+    x[:2] = [0.0, -0.0]
+    q = fp8.quantize_values(x, fmt)
+    from_grid = cal.CodeHistogram(fmt, scale).update_grid(q.astype(np.float16))
+    from_values = cal.CodeHistogram(fmt, scale).update(fake_quantized(x * np.float32(scale), scale, fmt))
+    np.testing.assert_array_equal(from_grid.counts(), from_values.counts())
+    assert from_grid.count == x.size
+
+
+def test_grid_counting_rejects_values_off_the_format_and_counts_nonfinite() -> None:
+    q = fp8.quantize_values(gaussian(1000, seed=48) * np.float32(10.0), "e4m3fn").astype(np.float16)
+    q[[3, 4]] = [np.nan, np.inf]
+    h = cal.CodeHistogram("e4m3fn", 0.5).update_grid(q)
+    assert (h.nonfinite, h.count) == (2, 998)
+    q[5] = np.float16(1.0009766)  # 1 + 2^-10: a float16, not an e4m3fn value
+    with pytest.raises(ValueError, match="1 of 1000 grid values are not e4m3fn values"):
+        cal.CodeHistogram("e4m3fn", 0.5).update_grid(q)
+    with pytest.raises(ValueError, match="must be float16"):
+        cal.CodeHistogram("e4m3fn", 0.5).update_grid(q.astype(np.float32))
+    with pytest.raises(ValueError, match="not float16"):
+        cal.CodeHistogram(fp8.minifloat(5, 2, max_value=2.0**20), 1.0).update_grid(q)
+
+
 def test_code_histogram_counts_nonfinite_and_validates() -> None:
     h = code_histogram(np.array([np.nan, 1.0, np.inf], dtype=np.float32), 1.0)
     assert (h.nonfinite, h.count) == (2, 1)

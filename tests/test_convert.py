@@ -110,6 +110,37 @@ def test_same_input_and_options_give_byte_identical_output_and_input_is_untouche
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.onnx", "b.onnx", "model.npz", "model.onnx"]
 
 
+def test_calibration_workers_do_not_change_the_output(tmp_path):
+    """Batches counted on 1 or 3 threads, in any order, merge into the same statistics: the same file."""
+    source, data = _write(tmp_path, residual_cnn(batch="N"))
+    outputs = [
+        convert_file(source, tmp_path / f"w{workers}.onnx", data=data, audit=False, calibration_workers=workers)
+        for workers in (1, 3)
+    ]
+    assert outputs[0].output_path.read_bytes() == outputs[1].output_path.read_bytes()
+    assert [a.to_json() for a in outputs[0].activations] == [a.to_json() for a in outputs[1].activations]
+
+
+def test_calibration_batch_size_does_not_change_the_statistics(tmp_path):
+    source, data = _write(tmp_path, residual_cnn(batch="N"))
+    records = [
+        [a.to_json() for a in convert(source, data=data, calibration_batch_size=size).activations]
+        for size in (1, 5, 32)
+    ]
+    assert records[0] == records[1] == records[2]
+
+
+def test_stage_seconds_add_up_to_the_conversion_time(tmp_path):
+    source, data = _write(tmp_path, residual_cnn())
+    result = convert_file(source, data=data)
+    stages = result.stage_seconds
+    expected = {"load", "plan", "reference session", "calibration", "weights", "ranges", "emission", "save", "audit"}
+    assert expected <= set(stages)
+    conversion = sum(seconds for stage, seconds in stages.items() if stage not in ("save", "audit"))
+    assert conversion == pytest.approx(result.seconds)
+    assert result.to_json()["stage_seconds"] == stages
+
+
 def test_metadata_records_version_target_and_methods(tmp_path):
     source, data = _write(tmp_path, mlp())
     result = convert_file(source, data=data, to="w8a16", audit=False, weights_range="max")

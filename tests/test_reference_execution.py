@@ -226,6 +226,39 @@ def test_lowering_is_bit_exact(name, saturate):
 
 
 @pytest.mark.parametrize("saturate", [True, False], ids=["sat", "nosat"])
+@pytest.mark.parametrize("name", list(SWEEP_FORMATS))
+def test_grid_outputs_name_the_codes_of_every_format(name, saturate):
+    """The float16 grid of a float-lowered FakeQuantize is the FP8 value: its code histogram equals the
+    emulator's codes of the output, for every format whose values are float16s (the others get none)."""
+    from fp8conv.converter.calibration import CodeHistogram
+    from fp8conv.runtime.emulator import float16_codes
+
+    fmt = SWEEP_FORMATS[name]
+    x = probes(fmt)
+    scale = np.float32(0.0371)
+    model = fake_quantize_model(fmt, [scale], saturate=saturate, shape=["n"])
+    fq_output = model.graph.outputs[0]
+    passthrough = ir.Value(name="y_copy")
+    model.graph.append(ir.node("Identity", [fq_output], outputs=[passthrough]))
+    model.graph.outputs[0] = passthrough
+    runner = ReferenceRunner(model, capture_grid=["y0"])
+    fits = float16_codes(fmt) is not None
+    assert runner.grid_outputs == (frozenset({"y0"}) if fits else frozenset())
+    if not fits:
+        return
+    result = runner.run({"x": x})
+    q = result["y0"]
+    assert q.dtype == np.float16
+    assert_same_floats(q.astype(np.float32) * scale, result["y_copy"], x, name)
+    y = fp8.fake_quantize(x, scale, fmt, saturate=saturate)
+    finite = np.isfinite(y)
+    from_grid = CodeHistogram(fmt, scale).update_grid(q)
+    from_values = CodeHistogram(fmt, scale).update(result["y_copy"])
+    np.testing.assert_array_equal(from_grid.counts(), from_values.counts())
+    assert from_grid.nonfinite == from_values.nonfinite == int((~finite).sum())
+
+
+@pytest.mark.parametrize("saturate", [True, False], ids=["sat", "nosat"])
 @pytest.mark.parametrize("name", sorted(NATIVE))
 def test_float_lowering_of_onnx_float8_formats_is_bit_exact(name, saturate):
     """``native=False`` (the ReferenceRunner default) lowers the ONNX float8 formats to float ops too."""
@@ -554,6 +587,55 @@ def test_captures_do_not_change_the_outputs(native_qdq):
     plain = ReferenceRunner(model, native_qdq=native_qdq).run(feeds)["logits"]
     captured = ReferenceRunner(model, capture=capture_names(model), native_qdq=native_qdq).run(feeds)["logits"]
     assert plain.view(np.uint32).tolist() == captured.view(np.uint32).tolist()
+
+
+def test_grid_captures_are_the_fp8_values_of_the_quantization_points():
+    """capture_grid returns float16 q with q * scale equal to the FakeQuantize output bit for bit."""
+    model, feeds = cnn_case()
+    per_tensor = [n for n in fake_quantize_nodes(model) if n.inputs[1].const_value.numpy().size == 1]
+    outputs = [n.outputs[0].name for n in per_tensor]
+    floats = ReferenceRunner(model, capture=outputs).run(feeds)
+    runner = ReferenceRunner(model, capture_grid=outputs)
+    assert runner.grid_outputs == frozenset(outputs)
+    grids = runner.run(feeds)
+    assert grids["logits"].view(np.uint32).tolist() == floats["logits"].view(np.uint32).tolist()
+    for node in per_tensor:
+        name, spec = node.outputs[0].name, read_fake_quantize(node)
+        assert grids[name].dtype == np.float16
+        scale = node.inputs[1].const_value.numpy().astype(np.float32)
+        assert_same_floats(grids[name].astype(np.float32) * scale, floats[name], floats[name], name)
+        codes = fp8.encode(grids[name].astype(np.float32), spec.format)
+        assert_same_floats(fp8.decode(codes, spec.format), grids[name].astype(np.float32), codes, name)
+
+
+def test_grid_captures_fall_back_to_the_output_where_there_is_no_grid():
+    """Native Q/DQ lowering and names also wanted as floats return the float32 output itself."""
+    model, feeds = cnn_case()
+    name = fake_quantize_nodes(model)[0].outputs[0].name
+    native = ReferenceRunner(model, capture_grid=[name], native_qdq=True)
+    assert native.grid_outputs == frozenset()
+    wanted_as_float = ReferenceRunner(model, capture=[name], capture_grid=[name])
+    assert wanted_as_float.grid_outputs == frozenset()
+    expected = ReferenceRunner(model, capture=[name]).run(feeds)[name]
+    for runner in (native, wanted_as_float):
+        got = runner.run(feeds)[name]
+        assert got.dtype == np.float32
+        assert got.view(np.uint32).tolist() == expected.view(np.uint32).tolist()
+
+
+def test_concurrent_runs_on_one_thread_each_match_a_single_run():
+    """ReferenceRunner.run from two threads at once (intra_op_threads=1), as calibration does."""
+    import concurrent.futures
+
+    model, feeds = cnn_case()
+    outputs = capture_names(model)
+    expected = ReferenceRunner(model, capture=outputs).run(feeds)
+    runner = ReferenceRunner(model, capture=outputs, intra_op_threads=1)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: runner.run(feeds), range(8)))
+    for result in results:
+        for name in outputs:
+            assert result[name].view(np.uint32).tolist() == expected[name].view(np.uint32).tolist(), name
 
 
 def test_both_lowerings_give_the_same_outputs():

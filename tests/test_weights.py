@@ -16,7 +16,14 @@ from onnx import TensorProto, helper
 
 from fp8conv import fp8
 from fp8conv.converter import weights as weights_module
-from fp8conv.converter.weights import QuantizedWeights, dequantize, quantize_bias, quantize_weights, weight_range
+from fp8conv.converter.weights import (
+    QuantizedWeights,
+    WeightCodes,
+    dequantize,
+    quantize_bias,
+    quantize_weights,
+    weight_range,
+)
 
 
 def normal(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -254,6 +261,70 @@ def test_distinct_value_search_equals_element_search(
     np.testing.assert_array_equal(fast.scale, slow.scale)
     np.testing.assert_array_equal(fast.q, slow.q)
     np.testing.assert_array_equal(fast.mse, slow.mse)
+
+
+def fp8_coded_weights(shape: tuple[int, ...], fmt: str, axis: int | None, seed: int) -> tuple[np.ndarray, WeightCodes]:
+    """Weights stored as FP8 codes with a per-tensor (axis None) or per-axis scale, and their float32 values."""
+    w = normal(shape, seed) * np.float32(3.0)
+    w[(0,) * w.ndim] = 0.0
+    w.reshape(-1)[1] = -0.0
+    if axis is None:
+        scale = np.asarray(np.abs(w).max() / 200.0, dtype=np.float32)
+        view = scale
+    else:
+        scale = (np.abs(np.moveaxis(w, axis, 0)).reshape(shape[axis], -1).max(axis=1) / 200.0).astype(np.float32)
+        view = scale.reshape([-1 if d == axis else 1 for d in range(w.ndim)])
+    codes = fp8.encode(w / view, fmt)
+    table = fp8.decode(np.arange(256, dtype=np.uint8), fmt)
+    values = table[codes] * view
+    return values.astype(np.float32), WeightCodes(codes, table, scale, axis, 0x80)
+
+
+@pytest.mark.parametrize("fmt", ["e4m3fn", "e5m2", "e4m3fnuz"])
+@pytest.mark.parametrize(
+    ("shape", "axis", "code_axis", "bits"),
+    [
+        ((64, 64, 3, 3), 0, 0, 8),  # Conv weight, FP8 scale per output channel
+        ((64, 64, 3, 3), 0, None, 7),  # per-tensor FP8 scale
+        ((1024, 48), 1, 1, 8),  # MatMul [K, N]: channels on axis 1
+        ((40, 2048), 0, 0, 4),  # INT4 [-8, 7]: signed values, -0 and +0 merged
+    ],
+)
+def test_code_counting_gives_the_sort_path_result_bit_for_bit(
+    fmt: str, shape: tuple[int, ...], axis: int, code_axis: int | None, bits: int
+) -> None:
+    w, codes = fp8_coded_weights(shape, fmt, code_axis, seed=31)
+    groups = weights_module._group(w, axis, None)
+    coded = weights_module._CodedGroups(
+        codes=np.moveaxis(codes.codes, axis, 0).reshape(shape[axis], -1),
+        values=codes.values,
+        scale=np.broadcast_to(codes.scale.reshape(-1), (shape[axis],)),
+        sign_bit=codes.sign_bit,
+    )
+    absolute = bits != 4
+    counted = weights_module._distinct_codes(coded, absolute=absolute)
+    sorted_ = weights_module._distinct(groups.data, absolute=absolute)
+    assert counted is not None
+    assert sorted_[1] is not None
+    np.testing.assert_array_equal(counted[0].view(np.uint32) & 0x7FFFFFFF, sorted_[0].view(np.uint32) & 0x7FFFFFFF)
+    np.testing.assert_array_equal(counted[1], sorted_[1])
+    with_codes = quantize_weights(w, axis=axis, bits=bits, codes=codes)
+    without = quantize_weights(w, axis=axis, bits=bits)
+    for field in ("q", "scale", "clip_ratio", "mse"):
+        np.testing.assert_array_equal(getattr(with_codes, field), getattr(without, field), err_msg=field)
+
+
+def test_codes_are_ignored_where_they_cannot_help() -> None:
+    """Blocked groups, a code axis other than the channel axis, short rows: the sort path or the elements."""
+    w, codes = fp8_coded_weights((32, 256), "e4m3fn", 1, seed=32)
+    for kwargs in ({"axis": 0}, {"axis": 1, "block_size": 64}, {"axis": 1, "method": "max"}):
+        np.testing.assert_array_equal(
+            quantize_weights(w, bits=8, codes=codes, **kwargs).q, quantize_weights(w, bits=8, **kwargs).q
+        )
+    short = weights_module._CodedGroups(codes.codes[:, :16], codes.values, np.ones(32, np.float32), 0x80)
+    assert weights_module._distinct_codes(short, absolute=True) is None
+    no_sign = weights_module._CodedGroups(codes.codes, codes.values, np.ones(32, np.float32), None)
+    assert weights_module._distinct_codes(no_sign, absolute=True) is None
 
 
 def test_distinct_rows_match_numpy_unique() -> None:

@@ -560,6 +560,9 @@ def _record_metadata(model: ir.Model, config: ConversionConfig) -> None:
     model.metadata_props["fp8conv.weights_range"] = config.weights_range.value
     model.metadata_props["fp8conv.activations_range"] = config.activations_range.value
     model.metadata_props["fp8conv.weight_bits"] = str(config.weight_bits)
-    model.metadata_props["fp8conv.config"] = json.dumps(config.to_json(), sort_keys=True)
+    # calibration_workers only schedules the work (the statistics do not depend on it): not recorded, so
+    # the same conversion gives the same file on any machine.
+    recorded = {key: value for key, value in config.to_json().items() if key != "calibration_workers"}
+    model.metadata_props["fp8conv.config"] = json.dumps(recorded, sort_keys=True)
     model.producer_name = "fp8conv"
     model.producer_version = __version__

@@ -284,7 +284,8 @@ def float16_codes(fmt: FloatFormat) -> np.ndarray | None:
     For formats of at most 8 bits whose finite values are all float16 values (every named FP8 format but
     e8m0fnu): an int16 table of 65,536 entries indexed by the float16 bit pattern, holding the code that
     decodes to that value, ``-1`` for finite float16 values not in the format and ``-2`` for NaN and ±Inf.
-    ``-0.0`` maps to ``+0.0``'s code in formats without a -0 (where ``encode`` puts it).
+    Each value gets the code :func:`encode` gives it (``-0.0`` is +0's code in formats without -0, and a
+    value several codes decode to gets one of them).
     """
     if not fmt.fits_code:
         return None
@@ -292,14 +293,16 @@ def float16_codes(fmt: FloatFormat) -> np.ndarray | None:
     with np.errstate(over="ignore", invalid="ignore"):
         values = decode(codes, fmt)
     finite = np.isfinite(values)
-    halves = values[finite].astype(np.float16)
+    with np.errstate(over="ignore"):
+        halves = values[finite].astype(np.float16)
     if not np.array_equal(halves.astype(np.float32), values[finite]):
         return None
     table = np.full(1 << 16, -1, dtype=np.int16)
     patterns = np.arange(1 << 16, dtype=np.uint32)
     table[(patterns & 0x7C00) == 0x7C00] = -2
-    table[halves.view(np.uint16)] = codes[finite]
-    if table[0x8000] < 0:
-        table[0x8000] = table[0x0000]
+    # the code encode() gives each value: several codes may decode to one value (formats without
+    # subnormals), and -0.0 may have no code of its own (fnuz)
+    table[halves.view(np.uint16)] = encode(values[finite], fmt)
+    table[0x8000] = encode(np.float32(-0.0), fmt)
     table.setflags(write=False)
     return table
