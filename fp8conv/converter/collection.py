@@ -34,11 +34,10 @@ from fp8conv.converter import calibration
 from fp8conv.converter.config import ActivationRange, ConversionConfig
 from fp8conv.converter.data import LABELS_KEY, SampleSet
 from fp8conv.converter.plan import ActivationPoint, QuantizationPlan
-from fp8conv.converter.stopwatch import Stopwatch
 from fp8conv.passes.canonical import is_fake_quantize
 from fp8conv.runtime.reference import ReferenceRunner
 
-__all__ = ["calibration_workers", "collect_statistics"]
+__all__ = ["StatisticsCollector", "calibration_workers", "collect_statistics"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +58,84 @@ def _available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+class StatisticsCollector:
+    """The exact FP8 reference, built once, with the captures the plan's activation groups need.
+
+    Building it creates the onnxruntime session (the slow part); :meth:`collect` then streams samples.
+    """
+
+    def __init__(self, model: ir.Model, plan: QuantizationPlan, config: ConversionConfig) -> None:
+        """Lower the model and create the reference session.
+
+        Args:
+            model: The canonical model (not modified).
+            plan: The conversion plan (its activation groups).
+            config: Conversion options (range method, batch size, workers, sample limit).
+
+        Raises:
+            Fp8ConvError: The reference cannot be built.
+        """
+        self.config = config
+        self.workers = calibration_workers(config)
+        self._factories, self._captures = _statistics_layout(model, plan, config)
+        codes = {
+            t for t, group in self._captures.items() if self._factories[group] is not calibration.StreamingHistogram
+        }
+        self.runner = ReferenceRunner(
+            model,
+            capture=sorted(set(self._captures) - codes),
+            capture_grid=sorted(codes),
+            intra_op_threads=max(1, _available_cpus() // self.workers),
+        )
+
+    def collect(self, samples: SampleSet, *, progress: bool = False) -> dict[str, calibration.Statistics]:
+        """Run the reference over the samples and stream one statistic per activation group.
+
+        Args:
+            samples: Calibration samples; batches of ``config.calibration_batch_size`` (or the model's static
+                batch size), at most ``config.max_calibration_samples`` samples.
+            progress: Show a progress bar.
+
+        Returns:
+            ``{group: statistic}`` for every activation group of the plan.
+
+        Raises:
+            Fp8ConvError: A reference run fails (one line).
+        """
+        runner, captures, workers = self.runner, self._captures, self.workers
+        free: queue.SimpleQueue[dict[str, calibration.Statistics]] = queue.SimpleQueue()
+        sets = [{group: factory() for group, factory in self._factories.items()} for _ in range(workers)]
+        for statistics in sets:
+            free.put(statistics)
+
+        def count(feeds: dict[str, np.ndarray]) -> int:
+            outputs = runner.run(feeds)
+            statistics = free.get()  # at most `workers` tasks run at once, so one is always free
+            try:
+                for tensor, group in captures.items():
+                    if tensor in runner.grid_outputs:
+                        statistics[group].update_grid(outputs[tensor])  # type: ignore[union-attr]
+                    else:
+                        statistics[group].update(outputs[tensor])
+            finally:
+                free.put(statistics)
+            return len(next(iter(feeds.values())))
+
+        batch_size = runner.static_batch_size or self.config.calibration_batch_size
+        limit = min(self.config.max_calibration_samples or samples.num_samples, samples.num_samples)
+        with (
+            tqdm(total=limit, unit="sample", desc="calibrating", disable=not progress) as bar,
+            concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fp8conv-calibration") as pool,
+        ):
+            _run_bounded(pool, workers, count, _limited_batches(samples, batch_size, limit), bar.update)
+        merged = sets[0]
+        for other in sets[1:]:
+            for group, statistic in other.items():
+                merged[group].merge(statistic)  # type: ignore[arg-type]
+        logger.info("calibrated %d activation groups on %d samples (%d workers)", len(merged), limit, workers)
+        return merged
+
+
 def collect_statistics(
     model: ir.Model,
     plan: QuantizationPlan,
@@ -66,68 +143,9 @@ def collect_statistics(
     config: ConversionConfig,
     *,
     progress: bool = False,
-    stopwatch: Stopwatch | None = None,
 ) -> dict[str, calibration.Statistics]:
-    """Run the exact FP8 reference over the samples and stream one statistic per activation group.
-
-    Args:
-        model: The canonical model (not modified).
-        plan: The conversion plan (its activation groups).
-        samples: Calibration samples; batches of ``config.calibration_batch_size`` (or the model's static
-            batch size), at most ``config.max_calibration_samples`` samples.
-        config: Conversion options.
-        progress: Show a progress bar.
-        stopwatch: Charged ``reference session`` and ``calibration``.
-
-    Returns:
-        ``{group: statistic}`` for every activation group of the plan.
-
-    Raises:
-        Fp8ConvError: The reference cannot be built or a run fails (one line).
-    """
-    stopwatch = stopwatch or Stopwatch()
-    factories, captures = _statistics_layout(model, plan, config)
-    codes = {tensor for tensor, group in captures.items() if factories[group] is not calibration.StreamingHistogram}
-    workers = calibration_workers(config)
-    runner = ReferenceRunner(
-        model,
-        capture=sorted(set(captures) - codes),
-        capture_grid=sorted(codes),
-        intra_op_threads=max(1, _available_cpus() // workers),
-    )
-    stopwatch.lap("reference session")
-    free: queue.SimpleQueue[dict[str, calibration.Statistics]] = queue.SimpleQueue()
-    sets = [{group: factory() for group, factory in factories.items()} for _ in range(workers)]
-    for statistics in sets:
-        free.put(statistics)
-
-    def count(feeds: dict[str, np.ndarray]) -> int:
-        outputs = runner.run(feeds)
-        statistics = free.get()  # at most `workers` tasks run at once, so one is always free
-        try:
-            for tensor, group in captures.items():
-                if tensor in runner.grid_outputs:
-                    statistics[group].update_grid(outputs[tensor])  # type: ignore[union-attr]
-                else:
-                    statistics[group].update(outputs[tensor])
-        finally:
-            free.put(statistics)
-        return len(next(iter(feeds.values())))
-
-    batch_size = runner.static_batch_size or config.calibration_batch_size
-    limit = min(config.max_calibration_samples or samples.num_samples, samples.num_samples)
-    with (
-        tqdm(total=limit, unit="sample", desc="calibrating", disable=not progress) as bar,
-        concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fp8conv-calibration") as pool,
-    ):
-        _run_bounded(pool, workers, count, _limited_batches(samples, batch_size, limit), bar.update)
-    merged = sets[0]
-    for other in sets[1:]:
-        for group, statistic in other.items():
-            merged[group].merge(statistic)  # type: ignore[arg-type]
-    stopwatch.lap("calibration")
-    logger.info("calibrated %d activation groups on %d samples (%d workers)", len(merged), limit, workers)
-    return merged
+    """Build a :class:`StatisticsCollector` and collect the samples' statistics (see both)."""
+    return StatisticsCollector(model, plan, config).collect(samples, progress=progress)
 
 
 def _run_bounded(

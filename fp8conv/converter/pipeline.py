@@ -33,7 +33,7 @@ import numpy as np
 import onnx_ir as ir
 
 from fp8conv.converter import calibration
-from fp8conv.converter.collection import collect_statistics
+from fp8conv.converter.collection import StatisticsCollector
 from fp8conv.converter.config import ActivationRange, ConversionConfig, Target
 from fp8conv.converter.data import SampleSet, load_samples
 from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
@@ -193,29 +193,35 @@ def convert(
     warnings: list[str] = []
     plan = plan_conversion(canonical, config)
     stopwatch.lap("plan")
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fp8conv-weights") as background:
-        # Weights do not depend on calibration: quantize them while the reference runs.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fp8conv-background") as background:
+        # Neither reading the samples nor the weights depends on the reference: both run beside it.
+        samples_ready = background.submit(_open_samples, data, canonical) if data is not None else None
         weights_done = background.submit(_quantize_layer_weights, plan, config)
-        samples = _open_samples(data, canonical)
-        stopwatch.lap("calibration data")
-        if samples is None and plan.points and config.activations_range is not ActivationRange.FP8:
-            warnings.append(
-                "no calibration data: activation ranges are derived from the FP8 quantizers' formats and "
-                "scales (data-free 'fp8' method); pass --data for calibrated ranges"
-            )
-            config = config.replace(activations_range=ActivationRange.FP8)
-        statistics = (
-            collect_statistics(canonical, plan, samples, config, progress=progress, stopwatch=stopwatch)
-            if samples is not None
-            else {}
-        )
-        weights = weights_done.result()
+        weight_ranges_done = background.submit(_weight_ranges, plan)
+        statistics: dict[str, calibration.Statistics] = {}
+        if samples_ready is None:
+            if plan.points and config.activations_range is not ActivationRange.FP8:
+                warnings.append(
+                    "no calibration data: activation ranges are derived from the FP8 quantizers' formats and "
+                    "scales (data-free 'fp8' method); pass --data for calibrated ranges"
+                )
+                config = config.replace(activations_range=ActivationRange.FP8)
+            samples = None
+        else:
+            collector = StatisticsCollector(canonical, plan, config)
+            stopwatch.lap("reference session")
+            samples = samples_ready.result()
+            stopwatch.lap("calibration data")
+            statistics = collector.collect(samples, progress=progress)
+            stopwatch.lap("calibration")
+        weights, weight_ranges = weights_done.result(), weight_ranges_done.result()
         stopwatch.lap("weights")
     if statistics and config.auto_int16_below_db is not None:
         _promote_outliers_to_int16(plan, statistics, config)
     activations, activation_records = _activation_quantization(canonical, plan, statistics, config, warnings)
     stopwatch.lap("ranges")
-    converted = ir.from_proto(ir.to_proto(canonical))
+    # A model loaded here is ours to rewrite; a caller's LoadedModel is copied first.
+    converted = ir.from_proto(ir.to_proto(canonical)) if isinstance(model, LoadedModel) else canonical
     EmitQdqPass(plan, _emission_weights(weights), activations)(converted)
     _record_metadata(converted, config)
     stopwatch.lap("emission")
@@ -227,7 +233,7 @@ def convert(
         config=config,
         source=loaded.source,
         dialects=loaded.dialects,
-        layers=[_layer_record(layer, weights.get(layer.node)) for layer in plan.layers],
+        layers=[_layer_record(layer, weights.get(layer.node), weight_ranges.get(layer.node)) for layer in plan.layers],
         activations=activation_records,
         warnings=warnings,
         calibration_samples=samples.num_samples if samples is not None else 0,
@@ -370,7 +376,18 @@ def _emission_weights(weights: Mapping[str, QuantizedWeights]) -> dict[str, Weig
     }
 
 
-def _layer_record(layer: Layer, weights: QuantizedWeights | None) -> LayerRecord:
+def _weight_ranges(plan: QuantizationPlan) -> dict[str, tuple[float, float]]:
+    """Smallest and largest weight of each layer with constant weights (for the records)."""
+    return {
+        layer.node: (float(layer.weight_values.min()), float(layer.weight_values.max()))
+        for layer in plan.layers
+        if layer.weight_values is not None
+    }
+
+
+def _layer_record(
+    layer: Layer, weights: QuantizedWeights | None, weight_range: tuple[float, float] | None
+) -> LayerRecord:
     record = LayerRecord(layer.node, layer.op_type, layer.precision, layer.activation_bits, layer.reason)
     if weights is not None:
         record.weight_bits = weights.qmax.bit_length() + 1
@@ -381,8 +398,7 @@ def _layer_record(layer: Layer, weights: QuantizedWeights | None) -> LayerRecord
         record.clip_ratio_min = float(np.min(weights.clip_ratio))
         record.clip_ratio_max = float(np.max(weights.clip_ratio))
         record.weight_mse = float(np.mean(weights.mse))
-    if layer.weight_values is not None:
-        record.weight_range = (float(layer.weight_values.min()), float(layer.weight_values.max()))
+    record.weight_range = weight_range
     return record
 
 
@@ -452,9 +468,15 @@ def _activation_quantization(
 ) -> tuple[dict[str, ActivationQuantization], list[ActivationRecord]]:
     quantizations: dict[str, ActivationQuantization] = {}
     records: list[ActivationRecord] = []
-    for group, tensors in plan.groups().items():
+    groups = plan.groups()
+    qtypes = {
+        group: max((_qtype(plan.points[t], config) for t in tensors), key=lambda name: name.endswith("16"))
+        for group, tensors in groups.items()
+    }
+    ranges = _calibrated_ranges(statistics, qtypes, config)
+    for group, tensors in groups.items():
         points = [plan.points[t] for t in tensors]
-        qtype = max((_qtype(point, config) for point in points), key=lambda name: name.endswith("16"))
+        qtype = qtypes[group]
         method = config.activations_range.value
         stats = statistics.get(group)
         if stats is None or method == "fp8":
@@ -469,10 +491,7 @@ def _activation_quantization(
         elif stats.count == 0:
             raise Fp8ConvError(f"activation {tensors[0]}: calibration saw no finite values")
         else:
-            options = {"percentile": config.percentile} if method == "percentile" else {}
-            if method == "fp8" and not isinstance(stats, calibration.CodeHistogram):
-                method = "mse"
-            low, high = calibration.compute_range(stats, method, qtype, **options)
+            low, high = ranges[group]
             kind = type(stats).__name__
         low, high = _inside_clip_bounds(points, low, high)
         scale, zero_point = calibration.quantization_params(low, high, qtype)
@@ -491,6 +510,22 @@ def _activation_quantization(
             )
         )
     return quantizations, records
+
+
+def _calibrated_ranges(
+    statistics: Mapping[str, calibration.Statistics], qtypes: Mapping[str, str], config: ConversionConfig
+) -> dict[str, tuple[float, float]]:
+    """``{group: (low, high)}`` from the statistics by the configured method (not for ``fp8``).
+
+    One thread: the searches are many small NumPy calls, which two threads only make slower (GIL).
+    """
+    method = config.activations_range.value
+    options = {"percentile": config.percentile} if method == "percentile" else {}
+    return {
+        group: calibration.compute_range(stats, method, qtypes[group], **options)
+        for group, stats in statistics.items()
+        if method != "fp8" and stats.count > 0 and group in qtypes
+    }
 
 
 def _inside_clip_bounds(points: list[ActivationPoint], low: float, high: float) -> tuple[float, float]:

@@ -115,5 +115,5 @@ def exact_weights(node: ir.Node) -> np.ndarray | None:
             shape = [1] * values.ndim
             shape[axis] = -1
             scale = scale.reshape(shape)
-        return (values * scale).astype(np.float32)
+        return np.multiply(values, scale, dtype=np.float32)
     return None
