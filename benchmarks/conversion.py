@@ -15,12 +15,17 @@ other, interleaved, ``--repeats`` times; the child times its work with ``perf_co
 the process wall time including interpreter start and imports is reported too) and the parent reads the
 child's peak RSS from ``os.wait4``'s ``ru_maxrss``. Variants:
 
-* ``fp8conv``: ``convert_file(src, dst, to="int8", data=npz, audit=True)`` (default ``mse`` ranges);
+* ``fp8conv``: ``convert_file(src, dst, to="int8", data=npz, audit=True)`` with its defaults (``mse``
+  ranges; calibration batches of 4 on 2 threads sharing one onnxruntime session);
 * ``fp8conv-noaudit``: the same with ``audit=False``;
 * ``ort``: what a user without fp8conv does: dequantize the FP8 model to float (every FP8 weight
   initializer replaced by its exact float value, every activation Q→DQ pair removed), then
   ``quant_pre_process`` and ``quantize_static`` (QDQ, ``per_channel=True``, MinMax, uint8 activations,
-  int8 weights) over the same samples, fed in batches of ``--batch`` (fp8conv's calibration batch).
+  int8 weights) over the same samples, fed in batches of ``--batch`` (default 8, its fastest of 4, 8 and
+  16 on the 2-core machine of ``RESULTS.md``).
+
+After the tables: fp8conv's time per pipeline stage (``ConversionResult.stage_seconds``). ``--profile``
+runs one child under cProfile, which sees the main thread only (not the calibration workers).
 
 Section 2, latency of the results on onnxruntime CPU: ``ORT_ENABLE_ALL``, batch 1, sequential execution,
 ``intra_op_num_threads`` = the machine's cores; ``--warmup`` runs each, then ``--latency-runs`` rounds
@@ -243,90 +248,6 @@ def profiled(work: Callable[[], dict[str, float]], path: Path) -> dict[str, floa
     return phases
 
 
-# -- hotspots: fp8conv functions by the time spent in them and in library code they call directly ---
-
-Func = tuple[str, int, str]
-PACKAGE = f"{os.sep}fp8conv{os.sep}"
-
-
-def is_ours(func: Func) -> bool:
-    return PACKAGE in func[0] and f"{os.sep}benchmarks{os.sep}" not in func[0]
-
-
-def callback_share(stats: dict) -> dict[Func, float]:
-    """For each library function, the share of its time spent in fp8conv functions it calls directly."""
-    inside: dict[Func, float] = {}
-    for func, row in stats.items():
-        if is_ours(func):
-            for caller, edge in row[4].items():
-                if not is_ours(caller):
-                    inside[caller] = inside.get(caller, 0.0) + edge[3]
-    return {func: min(1.0, seconds / stats[func][3]) if stats[func][3] else 0.0 for func, seconds in inside.items()}
-
-
-def own_seconds(stats: dict) -> dict[Func, float]:
-    """Self time of each fp8conv function plus the time of the library calls it makes directly (less the
-    fp8conv code those calls run, which is charged to that code)."""
-    own = {f: row[2] for f, row in stats.items() if is_ours(f)}
-    share = callback_share(stats)
-    for callee, row in stats.items():
-        if is_ours(callee):
-            continue
-        for caller, edge in row[4].items():
-            if is_ours(caller):
-                own[caller] += edge[3] * (1.0 - share.get(callee, 0.0))
-    return own
-
-
-STAGES = (  # (label, file, function): pipeline stages of convert_file, by cumulative time
-    ("load + normalize", "loading.py", "load"),
-    ("plan", "plan.py", "plan_conversion"),
-    ("weights (range search + rounding)", "pipeline.py", "_quantize_layer_weights"),
-    ("calibration total", "pipeline.py", "_calibrate"),
-    ("· reference session creation", "reference.py", "__init__"),
-    ("· reference forward passes (onnxruntime)", "reference.py", "run"),
-    ("· activation statistics (histogram updates)", "calibration.py", "update"),
-    ("activation ranges (range search)", "pipeline.py", "_activation_quantization"),
-    ("QDQ emission", "emit_qdq.py", "call"),
-    ("save", "pipeline.py", "save_model"),
-    ("integer-kernel audit", "audit.py", "audit_integer_kernels"),
-)
-
-
-def stage_table(profile: Path) -> list[str]:
-    import pstats
-
-    stats = pstats.Stats(str(profile)).stats
-    total = max(row[3] for row in stats.values())
-    lines = ["| stage (profiled fp8conv run) | seconds | share |", "|---|---:|---:|"]
-    for label, filename, name in STAGES:
-        seconds = sum(
-            row[3] for f, row in stats.items() if is_ours(f) and f[0].endswith(os.sep + filename) and f[2] == name
-        )
-        lines.append(f"| {label} | {seconds:.2f} | {seconds / total:.0%} |")
-    return [*lines, f"| whole `convert_file` under cProfile | {total:.2f} | 100% |"]
-
-
-def hotspot_table(profile: Path, top: int) -> list[str]:
-    import pstats
-
-    stats = pstats.Stats(str(profile)).stats
-    own = own_seconds(stats)
-    total = max(row[3] for row in stats.values())
-    lines = [
-        "| fp8conv function | calls | own + direct library calls (s) | cumulative (s) | share of the run |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for func, seconds in sorted(own.items(), key=lambda item: -item[1])[:top]:
-        filename, line, name = func
-        where = "fp8conv" + filename.rsplit(PACKAGE, 1)[1].join([os.sep, ""])
-        lines.append(
-            f"| `{where}:{name}` (line {line}) | {stats[func][1]} | {seconds:.2f} | {stats[func][3]:.2f} | "
-            f"{seconds / total:.0%} |"
-        )
-    return lines
-
-
 # -- parent side: orchestration, latency, report ---------------------------------------------------
 
 
@@ -543,20 +464,22 @@ def header(argv: list[str]) -> list[str]:
     ]
 
 
-def profile_section(model: Path, data: Path, workdir: Path, args: argparse.Namespace) -> list[str]:
-    """One more fp8conv run (with audit) under cProfile: time per pipeline stage and the top functions."""
-    profile = workdir / "fp8conv.prof"
-    record = spawn("fp8conv", model, data, workdir, args.batch, profile=profile)
-    return [
-        f"### fp8conv profile (one extra `convert_file` run under cProfile: {record['seconds']:.2f} s, "
-        f"stats in `{profile}`)\n",
-        *stage_table(profile),
-        "",
-        f"Top {args.hotspots} fp8conv functions by time in their own code and the library calls they make "
-        "directly (numpy, onnxruntime):\n",
-        *hotspot_table(profile, args.hotspots),
-        "",
+def stage_section(runs: dict[str, list[dict]]) -> list[str]:
+    """Where fp8conv's time goes: ``ConversionResult.stage_seconds`` of each run, best and median per stage."""
+    records = runs["fp8conv"]
+    stages = list(records[0]["phases"])
+    lines = [
+        "### fp8conv stages (`ConversionResult.stage_seconds`, wall time; calibration overlaps the weight "
+        "search and the sample loading, which run in a background thread)\n",
+        "| stage | best s | median s | share of the median run |",
+        "|---|---:|---:|---:|",
     ]
+    median_run = sorted(records, key=lambda record: record["seconds"])[len(records) // 2]
+    for stage in stages:
+        values = [record["phases"].get(stage, 0.0) for record in records]
+        share = median_run["phases"].get(stage, 0.0) / median_run["seconds"]
+        lines.append(f"| {stage} | {min(values):.3f} | {statistics.median(values):.3f} | {share:.0%} |")
+    return [*lines, ""]
 
 
 def parent(args: argparse.Namespace, argv: list[str]) -> int:
@@ -565,7 +488,8 @@ def parent(args: argparse.Namespace, argv: list[str]) -> int:
     model, data = prepare(workdir, args.samples)
     lines.append(
         f"- model: ResNet-18 FP8 (e4m3fn QDQ, {model.stat().st_size / 1e6:.1f} MB); {args.samples} calibration "
-        f"images; calibration batch {args.batch} for both; best of {args.repeats} interleaved subprocess runs; "
+        f"images; quantize_static calibrates in batches of {args.batch}, fp8conv with its defaults; "
+        f"best of {args.repeats} interleaved subprocess runs; "
         "peak RSS = max over runs of the child's `ru_maxrss` (`os.wait4`)\n"
     )
     runs = conversions(model, data, workdir, args)
@@ -581,8 +505,7 @@ def parent(args: argparse.Namespace, argv: list[str]) -> int:
             "",
         ]
     lines += ["### Goals\n", *goals_table(ratios), ""]
-    if args.hotspots > 0:
-        lines += profile_section(model, data, workdir, args)
+    lines += stage_section(runs)
     lines.append(f"load after: {', '.join(f'{v:.2f}' for v in os.getloadavg())}; work dir {workdir}\n")
     print("\n".join(lines))
     return 0
@@ -592,19 +515,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, help="where models, data and outputs go (default: a temp dir)")
     parser.add_argument("--samples", type=int, default=32, help="calibration images")
-    parser.add_argument("--batch", type=int, default=8, help="calibration batch size (both paths)")
+    parser.add_argument(
+        "--batch", type=int, default=8, help="calibration batch of the quantize_static path (its fastest of 4/8/16)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="subprocess runs per conversion path")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--latency-runs", type=int, default=100, help="0 skips the latency section")
     parser.add_argument("--eval-samples", type=int, default=32, help="images for the SQNR / top-1 check")
-    parser.add_argument("--hotspots", type=int, default=15, help="profile fp8conv once, list N functions (0: skip)")
     child_options = parser.add_argument_group("child mode (one conversion in this process)")
     child_options.add_argument("--run", choices=VARIANTS)
     child_options.add_argument("--model", type=Path)
     child_options.add_argument("--data", type=Path)
     child_options.add_argument("--out", type=Path)
     child_options.add_argument("--result", type=Path, help="write the JSON record here (default: stdout)")
-    child_options.add_argument("--profile", type=Path, help="run under cProfile, dump stats here")
+    child_options.add_argument("--profile", type=Path, help="run under cProfile (main thread only), dump stats here")
     parser.add_argument(
         "--ort-torch",
         action="store_true",

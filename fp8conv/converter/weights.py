@@ -266,14 +266,15 @@ def quantize_weights(
     array, axis, block_size = _check_args(w, axis, block_size, method)
     groups = _group(array, axis, block_size)
     coded = None
-    if method == "mse" and codes is not None and block_size is None and axis is not None and codes.axis in (None, axis):
+    if codes is not None and block_size is None and axis is not None and codes.axis in (None, axis):
         coded = _CodedGroups(
             codes=np.moveaxis(codes.codes, axis, 0).reshape(array.shape[axis], -1),
             values=codes.values,
             scale=np.broadcast_to(np.asarray(codes.scale, dtype=np.float32).reshape(-1), (array.shape[axis],)),
             sign_bit=codes.sign_bit,
         )
-    ratio, squared, scale, q = _quantize_groups(groups.data, qmin, qmax, search=method == "mse", coded=coded)
+    result = _quantize_coded(coded, qmin, qmax, search=method == "mse") if coded is not None else None
+    ratio, squared, scale, q = result or _quantize_groups(groups.data, qmin, qmax, search=method == "mse")
     result = QuantizedWeights(
         q=groups.ungroup(q).astype(np.int8),
         scale=groups.scales(scale),
@@ -340,7 +341,7 @@ class _CodedGroups:
 
 
 def _quantize_groups(
-    data: np.ndarray, qmin: int, qmax: int, *, search: bool, coded: _CodedGroups | None = None
+    data: np.ndarray, qmin: int, qmax: int, *, search: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-group ratio, squared error, scale and integers.
 
@@ -352,17 +353,11 @@ def _quantize_groups(
     amax = np.concatenate([np.abs(data[i : i + rows]).max(axis=1) for i in range(0, data.shape[0], rows)])
     ratio = np.ones(data.shape[0])
     if search:
-        absolute = qmin == -qmax
-        distinct = _distinct_codes(coded, absolute=absolute) if coded is not None else None
-        points, counts = distinct if distinct is not None else _distinct(data, absolute=absolute)
-        rows = max(1, _CHUNK_ELEMENTS // max(points.shape[1], 1))
-        for i in range(0, data.shape[0], rows):
-            part = slice(i, i + rows)
-            ratio[part] = _search(points[part], None if counts is None else counts[part], amax[part], qmin, qmax)
+        points, counts = _distinct(data, absolute=qmin == -qmax)
+        ratio = _search_ratios(points, counts, amax, qmin, qmax)
     scale = _scale_for(amax, ratio, qmax)
     q = np.empty_like(data)
     squared = np.empty(data.shape[0])
-    rows = max(1, _CHUNK_ELEMENTS // max(data.shape[1], 1))
     for i in range(0, data.shape[0], rows):
         part = slice(i, i + rows)
         q[part] = _integers(data[part], scale[part], qmin, qmax)
@@ -371,6 +366,60 @@ def _quantize_groups(
         np.square(error, out=error)
         squared[part] = error.sum(axis=1, dtype=np.float64)
     return ratio, squared, scale, q
+
+
+def _quantize_coded(
+    coded: _CodedGroups, qmin: int, qmax: int, *, search: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`_quantize_groups` for groups given as codes: the same ratios, scales and integers, from code counts.
+
+    Group ``g`` holds the values ``v[g, c] = values[c] * scale[g]`` (float32) of its codes ``c``, so one
+    counting pass gives everything: ``max |w|`` is the largest ``|v|`` present; the search runs on the
+    distinct values (:func:`_pack_distinct`, the arrays :func:`_distinct` would sort out); each code's integer
+    ``clip(rint(v / s))`` is computed once per group and gathered by code. The squared error is
+    ``sum count * (v - q s)^2`` over codes (the same float32 errors as on the elements, summed in another
+    order). None when the codes cannot stand for the values (a NaN or Inf weight, or the search needs the
+    elements): the caller takes :func:`_quantize_groups`.
+    """
+    groups = coded.codes.shape[0]
+    table = np.asarray(coded.values, dtype=np.float32)
+    index, per_code = _code_counts(coded)
+    held = per_code > 0
+    if not np.isfinite(table[held.any(axis=0)]).all():
+        return None
+    with np.errstate(invalid="ignore", over="ignore"):
+        values = np.where(held, np.multiply(table[None, :], coded.scale[:, None], dtype=np.float32), np.float32(0))
+    amax = np.abs(values).max(axis=1)
+    ratio = np.ones(groups)
+    if search:
+        distinct = _pack_distinct(coded, per_code, absolute=qmin == -qmax)
+        if distinct is None:
+            return None
+        ratio = _search_ratios(*distinct, amax, qmin, qmax)
+    scale = _scale_for(amax, ratio, qmax)
+    q_table = _integers(values, scale, qmin, qmax)
+    error = values - q_table * scale[:, None]
+    squared = (np.square(error).astype(np.float64) * per_code).sum(axis=1)
+    q = q_table.astype(np.int8).reshape(-1).take(index)
+    return ratio, squared, scale, q
+
+
+def _code_counts(coded: _CodedGroups) -> tuple[np.ndarray, np.ndarray]:
+    """``(index [G, K], counts [G, C])``: each element's flat (group, code) cell and the count of each cell."""
+    groups, size = coded.codes.shape[0], np.asarray(coded.values).size
+    index = coded.codes.astype(np.intp)
+    index += (np.arange(groups) * size)[:, None]
+    return index, np.bincount(index.reshape(-1), minlength=groups * size).reshape(groups, size)
+
+
+def _search_ratios(points: np.ndarray, counts: np.ndarray | None, amax: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
+    """:func:`_search` over row chunks of bounded size (rows are independent)."""
+    ratio = np.ones(points.shape[0])
+    rows = max(1, _CHUNK_ELEMENTS // max(points.shape[1], 1))
+    for i in range(0, points.shape[0], rows):
+        part = slice(i, i + rows)
+        ratio[part] = _search(points[part], None if counts is None else counts[part], amax[part], qmin, qmax)
+    return ratio
 
 
 def _search(points: np.ndarray, counts: np.ndarray | None, amax: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
@@ -426,61 +475,54 @@ def _distinct(data: np.ndarray, *, absolute: bool) -> tuple[np.ndarray, np.ndarr
     return values, counts
 
 
-def _distinct_codes(coded: _CodedGroups, *, absolute: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    """:func:`_distinct`'s arrays, bit for bit, from per-group code counts (one counting pass, no sort).
+def _pack_distinct(
+    coded: _CodedGroups, per_code: np.ndarray, *, absolute: bool
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`_distinct`'s arrays, bit for bit, from the per-group code counts ``[G, C]``.
 
-    Each group's values are ``values[c] * scale[g]`` for the codes ``c`` it holds, so counting codes per
-    group gives its distinct values and their counts. Codes are merged into value classes first (``+0`` and
-    ``-0``; ``c`` and ``c | sign_bit`` when ``absolute``), ordered by value (the same order in every group,
-    the scales being positive), and each group's present classes are packed to the left: the sorted,
-    zero-padded rows of :func:`_distinct`. None where :func:`_distinct` would not shrink the groups (short
-    groups, too many distinct values) or the codes cannot tell (``absolute`` without a sign bit, or two codes
-    of one finite non-zero value): the caller then takes :func:`_distinct`.
+    Codes of one value merge into one class (``+0`` and ``-0``; ``c`` and ``c | sign_bit`` when ``absolute``),
+    classes are ordered by value (the same order in every group, the scales being positive), and each group's
+    present classes are packed to the left with their float32 values ``values[c] * scale[g]`` (``|.|`` when
+    ``absolute``): the sorted, zero-padded rows of :func:`_distinct`. None where :func:`_distinct` would not
+    shrink the groups (short groups, too many distinct values) or the codes cannot tell (``absolute`` without
+    a sign bit, or two classes of one value): the caller then scores the elements.
     """
     groups, length = coded.codes.shape
     if length < _DISTINCT_MIN_LENGTH or (absolute and coded.sign_bit is None):
         return None
     table = np.asarray(coded.values, dtype=np.float32)
+    size = table.size
     with np.errstate(invalid="ignore"):
-        value = np.abs(table) if absolute else table
-    classes = np.arange(table.size)
+        key = np.abs(table) if absolute else table
+    classes = np.arange(size)
     if absolute:
         assert coded.sign_bit is not None
         classes &= ~coded.sign_bit
-    zeros = np.flatnonzero(value == 0)
+    held = per_code.any(axis=0)
+    zeros = np.flatnonzero(held & (key == 0))
     if zeros.size:
         classes[zeros] = classes[zeros].min()
-    finite = np.isfinite(value) & (value != 0)
-    if np.unique(value[finite]).size != np.unique(classes[finite]).size:
+    if np.unique(key[held]).size != np.unique(classes[held]).size:
         return None
-    per_class = np.bincount(
-        (_classes_of(coded.codes, classes) + (np.arange(groups, dtype=np.uint32) * table.size)[:, None]).reshape(-1),
-        minlength=groups * table.size,
-    ).reshape(groups, table.size)
-    columns = np.flatnonzero(per_class.any(axis=0))
-    columns = columns[np.argsort(value[columns], kind="stable")]
-    counts = per_class[:, columns]
+    order = np.argsort(classes, kind="stable")
+    starts = np.flatnonzero(np.diff(classes[order], prepend=-1))
+    by_class = np.add.reduceat(per_code[:, order], starts, axis=1)  # [G, classes], class = classes[order][starts]
+    representative = order[starts]
+    used = np.flatnonzero(by_class.any(axis=0))
+    used = used[np.argsort(key[representative[used]], kind="stable")]
+    columns = representative[used]
+    counts = by_class[:, used]
     present = counts > 0
-    per_row = np.count_nonzero(present, axis=1)
-    width = int(per_row.max())
+    width = int(np.count_nonzero(present, axis=1).max())
     if width * _DISTINCT_MIN_GAIN > length:
         return None
     row, column = np.nonzero(present)
     packed = np.cumsum(present, axis=1)[row, column] - 1
-    values = np.zeros((groups, width), dtype=np.float32)
+    points = np.zeros((groups, width), dtype=np.float32)
     packed_counts = np.zeros((groups, width))
-    values[row, packed] = value[columns[column]] * coded.scale[row]
+    points[row, packed] = np.multiply(key[columns[column]], coded.scale[row], dtype=np.float32)
     packed_counts[row, packed] = counts[row, column]
-    return values, packed_counts
-
-
-def _classes_of(codes: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """``classes[codes]`` as uint32; a bit mask when that is what ``classes`` does (the usual ``absolute`` case)."""
-    mask = classes.size - 1
-    for candidate in (mask, mask >> 1):
-        if np.array_equal(classes, np.arange(classes.size) & candidate):
-            return np.bitwise_and(codes, candidate, dtype=np.uint32)
-    return classes.astype(np.uint32).take(codes)
+    return points, packed_counts
 
 
 def _distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
