@@ -351,7 +351,7 @@ def _weight_granularity(layer: Layer, config: ConversionConfig) -> tuple[int | N
 def _quantize_layer_weights(plan: QuantizationPlan, config: ConversionConfig) -> dict[str, QuantizedWeights]:
     weights: dict[str, QuantizedWeights] = {}
     for layer in plan.layers:
-        if not layer.is_integer or layer.weight_values is None:
+        if not layer.is_integer or not layer.has_weight:
             continue
         axis, block_size = _weight_granularity(layer, config)
         bits = 4 if layer.precision == "int4" else config.weight_bits
@@ -378,11 +378,12 @@ def _emission_weights(weights: Mapping[str, QuantizedWeights]) -> dict[str, Weig
 
 def _weight_ranges(plan: QuantizationPlan) -> dict[str, tuple[float, float]]:
     """Smallest and largest weight of each layer with constant weights (for the records)."""
-    return {
-        layer.node: (float(layer.weight_values.min()), float(layer.weight_values.max()))
-        for layer in plan.layers
-        if layer.weight_values is not None
-    }
+    ranges = {}
+    for layer in plan.layers:
+        values = layer.weight_values
+        if values is not None:
+            ranges[layer.node] = (float(values.min()), float(values.max()))
+    return ranges
 
 
 def _layer_record(

@@ -70,9 +70,11 @@ class Layer:
         reason: Why this precision (for reports).
         weight: Name of the value the layer reads as its weight (None for activation × activation).
         weight_source: Name of the stored weight tensor (FP8 initializer or float initializer).
-        weight_values: The weight exactly as the FP8 model used it (float32).
-        weight_codes: The same weight as FP8 codes and scales, when the model stores it so (or fake-quantizes
-            a constant) with a per-tensor or per-axis scale; it makes the weight range search faster.
+        weight_array: The weight exactly as the FP8 model used it (float32), when it is not given by
+            ``weight_codes`` (see :attr:`weight_values`).
+        weight_codes: The weight as FP8 codes and scales, when the model stores it so (or fake-quantizes a
+            constant) with a per-tensor or per-axis scale: the weight search counts codes, and the float32
+            weight is decoded only when asked for.
         weight_axis: Output-channel axis of the weight (Conv 0, MatMul 1, Gemm by transB).
         block_axis: The K axis along which INT4 blocks run.
         bias: Name of a constant bias input, if any.
@@ -93,7 +95,7 @@ class Layer:
     reason: str
     weight: str | None = None
     weight_source: str | None = None
-    weight_values: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    weight_array: np.ndarray | None = dataclasses.field(default=None, repr=False)
     weight_codes: WeightCodes | None = dataclasses.field(default=None, repr=False)
     weight_axis: int | None = None
     block_axis: int | None = None
@@ -102,6 +104,18 @@ class Layer:
     needs_zero_bias: bool = False
     inputs: tuple[str, ...] = ()
     fp8_weight: QuantPoint | None = None
+
+    @property
+    def has_weight(self) -> bool:
+        """Whether the layer's weight is a constant (given as an array or as codes)."""
+        return self.weight_array is not None or self.weight_codes is not None
+
+    @property
+    def weight_values(self) -> np.ndarray | None:
+        """The weight exactly as the FP8 model used it (float32); decoded anew on each call when given as codes."""
+        if self.weight_array is not None:
+            return self.weight_array
+        return self.weight_codes.decode() if self.weight_codes is not None else None
 
     @property
     def is_integer(self) -> bool:
@@ -352,13 +366,18 @@ def _exact_weight(value: ir.Value | None) -> tuple[np.ndarray | None, str | None
 def _plan_layer(node: ir.Node, by_output: dict[str, QuantPoint], config: ConversionConfig) -> Layer:
     name = node.name or ""
     weight_value = node.inputs[1] if len(node.inputs) > 1 else None
-    weight, weight_source, _ = _exact_weight(weight_value)
-    producer = weight_value.producer() if weight is not None and weight_value is not None else None
+    producer = weight_value.producer() if weight_value is not None else None
     weight_codes = _weight_codes(producer) if producer is not None else None
+    if weight_codes is not None:  # decoded when needed (weights are the largest arrays a plan holds)
+        assert producer is not None
+        weight, weight_source = None, producer.inputs[0].name
+    else:
+        weight, weight_source, _ = _exact_weight(weight_value)
+    has_weight = weight is not None or weight_codes is not None
     fp8_weight = None
     if weight_value is not None:
         fp8_weight = by_output.get(weight_value.name or "") or _fp8_point_behind_cast(weight_value, by_output)
-    data_inputs = [node.inputs[0]] if weight is not None else list(node.inputs[:2])
+    data_inputs = [node.inputs[0]] if has_weight else list(node.inputs[:2])
     fp8_inputs = [
         value
         for value in data_inputs
@@ -369,20 +388,20 @@ def _plan_layer(node: ir.Node, by_output: dict[str, QuantPoint], config: Convers
     bias = node.inputs[2].name if len(node.inputs) > 2 and node.inputs[2] is not None else None
     if node.op_type == "Gemm" and bias is not None and constant_array(node.inputs[2]) is None:
         bias = None
-    bias_add = _bias_add(node) if node.op_type == "MatMul" and weight is not None else None
-    needs_zero_bias = node.op_type == "MatMul" and weight is not None and bias_add is None and _feeds_add(node)
+    bias_add = _bias_add(node) if node.op_type == "MatMul" and has_weight else None
+    needs_zero_bias = node.op_type == "MatMul" and has_weight and bias_add is None and _feeds_add(node)
     layer = Layer(
         node=name,
         op_type=node.op_type,
         precision="float",
         activation_bits=None,
         reason="",
-        weight=weight_value.name if weight is not None and weight_value is not None else None,
+        weight=weight_value.name if has_weight and weight_value is not None else None,
         weight_source=weight_source,
-        weight_values=weight,
+        weight_array=weight,
         weight_codes=weight_codes,
-        weight_axis=axis if weight is not None else None,
-        block_axis=block_axis if weight is not None else None,
+        weight_axis=axis if has_weight else None,
+        block_axis=block_axis if has_weight else None,
         bias=bias,
         bias_add=bias_add.name if bias_add is not None else None,
         needs_zero_bias=needs_zero_bias,
@@ -434,7 +453,7 @@ def _decide(
         return "float", None, "not quantized in the FP8 source"
     if node.op_type == "Gemm" and node.attributes.get_int("transA", 0):
         return "float", None, "Gemm with transA=1 has no integer kernel"
-    if layer.weight_values is None:
+    if not layer.has_weight:
         if node.op_type != "MatMul" or len(layer.inputs) != 2:
             return "float", None, "weight is not a constant"
         if target is Target.W4A16:

@@ -96,6 +96,13 @@ class WeightCodes:
     axis: int | None
     sign_bit: int | None
 
+    def decode(self) -> np.ndarray:
+        """The float32 weight ``values[codes] * scale`` (one float32 product per element)."""
+        scale = np.asarray(self.scale, dtype=np.float32)
+        if self.axis is not None:
+            scale = scale.reshape([-1 if d == self.axis else 1 for d in range(self.codes.ndim)])
+        return np.multiply(np.asarray(self.values, dtype=np.float32).take(self.codes), scale, dtype=np.float32)
+
 
 @dataclasses.dataclass(frozen=True)
 class QuantizedWeights:

@@ -158,12 +158,14 @@ class EmitQdqPass(ir.passes.InPlacePass):
         value = node.inputs[1]
         assert value is not None
         producer = value.producer()
-        if producer is None or layer.weight_values is None:
+        if producer is None or not layer.has_weight:
             return
         if not (is_fake_quantize(producer) or is_fp8_weight_dequantize(producer)):
             return
         base = layer.weight_source or value.name or layer.node
-        exact = self._initializer(graph, f"{base}_fp8_exact", ir.tensor(layer.weight_values))
+        weight = layer.weight_values
+        assert weight is not None
+        exact = self._initializer(graph, f"{base}_fp8_exact", ir.tensor(weight))
         value.replace_all_uses_with(exact)
 
     # -- activations ---------------------------------------------------------------------------
