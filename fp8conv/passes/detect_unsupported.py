@@ -36,7 +36,10 @@ _BLOCK_FORMAT_OPS = frozenset(
 )
 """Custom ops of MX / NVFP4 / block-floating-point quantization (ModelOpt, TransformerEngine, AMD Quark)."""
 
-_BLOCK_ELEMENT_TYPES = frozenset({ir.DataType.FLOAT4E2M1, ir.DataType.FLOAT6E2M3, ir.DataType.FLOAT6E3M2})
+# FLOAT6 types arrived in onnx-ir 1.1; an onnx-ir without them cannot load such tensors either.
+_BLOCK_ELEMENT_TYPES = frozenset(
+    getattr(ir.DataType, name) for name in ("FLOAT4E2M1", "FLOAT6E2M3", "FLOAT6E3M2") if hasattr(ir.DataType, name)
+)
 """Element types that only occur in MX/NVFP4 block formats."""
 
 _BLOCK_SCALE_TYPES = frozenset({ir.DataType.FLOAT8E8M0, *FP8_DATA_TYPES})
