@@ -765,3 +765,12 @@ def test_golden_models_quantization_points_are_exact(name, native_qdq):
         codes = model.graph.initializers[p.tensor].const_value.numpy().view(np.uint8)
         expected = dequantized(codes, p.spec.format, p.scale, p.spec.axis, p.spec.block_size)
         assert_same_floats(captured[p.output].astype(np.float32), expected, codes, f"stored weight {p.tensor}")
+
+
+def test_the_callers_model_is_not_modified():
+    model, feeds = cnn_case()
+    before = ir.to_proto(model).SerializeToString()
+    runner = ReferenceRunner(model, capture=capture_names(model), capture_grid=["relu1_q"])
+    runner.run(feeds)
+    assert ir.to_proto(model).SerializeToString() == before
+    assert any(is_fake_quantize(node) for node in model.graph)

@@ -113,7 +113,7 @@ class ReferenceRunner:
     ) -> None:
         graph_outputs = [value.name or "" for value in model.graph.outputs]
         float_wanted = {*graph_outputs, *capture}
-        lowered = ir.from_proto(ir.to_proto(model))
+        lowered = model.clone()  # tensors shared: lowering adds and removes initializers, never edits one
         lowering = LowerFakeQuantizePass(native=native_qdq, grid=[n for n in capture_grid if n not in float_wanted])
         lowering(lowered)
         self.grid_outputs: frozenset[str] = frozenset(lowering.grid_outputs)
