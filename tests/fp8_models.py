@@ -112,6 +112,35 @@ def residual_cnn(seed: int = 0, batch: int = 1) -> onnx.ModelProto:
     return model
 
 
+def concat_cnn(seed: int = 0, batch: int | str = 1) -> onnx.ModelProto:
+    """``input [B,3,8,8]`` → two conv+relu branches (FP8 scales 3/448 and 6/448) → Concat → FP8 (6/448) →
+    conv → GlobalAveragePool → flatten → ``logits [B,4]``: a shared-scale group whose FP8 scales differ."""
+    rng = np.random.default_rng(seed)
+    g = _Graph()
+    x = g.fp8_activation("input", 4.0)
+    for branch, amax in (("a", 3.0), ("b", 6.0)):
+        w = g.fp8_weight(f"conv_{branch}.weight", (rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32), 0)
+        g.node("Conv", [x, w], f"conv_{branch}", pads=[1, 1, 1, 1])
+        g.node("Relu", [f"conv_{branch}"], f"relu_{branch}")
+        g.fp8_activation(f"relu_{branch}", amax)
+    g.node("Concat", ["relu_a_fp8", "relu_b_fp8"], "cat", axis=1)
+    c = g.fp8_activation("cat", 6.0)
+    w = g.fp8_weight("conv_c.weight", (rng.standard_normal((4, 8, 3, 3)) * 0.2).astype(np.float32), 0)
+    g.node("Conv", [c, w], "conv_c", pads=[1, 1, 1, 1])
+    g.node("GlobalAveragePool", ["conv_c"], "gap")
+    g.node("Flatten", ["gap"], "logits")
+    graph = helper.make_graph(
+        g.nodes,
+        "concat_cnn",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 4])],
+        g.initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=10)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
 def mlp(seed: int = 0, batch: int = 4) -> onnx.ModelProto:
     """``input [B,32]`` → fc1 (MatMul + bias Add) → Relu → fc2 (MatMul) → Add(residual float) → ``output``.
 

@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
-from fp8_models import mlp, residual_cnn
+from fp8_models import concat_cnn, mlp, residual_cnn
 from golden_models import GOLDEN
 
 from fp8conv import load
@@ -128,6 +128,36 @@ def test_calibration_batch_size_does_not_change_the_statistics(tmp_path):
         for size in (1, 5, 32)
     ]
     assert records[0] == records[1] == records[2]
+
+
+def test_values_copied_by_data_movement_are_counted_once(tmp_path):
+    """The MaxPool output shares the Relu output's grid and holds copies of its values: not captured."""
+    from fp8conv.converter.collection import StatisticsCollector
+    from fp8conv.converter.config import ConversionConfig
+    from fp8conv.converter.plan import plan_conversion
+
+    model = load(residual_cnn()).model
+    config = ConversionConfig()
+    plan = plan_conversion(model, config)
+    assert plan.points["pool"].copied
+    assert plan.points["pool"].group == plan.points["relu2"].group
+    assert not plan.points["relu2"].copied
+    captured = set(StatisticsCollector(model, plan, config)._captures)
+    assert "relu2" in captured
+    assert not {"pool", "pool_fp8"} & captured
+
+
+def test_a_group_of_several_fp8_scales_gets_a_float_histogram(tmp_path):
+    """Concat inputs quantized with different FP8 scales share one integer grid: their values are not on
+    one FP8 grid, so the group is histogrammed as floats (counting codes would mix scales)."""
+    source, data = _write(tmp_path, concat_cnn(batch="N"))
+    result = convert_file(source, tmp_path / "cat.onnx", data=data)
+    (group,) = [a for a in result.activations if "relu_a" in a.tensors]
+    assert set(group.tensors) == {"relu_a", "relu_b", "cat"}
+    assert group.statistics == "StreamingHistogram"
+    assert result.audit.float_count == 0
+    assert result.audit.integer_count == 3
+    assert _sqnr_against_reference(source, result.output_path, data) > 25
 
 
 def test_stage_seconds_add_up_to_the_conversion_time(tmp_path):

@@ -9,6 +9,10 @@ Every activation group of the plan gets one statistic (:mod:`fp8conv.converter.c
 * a :class:`~fp8conv.converter.calibration.StreamingHistogram` otherwise (tensors that no FP8 quantizer
   produced, and the continuous methods entropy and percentile).
 
+Only values that meet the group's quantizer first are counted: a tensor that a data-movement op copied from
+another tensor of its group (``ActivationPoint.copied``: the MaxPool of a Relu output, a Reshape, a
+Concat's output) holds values already on the grid, which its own quantizer leaves unchanged.
+
 Parallelism: ``workers`` threads each take a batch, run it through one shared onnxruntime session (each
 run computes on its caller's thread when there are as many workers as cores) and add its values to
 their own set of statistics; the sets are merged at the end. A batch's reference run and another batch's
@@ -201,29 +205,38 @@ def _statistics_layout(
     continuous = config.activations_range in (ActivationRange.ENTROPY, ActivationRange.PERCENTILE)
     for group, tensors in plan.groups().items():
         points = [plan.points[t] for t in tensors]
-        if not continuous and _uses_code_histogram(points, dtypes):
-            first = points[0].fp8
+        counted = [point for point in points if not point.copied] or points
+        if not continuous and _uses_code_histogram(counted, dtypes):
+            first = counted[0].fp8
             assert first is not None
             fmt, scale = first.spec.format, float(first.scale.reshape(-1)[0])
             factories[group] = lambda fmt=fmt, scale=scale: calibration.CodeHistogram(fmt, scale)
-            for point in points:
+            for point in counted:
                 assert point.fp8 is not None
                 captures[point.fp8.output] = group
         else:
             factories[group] = calibration.StreamingHistogram
-            captures.update({tensor: group for tensor in tensors})
+            captures.update({point.tensor: group for point in counted})
     return factories, captures
 
 
 def _uses_code_histogram(points: list[ActivationPoint], dtypes: Mapping[str, ir.DataType | None]) -> bool:
-    """Whether every tensor of the group is the float32 output of a per-tensor FP8 quantizer (exact grid)."""
-    return all(
-        point.fp8 is not None
-        and point.fp8.spec.format.fits_code
-        and point.fp8.scale.size == 1
-        and dtypes.get(point.fp8.output) == ir.DataType.FLOAT
-        for point in points
-    )
+    """Whether every tensor is the float32 output of a per-tensor FP8 quantizer, all of one format and scale.
+
+    One grid for all: the counts are of codes, and a code's value is ``decode(code) * scale``.
+    """
+    grids = set()
+    for point in points:
+        fp8 = point.fp8
+        if (
+            fp8 is None
+            or not fp8.spec.format.fits_code
+            or fp8.scale.size != 1
+            or dtypes.get(fp8.output) != ir.DataType.FLOAT
+        ):
+            return False
+        grids.add((fp8.spec.format, float(fp8.scale.reshape(-1)[0])))
+    return len(grids) == 1
 
 
 def _fake_quantize_dtypes(model: ir.Model) -> dict[str, ir.DataType | None]:

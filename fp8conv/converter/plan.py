@@ -136,6 +136,9 @@ class ActivationPoint:
         clip: The constant bounds of a Clip producing the tensor (ReLU6), if any: the integer range is
             kept inside them so onnxruntime can fold the Clip into the quantizer.
         why: Which rule placed it (``layer input``, ``conv output``, ``integer op``).
+        copied: The tensor is an output of a data-movement op (MaxPool, Reshape, Concat, …; not Resize)
+            whose input is in the same group: its values are copies of values already on the group's grid,
+            so its quantizer changes nothing and calibration does not count them again.
     """
 
     tensor: str
@@ -145,6 +148,7 @@ class ActivationPoint:
     non_negative: bool
     why: str
     clip: tuple[float, float] | None = None
+    copied: bool = False
 
 
 @dataclasses.dataclass
@@ -571,3 +575,10 @@ def _group_shared_scales(graph: ir.Graph, points: dict[str, ActivationPoint]) ->
             parent[root] = roots[0]
     for name, point in points.items():
         point.group = find(name)
+    for node in graph:
+        if node.op_type not in SHARED_SCALE_OPS - {"Resize"} or node.domain not in ("", "ai.onnx"):
+            continue
+        output = points.get(node.outputs[0].name or "")
+        inputs = [points.get(_look_through_fake_quantize(v).name or "") for v in _float_inputs(node)]
+        if output is not None and any(p is not None and p.group == output.group for p in inputs):
+            output.copied = True
