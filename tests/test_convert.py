@@ -160,6 +160,27 @@ def test_a_group_of_several_fp8_scales_gets_a_float_histogram(tmp_path):
     assert _sqnr_against_reference(source, result.output_path, data) > 25
 
 
+def test_a_failing_reference_run_on_a_worker_stops_the_conversion_with_its_error(tmp_path, monkeypatch):
+    """An onnxruntime failure inside a calibration worker reaches the caller as the one-line Fp8ConvError,
+    and nothing is written."""
+    source, data = _write(tmp_path, residual_cnn(batch="N"))
+    calls = []
+    original = ReferenceRunner.run
+
+    def failing_run(self, feeds):
+        calls.append(len(calls))
+        if len(calls) == 3:
+            raise Fp8ConvError("onnxruntime run failed: simulated")
+        return original(self, feeds)
+
+    monkeypatch.setattr(ReferenceRunner, "run", failing_run)
+    target = tmp_path / "out.onnx"
+    with pytest.raises(Fp8ConvError, match="simulated"):
+        convert_file(source, target, data=data, calibration_batch_size=4, calibration_workers=2)
+    assert not target.exists()
+    assert len(calls) <= 5  # of 8 batches: no more are submitted once one has failed
+
+
 def test_stage_seconds_add_up_to_the_conversion_time(tmp_path):
     source, data = _write(tmp_path, residual_cnn())
     result = convert_file(source, data=data)
