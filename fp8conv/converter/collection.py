@@ -3,7 +3,8 @@
 Every activation group of the plan gets one statistic (:mod:`fp8conv.converter.calibration`):
 
 * a :class:`~fp8conv.converter.calibration.CodeHistogram` when every tensor of the group is the float32
-  output of a per-tensor FP8 quantizer and the range method evaluates the grid (mse, minmax, fp8): the
+  output of a per-tensor FP8 quantizer, all of one format and scale, and the range method evaluates the
+  grid (mse, minmax, fp8): the
   reference returns those tensors as float16 grid values (``ReferenceRunner(capture_grid=...)``), whose
   bit patterns name the FP8 codes, so counting is one exact pass over two bytes per value;
 * a :class:`~fp8conv.converter.calibration.StreamingHistogram` otherwise (tensors that no FP8 quantizer
@@ -41,7 +42,7 @@ from fp8conv.converter.plan import ActivationPoint, QuantizationPlan
 from fp8conv.passes.canonical import is_fake_quantize
 from fp8conv.runtime.reference import ReferenceRunner
 
-__all__ = ["StatisticsCollector", "calibration_workers", "collect_statistics"]
+__all__ = ["StatisticsCollector", "calibration_workers"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,18 +139,6 @@ class StatisticsCollector:
                 merged[group].merge(statistic)  # type: ignore[arg-type]
         logger.info("calibrated %d activation groups on %d samples (%d workers)", len(merged), limit, workers)
         return merged
-
-
-def collect_statistics(
-    model: ir.Model,
-    plan: QuantizationPlan,
-    samples: SampleSet,
-    config: ConversionConfig,
-    *,
-    progress: bool = False,
-) -> dict[str, calibration.Statistics]:
-    """Build a :class:`StatisticsCollector` and collect the samples' statistics (see both)."""
-    return StatisticsCollector(model, plan, config).collect(samples, progress=progress)
 
 
 def _run_bounded(
