@@ -30,6 +30,13 @@ class _Graph:
         self.nodes.append(helper.make_node(op, inputs, [output], name=f"{output}_node", **attrs))
         return output
 
+    def model(self, name: str, graph_input: onnx.ValueInfoProto, graph_output: onnx.ValueInfoProto) -> onnx.ModelProto:
+        """The opset-19 model of these nodes and initializers, checked with ``full_check``."""
+        graph = helper.make_graph(self.nodes, name, [graph_input], [graph_output], self.initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=10)
+        onnx.checker.check_model(model, full_check=True)
+        return model
+
     def fp8_activation(self, tensor: str, amax: float) -> str:
         """Q→DQ with a float8 zero point; returns the DQ output ``<tensor>_fp8``."""
         scale = self.const(f"{tensor}_fp8_scale", np.float32(amax / _E4M3_MAX))
@@ -100,16 +107,11 @@ def residual_cnn(seed: int = 0, batch: int = 1) -> onnx.ModelProto:
     w4 = g.fp8_weight("fc.weight", kaiming(10, 16), 0)
     b4 = g.const("fc.bias", (rng.standard_normal(10) * 0.1).astype(np.float32))
     g.node("Gemm", [f, w4, b4], "logits", transB=1)
-    graph = helper.make_graph(
-        g.nodes,
+    return g.model(
         "residual_cnn",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 12, 12])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 10])],
-        g.initializers,
+        helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 12, 12]),
+        helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 10]),
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=10)
-    onnx.checker.check_model(model, full_check=True)
-    return model
 
 
 def concat_cnn(seed: int = 0, batch: int | str = 1) -> onnx.ModelProto:
@@ -129,16 +131,11 @@ def concat_cnn(seed: int = 0, batch: int | str = 1) -> onnx.ModelProto:
     g.node("Conv", [c, w], "conv_c", pads=[1, 1, 1, 1])
     g.node("GlobalAveragePool", ["conv_c"], "gap")
     g.node("Flatten", ["gap"], "logits")
-    graph = helper.make_graph(
-        g.nodes,
+    return g.model(
         "concat_cnn",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 8, 8])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 4])],
-        g.initializers,
+        helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 8, 8]),
+        helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 4]),
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=10)
-    onnx.checker.check_model(model, full_check=True)
-    return model
 
 
 def mlp(seed: int = 0, batch: int = 4) -> onnx.ModelProto:
@@ -157,13 +154,8 @@ def mlp(seed: int = 0, batch: int = 4) -> onnx.ModelProto:
     w2 = g.fp8_weight("fc2.weight", (rng.standard_normal((64, 32)) / np.sqrt(64)).astype(np.float32), 1)
     g.node("MatMul", [r, w2], "fc2")
     g.node("Add", ["fc2", "input"], "output")
-    graph = helper.make_graph(
-        g.nodes,
+    return g.model(
         "mlp",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 32])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 32])],
-        g.initializers,
+        helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 32]),
+        helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 32]),
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=10)
-    onnx.checker.check_model(model, full_check=True)
-    return model

@@ -295,10 +295,11 @@ def test_code_counting_gives_the_sort_path_result_bit_for_bit(
 ) -> None:
     w, codes = fp8_coded_weights(shape, fmt, code_axis, seed=31)
     groups = weights_module._group(w, axis, None)
-    coded = weights_module._CodedGroups(
+    coded = WeightCodes(
         codes=np.moveaxis(codes.codes, axis, 0).reshape(shape[axis], -1),
         values=codes.values,
         scale=np.broadcast_to(codes.scale.reshape(-1), (shape[axis],)),
+        axis=0,
         sign_bit=codes.sign_bit,
     )
     absolute = bits != 4
@@ -324,13 +325,13 @@ def test_codes_are_ignored_where_they_cannot_help() -> None:
         np.testing.assert_array_equal(
             quantize_weights(w, bits=8, codes=codes, **kwargs).q, quantize_weights(w, bits=8, **kwargs).q
         )
-    short = weights_module._CodedGroups(codes.codes[:, :16], codes.values, np.ones(32, np.float32), 0x80)
+    short = WeightCodes(codes.codes[:, :16], codes.values, np.ones(32, np.float32), 0, 0x80)
     assert weights_module._pack_distinct(short, weights_module._code_counts(short)[1], absolute=True) is None
-    no_sign = weights_module._CodedGroups(codes.codes, codes.values, np.ones(32, np.float32), None)
+    no_sign = WeightCodes(codes.codes, codes.values, np.ones(32, np.float32), 0, None)
     assert weights_module._pack_distinct(no_sign, weights_module._code_counts(no_sign)[1], absolute=True) is None
     nan_weight = codes.codes.copy()
     nan_weight[0, 0] = 0x7F  # e4m3fn NaN: the codes cannot stand for the values, the caller checks the elements
-    bad = weights_module._CodedGroups(nan_weight, codes.values, np.ones(32, np.float32), 0x80)
+    bad = WeightCodes(nan_weight, codes.values, np.ones(32, np.float32), 0, 0x80)
     assert weights_module._quantize_coded(bad, -63, 63, search=True) is None
 
 

@@ -197,7 +197,6 @@ def convert(
         # Neither reading the samples nor the weights depends on the reference: both run beside it.
         samples_ready = background.submit(_open_samples, data, canonical) if data is not None else None
         weights_done = background.submit(_quantize_layer_weights, plan, config)
-        weight_ranges_done = background.submit(_weight_ranges, plan)
         statistics: dict[str, calibration.Statistics] = {}
         if samples_ready is None:
             if plan.points and config.activations_range is not ActivationRange.FP8:
@@ -214,7 +213,7 @@ def convert(
             stopwatch.lap("calibration data")
             statistics = collector.collect(samples, progress=progress)
             stopwatch.lap("calibration")
-        weights, weight_ranges = weights_done.result(), weight_ranges_done.result()
+        weights, weight_ranges = weights_done.result()
         stopwatch.lap("weights")
     if statistics and config.auto_int16_below_db is not None:
         _promote_outliers_to_int16(plan, statistics, config)
@@ -348,16 +347,27 @@ def _weight_granularity(layer: Layer, config: ConversionConfig) -> tuple[int | N
     return layer.weight_axis, None
 
 
-def _quantize_layer_weights(plan: QuantizationPlan, config: ConversionConfig) -> dict[str, QuantizedWeights]:
+def _quantize_layer_weights(
+    plan: QuantizationPlan, config: ConversionConfig
+) -> tuple[dict[str, QuantizedWeights], dict[str, tuple[float, float]]]:
+    """Integer weights of the integer layers, and every constant weight's (min, max) for the records.
+
+    Each weight is decoded once (coded weights are decoded on demand, one layer at a time).
+    """
     weights: dict[str, QuantizedWeights] = {}
+    ranges: dict[str, tuple[float, float]] = {}
     for layer in plan.layers:
-        if not layer.is_integer or not layer.has_weight:
+        values = layer.weight_values
+        if values is None:
+            continue
+        ranges[layer.node] = (float(values.min()), float(values.max()))
+        if not layer.is_integer:
             continue
         axis, block_size = _weight_granularity(layer, config)
         bits = 4 if layer.precision == "int4" else config.weight_bits
         try:
             weights[layer.node] = quantize_weights(
-                layer.weight_values,
+                values,
                 axis=axis,
                 bits=bits,
                 method=config.weights_range.value,
@@ -366,7 +376,7 @@ def _quantize_layer_weights(plan: QuantizationPlan, config: ConversionConfig) ->
             )
         except ValueError as error:
             raise Fp8ConvError(f"layer {layer.node}: cannot quantize its weight: {error}") from error
-    return weights
+    return weights, ranges
 
 
 def _emission_weights(weights: Mapping[str, QuantizedWeights]) -> dict[str, WeightQuantization]:
@@ -374,16 +384,6 @@ def _emission_weights(weights: Mapping[str, QuantizedWeights]) -> dict[str, Weig
         name: WeightQuantization(q=w.q, scale=w.scale, axis=w.axis, block_size=w.block_size, bits=w.bits)
         for name, w in weights.items()
     }
-
-
-def _weight_ranges(plan: QuantizationPlan) -> dict[str, tuple[float, float]]:
-    """Smallest and largest weight of each layer with constant weights (for the records)."""
-    ranges = {}
-    for layer in plan.layers:
-        values = layer.weight_values
-        if values is not None:
-            ranges[layer.node] = (float(values.min()), float(values.max()))
-    return ranges
 
 
 def _layer_record(

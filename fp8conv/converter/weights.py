@@ -274,10 +274,11 @@ def quantize_weights(
     groups = _group(array, axis, block_size)
     coded = None
     if codes is not None and block_size is None and axis is not None and codes.axis in (None, axis):
-        coded = _CodedGroups(
+        coded = WeightCodes(  # as [G, K] groups with one scale per group
             codes=np.moveaxis(codes.codes, axis, 0).reshape(array.shape[axis], -1),
             values=codes.values,
             scale=np.broadcast_to(np.asarray(codes.scale, dtype=np.float32).reshape(-1), (array.shape[axis],)),
+            axis=0,
             sign_bit=codes.sign_bit,
         )
     result = _quantize_coded(coded, qmin, qmax, search=method == "mse") if coded is not None else None
@@ -337,16 +338,6 @@ def _squared_error(
     return np.vecdot(work.astype(np.float64), counts)
 
 
-@dataclasses.dataclass(frozen=True)
-class _CodedGroups:
-    """:class:`WeightCodes` of ``[G, K]`` groups (per channel): ``data[g, k] = values[codes[g, k]] * scale[g]``."""
-
-    codes: np.ndarray
-    values: np.ndarray
-    scale: np.ndarray
-    sign_bit: int | None
-
-
 def _quantize_groups(
     data: np.ndarray, qmin: int, qmax: int, *, search: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -376,9 +367,11 @@ def _quantize_groups(
 
 
 def _quantize_coded(
-    coded: _CodedGroups, qmin: int, qmax: int, *, search: bool
+    coded: WeightCodes, qmin: int, qmax: int, *, search: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """:func:`_quantize_groups` for groups given as codes: the same ratios, scales and integers, from code counts.
+
+    ``coded`` holds ``[G, K]`` groups, one scale per group (``axis=0``).
 
     Group ``g`` holds the values ``v[g, c] = values[c] * scale[g]`` (float32) of its codes ``c``, so one
     counting pass gives everything: ``max |w|`` is the largest ``|v|`` present; the search runs on the
@@ -411,7 +404,7 @@ def _quantize_coded(
     return ratio, squared, scale, q
 
 
-def _code_counts(coded: _CodedGroups) -> tuple[np.ndarray, np.ndarray]:
+def _code_counts(coded: WeightCodes) -> tuple[np.ndarray, np.ndarray]:
     """``(index [G, K], counts [G, C])``: each element's flat (group, code) cell and the count of each cell."""
     groups, size = coded.codes.shape[0], np.asarray(coded.values).size
     index = coded.codes.astype(np.intp)
@@ -482,9 +475,7 @@ def _distinct(data: np.ndarray, *, absolute: bool) -> tuple[np.ndarray, np.ndarr
     return values, counts
 
 
-def _pack_distinct(
-    coded: _CodedGroups, per_code: np.ndarray, *, absolute: bool
-) -> tuple[np.ndarray, np.ndarray] | None:
+def _pack_distinct(coded: WeightCodes, per_code: np.ndarray, *, absolute: bool) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`_distinct`'s arrays, bit for bit, from the per-group code counts ``[G, C]``.
 
     Codes of one value merge into one class (``+0`` and ``-0``; ``c`` and ``c | sign_bit`` when ``absolute``),
