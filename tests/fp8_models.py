@@ -114,9 +114,11 @@ def residual_cnn(seed: int = 0, batch: int = 1) -> onnx.ModelProto:
     )
 
 
-def concat_cnn(seed: int = 0, batch: int | str = 1) -> onnx.ModelProto:
+def concat_cnn(seed: int = 0, batch: int | str = 1, tap: bool = False) -> onnx.ModelProto:
     """``input [B,3,8,8]`` → two conv+relu branches (FP8 scales 3/448 and 6/448) → Concat → FP8 (6/448) →
-    conv → GlobalAveragePool → flatten → ``logits [B,4]``: a shared-scale group whose FP8 scales differ."""
+    conv → GlobalAveragePool → flatten → ``logits [B,4]``: a shared-scale group whose FP8 scales differ.
+
+    ``tap``: branch a is also read outside the Concat (GlobalAveragePool → Flatten, added to the logits)."""
     rng = np.random.default_rng(seed)
     g = _Graph()
     x = g.fp8_activation("input", 4.0)
@@ -130,7 +132,13 @@ def concat_cnn(seed: int = 0, batch: int | str = 1) -> onnx.ModelProto:
     w = g.fp8_weight("conv_c.weight", (rng.standard_normal((4, 8, 3, 3)) * 0.2).astype(np.float32), 0)
     g.node("Conv", [c, w], "conv_c", pads=[1, 1, 1, 1])
     g.node("GlobalAveragePool", ["conv_c"], "gap")
-    g.node("Flatten", ["gap"], "logits")
+    if tap:
+        g.node("Flatten", ["gap"], "flat_c")
+        g.node("GlobalAveragePool", ["relu_a_fp8"], "gap_a")
+        g.node("Flatten", ["gap_a"], "flat_a")
+        g.node("Add", ["flat_c", "flat_a"], "logits")
+    else:
+        g.node("Flatten", ["gap"], "logits")
     return g.model(
         "concat_cnn",
         helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 8, 8]),

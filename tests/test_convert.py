@@ -130,33 +130,69 @@ def test_calibration_batch_size_does_not_change_the_statistics(tmp_path):
     assert records[0] == records[1] == records[2]
 
 
-def test_values_copied_by_data_movement_are_counted_once(tmp_path):
-    """The MaxPool output shares the Relu output's grid and holds copies of its values: not captured."""
+def _captured(model_proto) -> tuple[dict, set[str]]:
+    """The plan's points and the tensors calibration captures, for the default config."""
     from fp8conv.converter.collection import StatisticsCollector
     from fp8conv.converter.config import ConversionConfig
     from fp8conv.converter.plan import plan_conversion
 
-    model = load(residual_cnn()).model
+    model = load(model_proto).model
     config = ConversionConfig()
     plan = plan_conversion(model, config)
-    assert plan.points["pool"].copied
-    assert plan.points["pool"].group == plan.points["relu2"].group
-    assert not plan.points["relu2"].copied
-    captured = set(StatisticsCollector(model, plan, config)._captures)
-    assert "relu2" in captured
-    assert not {"pool", "pool_fp8"} & captured
+    return plan.points, set(StatisticsCollector(model, plan, config)._captures)
+
+
+def test_a_tensor_read_only_by_a_maxpool_is_counted_as_the_maxpool_output():
+    """relu2 feeds nothing but the MaxPool, so only the values MaxPool keeps reach an integer op: those are
+    counted, as the FP8 grid values of the quantizer after the pool (and never twice)."""
+    points, captured = _captured(residual_cnn())
+    assert points["pool"].copied
+    assert points["pool"].group == points["relu2"].group
+    assert points["pool"].counted
+    assert not points["relu2"].counted
+    assert "pool_fp8" in captured
+    assert not {"relu2", "pool"} & captured
+    # GlobalAveragePool → Flatten: the same values, counted once, on the FP8 grid of the quantizer after Flatten
+    assert points["flat"].counted
+    assert not points["gap"].counted
+    assert "flat_fp8" in captured
+    assert "gap" not in captured
+
+
+def test_a_concat_of_branches_read_only_by_it_counts_its_output_on_one_fp8_grid(tmp_path):
+    """Branches quantized with different FP8 scales feed only the Concat, whose own FP8 quantizer puts every
+    value on one grid: the Concat output is counted, as codes."""
+    points, captured = _captured(concat_cnn())
+    assert points["cat"].counted
+    assert not points["relu_a"].counted
+    assert not points["relu_b"].counted
+    assert "cat_fp8" in captured
+    assert not {"relu_a_fp8", "relu_b_fp8", "relu_a", "relu_b"} & captured
+    source, data = _write(tmp_path, concat_cnn(batch="N"))
+    result = convert_file(source, tmp_path / "cat.onnx", data=data)
+    (group,) = [a for a in result.activations if "relu_a" in a.tensors]
+    assert set(group.tensors) == {"relu_a", "relu_b", "cat"}
+    assert group.statistics == "CodeHistogram"
+    assert result.audit.float_count == 0
+    assert _sqnr_against_reference(source, result.output_path, data) > 25
 
 
 def test_a_group_of_several_fp8_scales_gets_a_float_histogram(tmp_path):
-    """Concat inputs quantized with different FP8 scales share one integer grid: their values are not on
-    one FP8 grid, so the group is histogrammed as floats (counting codes would mix scales)."""
-    source, data = _write(tmp_path, concat_cnn(batch="N"))
+    """When a Concat input is also read elsewhere, the inputs are counted where they are (on two FP8 grids)
+    and the Concat output, a copy, is not: the group is histogrammed as floats (counting codes would mix
+    scales)."""
+    points, captured = _captured(concat_cnn(tap=True))
+    assert not points["cat"].counted
+    assert points["relu_a"].counted
+    assert points["relu_b"].counted
+    assert {"relu_a", "relu_b"} <= captured
+    assert "cat_fp8" not in captured
+    source, data = _write(tmp_path, concat_cnn(batch="N", tap=True))
     result = convert_file(source, tmp_path / "cat.onnx", data=data)
     (group,) = [a for a in result.activations if "relu_a" in a.tensors]
     assert set(group.tensors) == {"relu_a", "relu_b", "cat"}
     assert group.statistics == "StreamingHistogram"
     assert result.audit.float_count == 0
-    assert result.audit.integer_count == 3
     assert _sqnr_against_reference(source, result.output_path, data) > 25
 
 

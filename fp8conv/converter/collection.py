@@ -10,9 +10,11 @@ Every activation group of the plan gets one statistic (:mod:`fp8conv.converter.c
 * a :class:`~fp8conv.converter.calibration.StreamingHistogram` otherwise (tensors that no FP8 quantizer
   produced, and the continuous methods entropy and percentile).
 
-Only values that meet the group's quantizer first are counted: a tensor that a data-movement op copied from
-another tensor of its group (``ActivationPoint.copied``: the MaxPool of a Relu output, a Reshape, a
-Concat's output) holds values already on the grid, which its own quantizer leaves unchanged.
+Each value is counted once, where it leaves the group's data movement (``ActivationPoint.counted``): a
+tensor that a data-movement op copied from another tensor of its group (a Reshape, a Concat's output)
+holds values already counted, unless its sources feed nothing else; then the copy is counted instead. A
+Relu output read only by a MaxPool is counted as the MaxPool's output: the values MaxPool drops never
+reach an integer op, and the ones it keeps are on the FP8 grid when the source quantized there.
 
 Parallelism: ``workers`` threads each take a batch, run it through one shared onnxruntime session (each
 run computes on its caller's thread when there are as many workers as cores) and add its values to
@@ -194,7 +196,7 @@ def _statistics_layout(
     continuous = config.activations_range in (ActivationRange.ENTROPY, ActivationRange.PERCENTILE)
     for group, tensors in plan.groups().items():
         points = [plan.points[t] for t in tensors]
-        counted = [point for point in points if not point.copied] or points
+        counted = [point for point in points if point.counted] or points
         if not continuous and _uses_code_histogram(counted, dtypes):
             first = counted[0].fp8
             assert first is not None

@@ -138,7 +138,12 @@ class ActivationPoint:
         why: Which rule placed it (``layer input``, ``conv output``, ``integer op``).
         copied: The tensor is an output of a data-movement op (MaxPool, Reshape, Concat, …; not Resize)
             whose input is in the same group: its values are copies of values already on the group's grid,
-            so its quantizer changes nothing and calibration does not count them again.
+            so its quantizer changes nothing.
+        counted: Calibration counts this tensor's values. Each value the group's integer grid carries to a
+            reader outside the group's data movement is counted once, where that reader reads it: a copied
+            tensor is not counted, except where its group inputs exist only to feed it (a Relu output read
+            by nothing but a MaxPool); there the copy is counted instead of its sources, since the values
+            the MaxPool drops never reach an integer op (see ``_mark_counted``).
     """
 
     tensor: str
@@ -149,6 +154,7 @@ class ActivationPoint:
     why: str
     clip: tuple[float, float] | None = None
     copied: bool = False
+    counted: bool = True
 
 
 @dataclasses.dataclass
@@ -582,3 +588,39 @@ def _group_shared_scales(graph: ir.Graph, points: dict[str, ActivationPoint]) ->
         inputs = [points.get(_look_through_fake_quantize(v).name or "") for v in _float_inputs(node)]
         if output is not None and any(p is not None and p.group == output.group for p in inputs):
             output.copied = True
+    _mark_counted(graph, points)
+
+
+def _mark_counted(graph: ir.Graph, points: dict[str, ActivationPoint]) -> None:
+    """Set ``ActivationPoint.counted``: which tensors of a group calibration counts.
+
+    First every tensor that is not ``copied``. Then, in graph order, a data-movement op whose group inputs
+    are all counted and *forwarded* (read by this op alone, through their FP8 quantizer if any, and not graph
+    outputs) hands the counting to its output: the inputs' values reach the rest of the model only through
+    it. For Reshape or Concat that counts the same multiset of values; for MaxPool or Slice it counts only
+    the values that survive, the ones an integer consumer meets (and on the FP8 grid of the quantizer that
+    follows, when the source quantized there). Chains hand on step by step (Relu → MaxPool → Reshape).
+    """
+    for point in points.values():
+        point.counted = not point.copied
+    for node in graph:
+        if node.op_type not in SHARED_SCALE_OPS - {"Resize"} or node.domain not in ("", "ai.onnx"):
+            continue
+        output = points.get(node.outputs[0].name or "")
+        if output is None or not output.copied:
+            continue
+        sources = [v for v in map(_look_through_fake_quantize, _float_inputs(node)) if v is not None]
+        members = [points[name] for v in sources if (name := v.name or "") in points]
+        members = [p for p in members if p.group == output.group]
+        if members and all(p.counted for p in members) and all(_forwarded(v, node) for v in sources):
+            for point in members:
+                point.counted = False
+            output.counted = True
+
+
+def _forwarded(value: ir.Value, reader: ir.Node) -> bool:
+    """Whether ``reader`` is the only node that reads ``value`` (through its FP8 quantizer, if any)."""
+    quantizers = [node for node in value.consumers() if is_fake_quantize(node)]
+    if value.is_graph_output() or any(q.outputs[0].is_graph_output() for q in quantizers):
+        return False
+    return {id(node) for node in _consumers_through_fake_quantize(value)} == {id(reader)}
