@@ -303,17 +303,18 @@ def test_code_counting_gives_the_sort_path_result_bit_for_bit(
         sign_bit=codes.sign_bit,
     )
     absolute = bits != 4
-    counted = weights_module._pack_distinct(coded, weights_module._code_counts(coded)[1], absolute=absolute)
+    counted = weights_module._pack_distinct(coded, weights_module._code_counts(coded), absolute=absolute)
     sorted_ = weights_module._distinct(groups.data, absolute=absolute)
     assert counted is not None
     assert sorted_[1] is not None
     np.testing.assert_array_equal(counted[0].view(np.uint32) & 0x7FFFFFFF, sorted_[0].view(np.uint32) & 0x7FFFFFFF)
     np.testing.assert_array_equal(counted[1], sorted_[1])
     for method in ("mse", "max"):
-        with_codes = quantize_weights(w, axis=axis, bits=bits, codes=codes, method=method)
+        with_codes = quantize_weights(codes, axis=axis, bits=bits, method=method)
         without = quantize_weights(w, axis=axis, bits=bits, method=method)
         for field in ("q", "scale", "clip_ratio"):
             np.testing.assert_array_equal(getattr(with_codes, field), getattr(without, field), err_msg=field)
+        assert with_codes.value_range == without.value_range == (float(w.min()), float(w.max()))
         # the same float32 errors, summed per code instead of per element
         np.testing.assert_allclose(with_codes.mse, without.mse, rtol=1e-12)
 
@@ -323,12 +324,12 @@ def test_codes_are_ignored_where_they_cannot_help() -> None:
     w, codes = fp8_coded_weights((32, 256), "e4m3fn", 1, seed=32)
     for kwargs in ({"axis": 0}, {"axis": 1, "block_size": 64}, {"axis": 1, "method": "max"}):
         np.testing.assert_array_equal(
-            quantize_weights(w, bits=8, codes=codes, **kwargs).q, quantize_weights(w, bits=8, **kwargs).q
+            quantize_weights(codes, bits=8, **kwargs).q, quantize_weights(w, bits=8, **kwargs).q
         )
     short = WeightCodes(codes.codes[:, :16], codes.values, np.ones(32, np.float32), 0, 0x80)
-    assert weights_module._pack_distinct(short, weights_module._code_counts(short)[1], absolute=True) is None
+    assert weights_module._pack_distinct(short, weights_module._code_counts(short), absolute=True) is None
     no_sign = WeightCodes(codes.codes, codes.values, np.ones(32, np.float32), 0, None)
-    assert weights_module._pack_distinct(no_sign, weights_module._code_counts(no_sign)[1], absolute=True) is None
+    assert weights_module._pack_distinct(no_sign, weights_module._code_counts(no_sign), absolute=True) is None
     nan_weight = codes.codes.copy()
     nan_weight[0, 0] = 0x7F  # e4m3fn NaN: the codes cannot stand for the values, the caller checks the elements
     bad = WeightCodes(nan_weight, codes.values, np.ones(32, np.float32), 0, 0x80)

@@ -352,30 +352,33 @@ def _quantize_layer_weights(
 ) -> tuple[dict[str, QuantizedWeights], dict[str, tuple[float, float]]]:
     """Integer weights of the integer layers, and every constant weight's (min, max) for the records.
 
-    Each weight is decoded once (coded weights are decoded on demand, one layer at a time).
+    A weight given as FP8 codes is quantized from its codes (decoded only when its grouping needs the
+    elements), and its (min, max) comes from the same counts; other weights are decoded once.
     """
     weights: dict[str, QuantizedWeights] = {}
     ranges: dict[str, tuple[float, float]] = {}
     for layer in plan.layers:
-        values = layer.weight_values
-        if values is None:
+        if not layer.has_weight:
             continue
-        ranges[layer.node] = (float(values.min()), float(values.max()))
         if not layer.is_integer:
+            values = layer.weight_values
+            assert values is not None
+            ranges[layer.node] = (float(values.min()), float(values.max()))
             continue
         axis, block_size = _weight_granularity(layer, config)
         bits = 4 if layer.precision == "int4" else config.weight_bits
         try:
-            weights[layer.node] = quantize_weights(
-                values,
+            quantized = quantize_weights(
+                layer.weight_codes if layer.weight_codes is not None else layer.weight_values,  # type: ignore[arg-type]
                 axis=axis,
                 bits=bits,
                 method=config.weights_range.value,
                 block_size=block_size,
-                codes=layer.weight_codes,
             )
         except ValueError as error:
             raise Fp8ConvError(f"layer {layer.node}: cannot quantize its weight: {error}") from error
+        weights[layer.node] = quantized
+        ranges[layer.node] = quantized.value_range
     return weights, ranges
 
 

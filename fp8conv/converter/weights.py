@@ -47,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -68,6 +69,7 @@ WeightMethod = Literal["mse", "max"]
 _COARSE_RATIOS = np.arange(25, 66) / 50.0  # 0.50 .. 1.30, step 0.02; contains 1.0 exactly
 _FINE_OFFSETS = np.arange(-9, 10) / 500.0  # -0.018 .. 0.018, step 0.002
 _CHUNK_ELEMENTS = 1 << 18
+_CODE_CHUNK_ELEMENTS = 1 << 16  # intp indices of a chunk: 512 KiB
 _DISTINCT_MIN_LENGTH = 64
 _DISTINCT_PROBE_ROWS = 4
 _DISTINCT_MIN_GAIN = 4
@@ -120,6 +122,7 @@ class QuantizedWeights:
         clip_ratio: Chosen clipping ratio per group (shaped like ``scale``), for reports.
         mse: Mean squared error ``mean (w - q s)^2`` per group (shaped like ``scale``), for reports.
         method: ``mse`` or ``max``.
+        value_range: ``(min w, max w)`` of the float weights, for reports.
     """
 
     q: np.ndarray
@@ -132,6 +135,7 @@ class QuantizedWeights:
     clip_ratio: np.ndarray
     mse: np.ndarray
     method: str
+    value_range: tuple[float, float]
 
     @property
     def onnx_type(self) -> int:
@@ -241,27 +245,26 @@ def _check_args(
 
 
 def quantize_weights(
-    w: np.typing.ArrayLike,
+    w: np.typing.ArrayLike | WeightCodes,
     *,
     axis: int | None,
     bits: int,
     method: WeightMethod = "mse",
     block_size: int | None = None,
     narrow_bits: int | None = None,
-    codes: WeightCodes | None = None,
 ) -> QuantizedWeights:
     """Quantize weights symmetrically (zero point 0), choosing one scale per group.
 
     Args:
-        w: Float weights (converted to float32), finite.
+        w: Float weights (converted to float32), finite; or the weights as FP8 codes (:class:`WeightCodes`):
+            per-channel groups along the codes' own scale axis (or a per-tensor scale) are then quantized from
+            code counts, without decoding (same result, faster); other groupings decode first.
         axis: Per-channel axis (e.g. 0 for Conv ``[M, C, kH, kW]``, 1 for MatMul ``[K, N]``); with
             ``block_size``, the axis the blocks run along; None for one scale per tensor.
         bits: 8 ([-127, 127]), 7 ([-63, 63] in int8: the AVX2-safe default) or 4 ([-8, 7]).
         method: ``mse`` (clipping-ratio search, default) or ``max``.
         block_size: Block length along ``axis`` (e.g. 32, 64, 128); the last block may be shorter.
         narrow_bits: Restrict the values to the symmetric range of fewer bits (see :func:`weight_range`).
-        codes: ``w`` as codes (the caller guarantees ``w == codes.values[codes.codes] * scale``): per-channel
-            searches then find each channel's distinct values by counting codes. Same result, faster.
 
     Returns:
         The integer weights, scales and per-group report data.
@@ -270,34 +273,62 @@ def quantize_weights(
         ValueError: For non-finite or empty weights, a bad axis, block size, bit width or method.
     """
     storage, qmin, qmax = weight_range(bits, narrow_bits)
+    if isinstance(w, WeightCodes):
+        coded = _as_channel_groups(w, axis, block_size, method)
+        result = _quantize_coded(coded, qmin, qmax, search=method == "mse") if coded is not None else None
+        if result is not None:
+            assert axis is not None
+            axis = int(axis) % w.codes.ndim
+            shape = np.moveaxis(w.codes, axis, 0).shape
+            ratio, squared, scale, q, value_range = result
+            return _result(
+                np.moveaxis(q.reshape(shape), 0, axis),
+                scale,
+                ratio,
+                squared / q.shape[1],
+                axis,
+                value_range,
+                storage=storage,
+                qmin=qmin,
+                qmax=qmax,
+                method=method,
+            )
+        w = w.decode()
     array, axis, block_size = _check_args(w, axis, block_size, method)
     groups = _group(array, axis, block_size)
-    coded = None
-    if codes is not None and block_size is None and axis is not None and codes.axis in (None, axis):
-        coded = WeightCodes(  # as [G, K] groups with one scale per group
-            codes=np.moveaxis(codes.codes, axis, 0).reshape(array.shape[axis], -1),
-            values=codes.values,
-            scale=np.broadcast_to(np.asarray(codes.scale, dtype=np.float32).reshape(-1), (array.shape[axis],)),
-            axis=0,
-            sign_bit=codes.sign_bit,
-        )
-    result = _quantize_coded(coded, qmin, qmax, search=method == "mse") if coded is not None else None
-    ratio, squared, scale, q = result or _quantize_groups(groups.data, qmin, qmax, search=method == "mse")
-    result = QuantizedWeights(
-        q=groups.ungroup(q).astype(np.int8),
-        scale=groups.scales(scale),
-        axis=axis,
-        block_size=block_size,
-        bits=storage,
+    ratio, squared, scale, q = _quantize_groups(groups.data, qmin, qmax, search=method == "mse")
+    return _result(
+        groups.ungroup(q).astype(np.int8),
+        groups.scales(scale),
+        groups.scales(ratio),
+        groups.scales(squared / groups.sizes),
+        axis,
+        (float(array.min()), float(array.max())),
+        storage=storage,
         qmin=qmin,
         qmax=qmax,
-        clip_ratio=groups.scales(ratio),
-        mse=groups.scales(squared / groups.sizes),
         method=method,
+        block_size=block_size,
     )
+
+
+def _result(
+    q: np.ndarray,
+    scale: np.ndarray,
+    ratio: np.ndarray,
+    mse: np.ndarray,
+    axis: int | None,
+    value_range: tuple[float, float],
+    *,
+    storage: int,
+    qmin: int,
+    qmax: int,
+    method: str,
+    block_size: int | None = None,
+) -> QuantizedWeights:
     logger.debug(
         "weights %s: %d groups, %s [%d, %d], clip ratio %.3f..%.3f",
-        array.shape,
+        q.shape,
         ratio.size,
         method,
         qmin,
@@ -305,7 +336,41 @@ def quantize_weights(
         float(ratio.min()),
         float(ratio.max()),
     )
-    return result
+    return QuantizedWeights(
+        q=q.astype(np.int8, copy=False),
+        scale=scale,
+        axis=axis,
+        block_size=block_size,
+        bits=storage,
+        qmin=qmin,
+        qmax=qmax,
+        clip_ratio=ratio,
+        mse=mse,
+        method=method,
+        value_range=value_range,
+    )
+
+
+def _as_channel_groups(codes: WeightCodes, axis: int | None, block_size: int | None, method: str) -> WeightCodes | None:
+    """``codes`` as ``[G, K]`` groups along ``axis`` with one scale each, when its scale allows; else None."""
+    if method not in ("mse", "max"):
+        raise ValueError(f"method must be 'mse' or 'max', got {method!r}")
+    ndim = codes.codes.ndim
+    if block_size is not None or axis is None or isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        return None
+    if not -ndim <= axis < ndim or codes.codes.size == 0:
+        return None
+    axis = int(axis) % ndim
+    if codes.axis is not None and codes.axis % ndim != axis:
+        return None
+    channels = codes.codes.shape[axis]
+    return WeightCodes(
+        codes=np.moveaxis(codes.codes, axis, 0).reshape(channels, -1),
+        values=codes.values,
+        scale=np.broadcast_to(np.asarray(codes.scale, dtype=np.float32).reshape(-1), (channels,)),
+        axis=0,
+        sign_bit=codes.sign_bit,
+    )
 
 
 def _scale_for(amax: np.ndarray, ratio: np.ndarray, qmax: int) -> np.ndarray:
@@ -368,7 +433,7 @@ def _quantize_groups(
 
 def _quantize_coded(
     coded: WeightCodes, qmin: int, qmax: int, *, search: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[float, float]] | None:
     """:func:`_quantize_groups` for groups given as codes: the same ratios, scales and integers, from code counts.
 
     ``coded`` holds ``[G, K]`` groups, one scale per group (``axis=0``).
@@ -380,10 +445,13 @@ def _quantize_coded(
     ``sum count * (v - q s)^2`` over codes (the same float32 errors as on the elements, summed in another
     order). None when the codes cannot stand for the values (a NaN or Inf weight, or the search needs the
     elements): the caller takes :func:`_quantize_groups`.
+
+    Returns:
+        ``(ratio, squared error, scale, q [G, K] int8, (min v, max v))``, or None.
     """
     groups = coded.codes.shape[0]
     table = np.asarray(coded.values, dtype=np.float32)
-    index, per_code = _code_counts(coded)
+    per_code = _code_counts(coded)
     held = per_code > 0
     if not np.isfinite(table[held.any(axis=0)]).all():
         return None
@@ -400,16 +468,41 @@ def _quantize_coded(
     q_table = _integers(values, scale, qmin, qmax)
     error = values - q_table * scale[:, None]
     squared = (np.square(error).astype(np.float64) * per_code).sum(axis=1)
-    q = q_table.astype(np.int8).reshape(-1).take(index)
-    return ratio, squared, scale, q
+    present = values[held]
+    value_range = (float(present.min()), float(present.max()))
+    return ratio, squared, scale, _gather_codes(q_table.astype(np.int8), coded.codes), value_range
 
 
-def _code_counts(coded: WeightCodes) -> tuple[np.ndarray, np.ndarray]:
-    """``(index [G, K], counts [G, C])``: each element's flat (group, code) cell and the count of each cell."""
-    groups, size = coded.codes.shape[0], np.asarray(coded.values).size
-    index = coded.codes.astype(np.intp)
-    index += (np.arange(groups) * size)[:, None]
-    return index, np.bincount(index.reshape(-1), minlength=groups * size).reshape(groups, size)
+def _code_rows(codes: np.ndarray, size: int) -> Iterator[tuple[slice, np.ndarray]]:
+    """Row chunks of ``[G, K]`` codes as flat cell indices ``row * size + code`` (rows counted within the chunk).
+
+    Chunks of about 64 Ki elements keep the intp indices in cache.
+    """
+    groups, length = codes.shape
+    rows = max(1, _CODE_CHUNK_ELEMENTS // max(length, 1))
+    offsets = (np.arange(min(rows, groups)) * size)[:, None]
+    for start in range(0, groups, rows):
+        part = slice(start, min(start + rows, groups))
+        index = codes[part].astype(np.intp)
+        index += offsets[: index.shape[0]]
+        yield part, index
+
+
+def _code_counts(coded: WeightCodes) -> np.ndarray:
+    """``counts [G, C]``: how often each code occurs in each group."""
+    size = np.asarray(coded.values).size
+    counts = np.empty((coded.codes.shape[0], size), dtype=np.int64)
+    for part, index in _code_rows(coded.codes, size):
+        counts[part] = np.bincount(index.reshape(-1), minlength=index.shape[0] * size).reshape(-1, size)
+    return counts
+
+
+def _gather_codes(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``table[g, codes[g, k]]`` for a ``[G, C]`` table and ``[G, K]`` codes."""
+    out = np.empty(codes.shape, dtype=table.dtype)
+    for part, index in _code_rows(codes, table.shape[1]):
+        out[part] = table[part].reshape(-1).take(index)
+    return out
 
 
 def _search_ratios(points: np.ndarray, counts: np.ndarray | None, amax: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
