@@ -110,6 +110,22 @@ def test_same_input_and_options_give_byte_identical_output_and_input_is_untouche
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.onnx", "b.onnx", "model.npz", "model.onnx"]
 
 
+def test_the_audit_written_beside_the_file_is_the_audit_of_the_file(tmp_path):
+    """With the audit, one serialization is written and audited at once: the same bytes as without the
+    audit, the same records as auditing the written file, the usual file mode, no staging leftovers."""
+    from fp8conv.runtime.audit import audit_integer_kernels
+
+    source, data = _write(tmp_path, residual_cnn())
+    audited = convert_file(source, tmp_path / "a.onnx", data=data, audit=True)
+    plain = convert_file(source, tmp_path / "b.onnx", data=data, audit=False)
+    assert audited.output_path.read_bytes() == plain.output_path.read_bytes()
+    assert audited.output_size_bytes == plain.output_size_bytes == audited.output_path.stat().st_size
+    assert audited.audit is not None
+    assert audited.audit.records == audit_integer_kernels(audited.output_path).records
+    assert audited.output_path.stat().st_mode & 0o777 == plain.output_path.stat().st_mode & 0o777
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.onnx", "b.onnx", "model.npz", "model.onnx"]
+
+
 def test_calibration_workers_do_not_change_the_output(tmp_path):
     """Batches counted on 1 or 3 threads, in any order, merge into the same statistics: the same file."""
     source, data = _write(tmp_path, residual_cnn(batch="N"))

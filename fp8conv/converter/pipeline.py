@@ -281,14 +281,28 @@ def convert_file(
         raise Fp8ConvError(f"{destination}: the output would overwrite the input model")
     result = convert(src, target, data, progress=progress, **options)
     stopwatch = Stopwatch()
-    result.output_size_bytes = save_model(result.model, destination, external_data=external_data)
+    external = _needs_external_data(result.model) if external_data is None else external_data
     result.output_path = destination
-    stopwatch.lap("save")
-    if audit:
+    if audit and not external:
+        # One serialization serves both: onnxruntime builds the audit session while the bytes are written.
         from fp8conv.runtime.audit import audit_integer_kernels
 
-        result.audit = audit_integer_kernels(destination)
+        proto = ir.to_proto(result.model)
+        serialized = proto.SerializeToString()
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fp8conv-audit") as pool:
+            audited = pool.submit(audit_integer_kernels, proto, serialized=serialized)
+            result.output_size_bytes = _write_atomically(serialized, destination)
+            stopwatch.lap("save")
+            result.audit = audited.result()
         stopwatch.lap("audit")
+    else:
+        result.output_size_bytes = save_model(result.model, destination, external_data=external)
+        stopwatch.lap("save")
+        if audit:
+            from fp8conv.runtime.audit import audit_integer_kernels
+
+            result.audit = audit_integer_kernels(destination)
+            stopwatch.lap("audit")
     result.stage_seconds.update(stopwatch.seconds)
     return result
 
@@ -310,23 +324,21 @@ def save_model(model: ir.Model, destination: str | os.PathLike, *, external_data
         Total bytes written.
     """
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
     if external_data is None:
-        total = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
-        external_data = total > EXTERNAL_DATA_THRESHOLD_BYTES
+        external_data = _needs_external_data(model)
+    if not external_data:
+        return _write_atomically(ir.to_proto(model).SerializeToString(), destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     try:
         staged = staging / destination.name
-        if external_data:
-            ir.save(
-                model,
-                staged,
-                external_data=f"{destination.name}.data",
-                size_threshold_bytes=1024,
-                max_shard_size_bytes=EXTERNAL_DATA_THRESHOLD_BYTES,
-            )
-        else:
-            ir.save(model, staged)
+        ir.save(
+            model,
+            staged,
+            external_data=f"{destination.name}.data",
+            size_threshold_bytes=1024,
+            max_shard_size_bytes=EXTERNAL_DATA_THRESHOLD_BYTES,
+        )
         written = 0
         extra = sorted(path for path in staging.iterdir() if path != staged)
         for path in [*extra, staged]:
@@ -335,6 +347,24 @@ def save_model(model: ir.Model, destination: str | os.PathLike, *, external_data
         return written
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _needs_external_data(model: ir.Model) -> bool:
+    total = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+    return total > EXTERNAL_DATA_THRESHOLD_BYTES
+
+
+def _write_atomically(data: bytes, destination: Path) -> int:
+    """Write ``data`` to a temporary file beside ``destination`` and move it in; returns the size."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        staged = staging / destination.name
+        staged.write_bytes(data)  # a plain open(): the file gets the usual permissions (umask)
+        os.replace(staged, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return len(data)
 
 
 # -- weights --------------------------------------------------------------------------------------

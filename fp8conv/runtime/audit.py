@@ -294,6 +294,7 @@ def audit_integer_kernels(
     *,
     optimization_level: str = "all",
     session_options_config: Mapping[str, str] | None = None,
+    serialized: bytes | None = None,
 ) -> KernelAudit:
     """Report, for every Conv / MatMul / Gemm of a QDQ model, whether onnxruntime CPU runs it on integers.
 
@@ -305,6 +306,8 @@ def audit_integer_kernels(
         session_options_config: Extra session config entries (``SessionOptions.add_session_config_entry``),
             e.g. ``{"session.x64quantprecision": "1"}``. The entries controlling how the optimized model
             is saved are set by this function.
+        serialized: ``model.SerializeToString()``, when ``model`` is a ``ModelProto`` and the caller has its
+            bytes already (saves serializing it again).
 
     Returns:
         The audit, one record per node in graph order.
@@ -317,7 +320,11 @@ def audit_integer_kernels(
     config = dict(session_options_config or {})
     with tempfile.TemporaryDirectory(prefix="fp8conv-audit-") as tmp:
         tmp_dir = Path(tmp)
-        emitted, ort_source = _prepare_model(model, tmp_dir)
+        emitted, ort_source = (
+            (model, serialized)
+            if serialized is not None and isinstance(model, onnx.ModelProto)
+            else _prepare_model(model, tmp_dir)
+        )
         optimized = _optimized_graph(ort_source, level, config, tmp_dir)
     base_dir = None if isinstance(model, onnx.ModelProto) else Path(os.fspath(model)).parent
     records = _audit(emitted.graph, optimized.graph, level, config, base_dir)
