@@ -137,8 +137,8 @@ class ActivationPoint:
             kept inside them so onnxruntime can fold the Clip into the quantizer.
         why: Which rule placed it (``layer input``, ``conv output``, ``integer op``).
         copied: The tensor is an output of a data-movement op (MaxPool, Reshape, Concat, …; not Resize)
-            whose input is in the same group: its values are copies of values already on the group's grid,
-            so its quantizer changes nothing.
+            whose float inputs are all in the same group: its values are copies of values already on the
+            group's grid, so its quantizer changes nothing.
         counted: Calibration counts this tensor's values. Each value the group's integer grid carries to a
             reader outside the group's data movement is counted once, where that reader reads it: a copied
             tensor is not counted, except where its group inputs exist only to feed it (a Relu output read
@@ -586,7 +586,7 @@ def _group_shared_scales(graph: ir.Graph, points: dict[str, ActivationPoint]) ->
             continue
         output = points.get(node.outputs[0].name or "")
         inputs = [points.get(_look_through_fake_quantize(v).name or "") for v in _float_inputs(node)]
-        if output is not None and any(p is not None and p.group == output.group for p in inputs):
+        if output is not None and inputs and all(p is not None and p.group == output.group for p in inputs):
             output.copied = True
     _mark_counted(graph, points)
 
@@ -610,9 +610,8 @@ def _mark_counted(graph: ir.Graph, points: dict[str, ActivationPoint]) -> None:
         if output is None or not output.copied:
             continue
         sources = [v for v in map(_look_through_fake_quantize, _float_inputs(node)) if v is not None]
-        members = [points[name] for v in sources if (name := v.name or "") in points]
-        members = [p for p in members if p.group == output.group]
-        if members and all(p.counted for p in members) and all(_forwarded(v, node) for v in sources):
+        members = [points[v.name or ""] for v in sources]  # all in the output's group: it is copied
+        if all(p.counted for p in members) and all(_forwarded(v, node) for v in sources):
             for point in members:
                 point.counted = False
             output.counted = True
