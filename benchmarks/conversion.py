@@ -16,7 +16,7 @@ the process wall time including interpreter start and imports is reported too) a
 child's peak RSS from ``os.wait4``'s ``ru_maxrss``. Variants:
 
 * ``fp8conv``: ``convert_file(src, dst, to="int8", data=npz, audit=True)`` with its defaults (``mse``
-  ranges; calibration batches of 4 on 2 threads sharing one onnxruntime session);
+  ranges; calibration batches of 2 on 2 threads sharing one onnxruntime session);
 * ``fp8conv-noaudit``: the same with ``audit=False``;
 * ``ort``: what a user without fp8conv does: dequantize the FP8 model to float (every FP8 weight
   initializer replaced by its exact float value, every activation Q→DQ pair removed), then

@@ -116,7 +116,8 @@ class ConversionConfig:
             SQNR on the calibration data falls below this many dB (outliers, as in transformer FFN and
             LayerNorm inputs) gets INT16 instead, and so do the layers reading it. None: off.
         percentile: Percentile for the ``percentile`` range method.
-        calibration_batch_size: Samples per reference run during calibration.
+        calibration_batch_size: Samples per reference run during calibration (2: small batches keep the
+            workers' last runs short, so neither waits long for the other; the statistics do not depend on it).
         calibration_workers: Reference runs in flight at once (threads sharing one session; at most this
             many batches in memory). None: 2 on a machine with 2 or more CPUs, else 1. The statistics do not
             depend on it.
@@ -133,7 +134,7 @@ class ConversionConfig:
     int16: tuple[str, ...] = ()
     auto_int16_below_db: float | None = None
     percentile: float = 99.999
-    calibration_batch_size: int = 4
+    calibration_batch_size: int = 2
     calibration_workers: int | None = None
     max_calibration_samples: int | None = None
 
