@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -16,18 +16,29 @@ __all__ = ["atomic_path", "atomic_write"]
 def atomic_path(destination: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; rename it over ``destination`` on success.
 
-    On an exception the temporary file is removed and ``destination`` is left as it was.
+    The temporary file is created empty with the permissions any new file gets (``0o666`` less the umask),
+    so the result is as readable as a file written directly. On an exception the temporary file is removed
+    and ``destination`` is left as it was.
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
-    os.close(handle)
-    temporary_path = Path(temporary)
+    temporary_path = _reserve_beside(destination)
     try:
         yield temporary_path
         os.replace(temporary_path, destination)
     finally:
         temporary_path.unlink(missing_ok=True)
+
+
+def _reserve_beside(destination: Path) -> Path:
+    """Create a new, empty, uniquely named hidden file in ``destination``'s directory."""
+    while True:
+        candidate = destination.with_name(f".{destination.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            with open(candidate, "xb"):
+                return candidate
+        except FileExistsError:
+            continue
 
 
 @contextlib.contextmanager

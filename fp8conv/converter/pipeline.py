@@ -36,6 +36,7 @@ from fp8conv.converter import calibration
 from fp8conv.converter.collection import StatisticsCollector
 from fp8conv.converter.config import ActivationRange, ConversionConfig, Target
 from fp8conv.converter.data import SampleSet, load_samples
+from fp8conv.converter.files import atomic_write
 from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
 from fp8conv.converter.plan import ActivationPoint, Layer, QuantizationPlan, plan_conversion, values_by_name
 from fp8conv.converter.stopwatch import Stopwatch
@@ -355,15 +356,9 @@ def _needs_external_data(model: ir.Model) -> bool:
 
 
 def _write_atomically(data: bytes, destination: Path) -> int:
-    """Write ``data`` to a temporary file beside ``destination`` and move it in; returns the size."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    try:
-        staged = staging / destination.name
-        staged.write_bytes(data)  # a plain open(): the file gets the usual permissions (umask)
-        os.replace(staged, destination)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    """Write ``data`` to ``destination`` atomically (:func:`~fp8conv.converter.files.atomic_write`); its size."""
+    with atomic_write(destination) as handle:
+        handle.write(data)
     return len(data)
 
 
