@@ -141,13 +141,16 @@ def test_calibration_workers_do_not_change_the_output(tmp_path):
     assert [a.to_json() for a in outputs[0].activations] == [a.to_json() for a in outputs[1].activations]
 
 
-def test_calibration_batch_size_does_not_change_the_statistics(tmp_path):
+def test_calibration_batch_size_does_not_change_the_statistics_or_the_file(tmp_path):
     source, data = _write(tmp_path, residual_cnn(batch="N"))
-    records = [
-        [a.to_json() for a in convert(source, data=data, calibration_batch_size=size).activations]
+    results = [
+        convert_file(source, tmp_path / f"b{size}.onnx", data=data, audit=False, calibration_batch_size=size)
         for size in (1, 5, 32)
     ]
+    records = [[a.to_json() for a in result.activations] for result in results]
     assert records[0] == records[1] == records[2]
+    files = [result.output_path.read_bytes() for result in results]
+    assert files[0] == files[1] == files[2]
 
 
 def _captured(model_proto) -> tuple[dict, set[str]]:

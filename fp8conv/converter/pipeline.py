@@ -48,6 +48,8 @@ __all__ = ["ConversionResult", "convert", "convert_file", "default_output_path",
 
 logger = logging.getLogger(__name__)
 
+_SCHEDULING_OPTIONS = frozenset({"calibration_batch_size", "calibration_workers"})
+
 EXTERNAL_DATA_THRESHOLD_BYTES = 1 << 30
 """Models whose initializers exceed this are saved with (sharded) external data."""
 
@@ -624,9 +626,9 @@ def _record_metadata(model: ir.Model, config: ConversionConfig) -> None:
     model.metadata_props["fp8conv.weights_range"] = config.weights_range.value
     model.metadata_props["fp8conv.activations_range"] = config.activations_range.value
     model.metadata_props["fp8conv.weight_bits"] = str(config.weight_bits)
-    # calibration_workers only schedules the work (the statistics do not depend on it): not recorded, so
-    # the same conversion gives the same file on any machine.
-    recorded = {key: value for key, value in config.to_json().items() if key != "calibration_workers"}
+    # The calibration batch size and worker count only schedule the work (the statistics do not depend on
+    # them): not recorded, so the same conversion gives the same file on any machine and with any batching.
+    recorded = {key: value for key, value in config.to_json().items() if key not in _SCHEDULING_OPTIONS}
     model.metadata_props["fp8conv.config"] = json.dumps(recorded, sort_keys=True)
     model.producer_name = "fp8conv"
     model.producer_version = __version__
