@@ -66,27 +66,24 @@ def train(
     model: nn.Module,
     x: np.ndarray,
     y: np.ndarray,
+    schedule: Schedule | QatSchedule,
     *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    weight_decay: float,
     generator: torch.Generator,
     augment: Augment | None = None,
     on_epoch: Callable[[int], None] | None = None,
 ) -> None:
     """Minimize cross-entropy with AdamW and a per-step cosine decay of the learning rate to 1 %."""
     inputs, labels = torch.from_numpy(x), torch.from_numpy(y)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * math.ceil(len(labels) / batch_size)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
+    optimizer = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
+    steps = schedule.epochs * math.ceil(len(labels) / schedule.batch_size)
+    decay = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(step / steps, 1.0)))
     )
-    for epoch in range(epochs):
+    for epoch in range(schedule.epochs):
         if on_epoch is not None:
             on_epoch(epoch)
         model.train()
-        for index in _batches(len(labels), batch_size, generator):
+        for index in _batches(len(labels), schedule.batch_size, generator):
             batch = inputs[index]
             if augment is not None:
                 batch = augment(batch, generator)
@@ -94,7 +91,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            schedule.step()
+            decay.step()
 
 
 def train_float(
@@ -107,17 +104,7 @@ def train_float(
 ) -> None:
     fp8_qat.set_activation_mode(model, "off")
     fp8_qat.set_weight_mode(model, "off")
-    train(
-        model,
-        x,
-        y,
-        epochs=schedule.epochs,
-        lr=schedule.lr,
-        batch_size=schedule.batch_size,
-        weight_decay=schedule.weight_decay,
-        generator=generator,
-        augment=augment,
-    )
+    train(model, x, y, schedule, generator=generator, augment=augment)
 
 
 @torch.no_grad()
@@ -147,18 +134,7 @@ def train_qat(
         if epoch == schedule.ema_epochs:
             fp8_qat.set_activation_mode(model, "frozen")
 
-    train(
-        model,
-        x,
-        y,
-        epochs=schedule.epochs,
-        lr=schedule.lr,
-        batch_size=schedule.batch_size,
-        weight_decay=schedule.weight_decay,
-        generator=generator,
-        augment=augment,
-        on_epoch=on_epoch,
-    )
+    train(model, x, y, schedule, generator=generator, augment=augment, on_epoch=on_epoch)
     fp8_qat.set_activation_mode(model, "frozen")
     fp8_qat.freeze_weight_scales(model)
     model.eval()

@@ -182,6 +182,17 @@ def test_a_tensor_read_only_by_a_maxpool_is_counted_as_the_maxpool_output():
     assert "gap" not in captured
 
 
+def _concat_group_statistics(tmp_path: Path, *, tap: bool = False) -> str:
+    """Convert ``concat_cnn``; check its Concat group (all integer, close to the FP8 reference); its statistic."""
+    source, data = _write(tmp_path, concat_cnn(batch="N", tap=tap))
+    result = convert_file(source, tmp_path / "cat.onnx", data=data)
+    (group,) = [a for a in result.activations if "relu_a" in a.tensors]
+    assert set(group.tensors) == {"relu_a", "relu_b", "cat"}
+    assert result.audit.float_count == 0
+    assert _sqnr_against_reference(source, result.output_path, data) > 25
+    return group.statistics
+
+
 def test_a_concat_of_branches_read_only_by_it_counts_its_output_on_one_fp8_grid(tmp_path):
     """Branches quantized with different FP8 scales feed only the Concat, whose own FP8 quantizer puts every
     value on one grid: the Concat output is counted, as codes."""
@@ -191,13 +202,7 @@ def test_a_concat_of_branches_read_only_by_it_counts_its_output_on_one_fp8_grid(
     assert not points["relu_b"].counted
     assert "cat_fp8" in captured
     assert not {"relu_a_fp8", "relu_b_fp8", "relu_a", "relu_b"} & captured
-    source, data = _write(tmp_path, concat_cnn(batch="N"))
-    result = convert_file(source, tmp_path / "cat.onnx", data=data)
-    (group,) = [a for a in result.activations if "relu_a" in a.tensors]
-    assert set(group.tensors) == {"relu_a", "relu_b", "cat"}
-    assert group.statistics == "CodeHistogram"
-    assert result.audit.float_count == 0
-    assert _sqnr_against_reference(source, result.output_path, data) > 25
+    assert _concat_group_statistics(tmp_path) == "CodeHistogram"
 
 
 def test_a_group_of_several_fp8_scales_gets_a_float_histogram(tmp_path):
@@ -210,13 +215,7 @@ def test_a_group_of_several_fp8_scales_gets_a_float_histogram(tmp_path):
     assert points["relu_b"].counted
     assert {"relu_a", "relu_b"} <= captured
     assert "cat_fp8" not in captured
-    source, data = _write(tmp_path, concat_cnn(batch="N", tap=True))
-    result = convert_file(source, tmp_path / "cat.onnx", data=data)
-    (group,) = [a for a in result.activations if "relu_a" in a.tensors]
-    assert set(group.tensors) == {"relu_a", "relu_b", "cat"}
-    assert group.statistics == "StreamingHistogram"
-    assert result.audit.float_count == 0
-    assert _sqnr_against_reference(source, result.output_path, data) > 25
+    assert _concat_group_statistics(tmp_path, tap=True) == "StreamingHistogram"
 
 
 def test_a_failing_reference_run_on_a_worker_stops_the_conversion_with_its_error(tmp_path, monkeypatch):

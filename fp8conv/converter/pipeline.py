@@ -43,6 +43,7 @@ from fp8conv.converter.stopwatch import Stopwatch
 from fp8conv.converter.weights import QuantizedWeights, quantize_weights
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.emit_qdq import ActivationQuantization, EmitQdqPass, WeightQuantization
+from fp8conv.runtime.audit import audit_integer_kernels
 
 __all__ = ["ConversionResult", "convert", "convert_file", "default_output_path", "save_model"]
 
@@ -288,8 +289,6 @@ def convert_file(
     result.output_path = destination
     if audit and not external:
         # One serialization serves both: onnxruntime builds the audit session while the bytes are written.
-        from fp8conv.runtime.audit import audit_integer_kernels
-
         proto = ir.to_proto(result.model)
         serialized = proto.SerializeToString()
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fp8conv-audit") as pool:
@@ -302,8 +301,6 @@ def convert_file(
         result.output_size_bytes = save_model(result.model, destination, external_data=external)
         stopwatch.lap("save")
         if audit:
-            from fp8conv.runtime.audit import audit_integer_kernels
-
             result.audit = audit_integer_kernels(destination)
             stopwatch.lap("audit")
     result.stage_seconds.update(stopwatch.seconds)

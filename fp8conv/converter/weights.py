@@ -217,31 +217,37 @@ def _group(w: np.ndarray, axis: int | None, block_size: int | None) -> _Groups:
     return _Groups(padded.reshape(-1, block_size), sizes.reshape(-1), scale_shape, ("blocked", axis, moved.shape))
 
 
-def _check_args(
-    w: np.typing.ArrayLike, axis: int | None, block_size: int | None, method: str
-) -> tuple[np.ndarray, int | None, int | None]:
+def _as_float32(w: np.typing.ArrayLike) -> np.ndarray:
     try:
         array = np.asarray(w, dtype=np.float32)
     except (TypeError, ValueError) as error:
         raise ValueError(f"weights must be a numeric array, got {type(w).__name__}") from error
     if not np.isfinite(array).all():
         raise ValueError("weights contain NaN or Inf; fix the model's weights before quantizing")
+    return array
+
+
+def _check_options(
+    shape: tuple[int, ...], axis: int | None, block_size: int | None, method: str
+) -> tuple[int | None, int | None]:
+    """``(axis, block_size)`` validated for weights of ``shape`` (axis made non-negative)."""
+    ndim = len(shape)
     if method not in ("mse", "max"):
         raise ValueError(f"method must be 'mse' or 'max', got {method!r}")
     if axis is not None:
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
             raise ValueError(f"axis must be an int or None, got {axis!r}")
-        if not -array.ndim <= axis < array.ndim:
-            raise ValueError(f"axis {axis} is out of range for weights of rank {array.ndim}")
-        axis = int(axis) % array.ndim
+        if not -ndim <= axis < ndim:
+            raise ValueError(f"axis {axis} is out of range for weights of rank {ndim}")
+        axis = int(axis) % ndim
     if block_size is not None:
         if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
             raise ValueError(f"block_size must be a positive int (e.g. 32, 64, 128) or None, got {block_size!r}")
         if axis is None:
             raise ValueError("blocked quantization needs axis= (the axis the blocks run along, K for MatMul)")
-    if array.size == 0:
-        raise ValueError(f"weights are empty (shape {array.shape})")
-    return array, axis, None if block_size is None else int(block_size)
+    if math.prod(shape) == 0:
+        raise ValueError(f"weights are empty (shape {shape})")
+    return axis, None if block_size is None else int(block_size)
 
 
 def quantize_weights(
@@ -274,11 +280,11 @@ def quantize_weights(
     """
     storage, qmin, qmax = weight_range(bits, narrow_bits)
     if isinstance(w, WeightCodes):
-        coded = _as_channel_groups(w, axis, block_size, method)
+        axis, block_size = _check_options(w.codes.shape, axis, block_size, method)
+        coded = _as_channel_groups(w, axis) if block_size is None else None
         result = _quantize_coded(coded, qmin, qmax, search=method == "mse") if coded is not None else None
         if result is not None:
             assert axis is not None
-            axis = int(axis) % w.codes.ndim
             shape = np.moveaxis(w.codes, axis, 0).shape
             ratio, squared, scale, q, value_range = result
             return _result(
@@ -294,7 +300,8 @@ def quantize_weights(
                 method=method,
             )
         w = w.decode()
-    array, axis, block_size = _check_args(w, axis, block_size, method)
+    array = _as_float32(w)
+    axis, block_size = _check_options(array.shape, axis, block_size, method)
     groups = _group(array, axis, block_size)
     ratio, squared, scale, q = _quantize_groups(groups.data, qmin, qmax, search=method == "mse")
     return _result(
@@ -351,17 +358,9 @@ def _result(
     )
 
 
-def _as_channel_groups(codes: WeightCodes, axis: int | None, block_size: int | None, method: str) -> WeightCodes | None:
-    """``codes`` as ``[G, K]`` groups along ``axis`` with one scale each, when its scale allows; else None."""
-    if method not in ("mse", "max"):
-        raise ValueError(f"method must be 'mse' or 'max', got {method!r}")
-    ndim = codes.codes.ndim
-    if block_size is not None or axis is None or isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        return None
-    if not -ndim <= axis < ndim or codes.codes.size == 0:
-        return None
-    axis = int(axis) % ndim
-    if codes.axis is not None and codes.axis % ndim != axis:
+def _as_channel_groups(codes: WeightCodes, axis: int | None) -> WeightCodes | None:
+    """``codes`` as ``[G, K]`` groups along ``axis`` (non-negative) with one scale each, when its scale allows."""
+    if axis is None or (codes.axis is not None and codes.axis % codes.codes.ndim != axis):
         return None
     channels = codes.codes.shape[axis]
     return WeightCodes(
