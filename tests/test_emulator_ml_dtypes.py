@@ -307,3 +307,44 @@ def test_encode_accepts_other_input_dtypes(name):
     np.testing.assert_array_equal(fp8.encode(x64, name), fp8.encode(x64.astype(np.float32), name))
     x16 = x64.astype(np.float16)
     np.testing.assert_array_equal(fp8.encode(x16, name), ml_encode(x16.astype(np.float32), name, True))
+
+
+# ---------------------------------------------------------------------------------------------
+# float32 subnormal inputs, by the arithmetic rule alone (no oracle): ml_dtypes < 0.7 rounded them
+# up in e8m0fnu, so this pins the rule itself, whatever the oracle's version says.
+
+
+def float32_subnormals() -> np.ndarray:
+    """Every 97th positive float32 subnormal pattern, the largest one, and their negatives."""
+    bits = np.concatenate([np.arange(1, 1 << 23, 97, dtype=np.uint32), np.uint32([(1 << 23) - 1, 0x00400000])])
+    positive = bits.view(np.float32)
+    return np.concatenate([positive, -positive])
+
+
+@pytest.mark.parametrize("saturate", SATURATE)
+@pytest.mark.parametrize("name", FORMAT_NAMES)
+def test_float32_subnormal_inputs_round_to_nearest(name, saturate):
+    """Round to nearest, ties to even, below 2^-126 too: the value is the grid point nearest to x.
+
+    Every format but ``e8m0fnu`` has its smallest subnormal far above 2^-126, so these become ±0 (+0 in
+    ``fnuz``). ``e8m0fnu`` has no zero and no sign: a positive x in (0, 1.5·2^-127) becomes 2^-127 (code
+    0x00), from 1.5·2^-127 (the tie: the significand 1.5 rounds to the even 2) up to 2^-126 (code 0x01);
+    a negative x is NaN (0xFF).
+    """
+    fmt = fp8.FORMATS[name]
+    x = float32_subnormals()
+    codes = fp8.encode(x, name, saturate=saturate)
+    assert_same_codes(codes, encode_reference(x, fmt, saturate), x, f"table vs arithmetic {name}")
+    values = fp8.decode(codes, name).astype(np.float64)
+    if name == "e8m0fnu":
+        positive = x > 0
+        tie = 1.5 * 2.0**-127
+        expected = np.where(x.astype(np.float64) >= tie, 2.0**-126, 2.0**-127)
+        np.testing.assert_array_equal(values[positive], expected[positive])
+        assert np.isnan(values[~positive]).all()
+        assert (codes[positive] <= 1).all()
+        assert (codes[positive] == 0).any()
+        assert (codes[positive] == 1).any()
+    else:
+        assert (values == 0.0).all()
+        assert (np.signbit(values) == (np.signbit(x) & (fmt.style != "fnuz"))).all()

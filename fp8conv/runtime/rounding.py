@@ -20,8 +20,6 @@ from fp8conv.runtime.formats import FloatFormat
 
 __all__ = ["round_magnitude", "encode_reference", "decode_reference"]
 
-_FLOAT32_MIN_NORMAL = 2.0**-126
-
 
 def round_magnitude(magnitude: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     """Round finite non-negative float64 magnitudes to the format's grid, ignoring its maximum.
@@ -48,11 +46,6 @@ def round_magnitude(magnitude: np.ndarray, fmt: FloatFormat) -> np.ndarray:
         else:
             flushed = np.full_like(magnitude, fmt.min_normal)
         rounded = np.where(below, flushed, rounded)
-    if not fmt.has_zero:
-        # ml_dtypes (the oracle) rounds float32 *subnormal* inputs above the smallest value of a
-        # zero-less format up to the next binade instead of to nearest; reproduce it.
-        float32_subnormal_up = (magnitude > fmt.min_normal) & (magnitude < _FLOAT32_MIN_NORMAL)
-        rounded = np.where(float32_subnormal_up, 2.0 * fmt.min_normal, rounded)
     return rounded
 
 
