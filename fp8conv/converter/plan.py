@@ -63,11 +63,13 @@ class Layer:
     """A Conv / MatMul / Gemm and what the conversion does with it.
 
     Attributes:
-        node: Node name.
+        node: Node name (for reports; :func:`fp8conv.load` gives every node a name of its own).
         op_type: Conv, MatMul or Gemm.
         precision: ``int8``, ``int4`` or ``float``.
         activation_bits: 8 or 16 for integer activations, None when activations stay float.
         reason: Why this precision (for reports).
+        graph_node: The node itself, in the planned model: what the emission rewrites (nodes are
+            identified by object, never by name).
         weight: Name of the value the layer reads as its weight (None for activation × activation).
         weight_source: Name of the stored weight tensor (FP8 initializer or float initializer).
         weight_array: The weight exactly as the FP8 model used it (float32), when it is not given by
@@ -78,8 +80,8 @@ class Layer:
         weight_axis: Output-channel axis of the weight (Conv 0, MatMul 1, Gemm by transB).
         block_axis: The K axis along which INT4 blocks run.
         bias: Name of a constant bias input, if any.
-        bias_add: For a MatMul whose only consumer is ``Add(MatMul, constant bias)``: that Add's node
-            name. onnxruntime fuses MatMul + Add into Gemm, which only becomes QGemm when the bias is an
+        bias_add: For a MatMul whose only consumer is ``Add(MatMul, constant bias)``: that Add node.
+            onnxruntime fuses MatMul + Add into Gemm, which only becomes QGemm when the bias is an
             int32 DequantizeLinear, so the emission quantizes that bias too.
         needs_zero_bias: A MatMul without bias whose only consumer is an Add of another activation
             (a residual): onnxruntime would fuse that Add into a float Gemm. The emission inserts an
@@ -93,6 +95,7 @@ class Layer:
     precision: str
     activation_bits: int | None
     reason: str
+    graph_node: ir.Node = dataclasses.field(repr=False, compare=False)
     weight: str | None = None
     weight_source: str | None = None
     weight_array: np.ndarray | None = dataclasses.field(default=None, repr=False)
@@ -100,7 +103,7 @@ class Layer:
     weight_axis: int | None = None
     block_axis: int | None = None
     bias: str | None = None
-    bias_add: str | None = None
+    bias_add: ir.Node | None = dataclasses.field(default=None, repr=False, compare=False)
     needs_zero_bias: bool = False
     inputs: tuple[str, ...] = ()
     fp8_weight: QuantPoint | None = None
@@ -413,10 +416,11 @@ def _plan_layer(node: ir.Node, by_output: dict[str, QuantPoint], config: Convers
         weight_axis=axis if has_weight else None,
         block_axis=block_axis if has_weight else None,
         bias=bias,
-        bias_add=bias_add.name if bias_add is not None else None,
+        bias_add=bias_add,
         needs_zero_bias=needs_zero_bias,
         inputs=inputs,
         fp8_weight=fp8_weight,
+        graph_node=node,
     )
     names = (name, *(v.name or "" for v in node.inputs if v is not None), *(v.name or "" for v in node.outputs))
     override = config.layer_precision(*names)
