@@ -31,6 +31,7 @@ import numpy as np
 import onnx_ir as ir
 
 from fp8conv.converter.config import ConversionConfig, LayerPrecision, Target
+from fp8conv.converter.overrides import layer_names, select_overrides
 from fp8conv.converter.weights import WeightCodes
 from fp8conv.passes.canonical import (
     FP8_DATA_TYPES,
@@ -45,7 +46,15 @@ from fp8conv.passes.dequantize_fp8 import exact_weights
 from fp8conv.runtime.emulator import decode, encode
 from fp8conv.runtime.formats import resolve_format
 
-__all__ = ["ActivationPoint", "Layer", "QuantizationPlan", "is_integer_op", "plan_conversion", "values_by_name"]
+__all__ = [
+    "ActivationPoint",
+    "Layer",
+    "QuantizationPlan",
+    "is_integer_op",
+    "layer_nodes",
+    "plan_conversion",
+    "values_by_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +207,9 @@ def plan_conversion(model: ir.Model, config: ConversionConfig) -> QuantizationPl
     by_output = {point.output: point for point in fp8_points}
     graph = model.graph
     values = values_by_name(graph)
-    layers = [_plan_layer(node, by_output, config) for node in graph if _is_layer(node)]
+    nodes = layer_nodes(graph)
+    overrides = select_overrides([layer_names(node) for node in nodes], config)
+    layers = [_plan_layer(node, by_output, config, override) for node, override in zip(nodes, overrides, strict=True)]
     points: dict[str, ActivationPoint] = {}
     activation_bits = config.target.activation_bits
 
@@ -236,6 +247,11 @@ def values_by_name(graph: ir.Graph) -> dict[str, ir.Value]:
             if value.name:
                 values[value.name] = value
     return values
+
+
+def layer_nodes(graph: ir.Graph) -> list[ir.Node]:
+    """The graph's layers: its Conv / MatMul / Gemm nodes (ai.onnx), in graph order."""
+    return [node for node in graph if _is_layer(node)]
 
 
 def _is_layer(node: ir.Node) -> bool:
@@ -376,7 +392,9 @@ def _exact_weight(value: ir.Value | None) -> tuple[np.ndarray | None, str | None
     return None, None, None
 
 
-def _plan_layer(node: ir.Node, by_output: dict[str, QuantPoint], config: ConversionConfig) -> Layer:
+def _plan_layer(
+    node: ir.Node, by_output: dict[str, QuantPoint], config: ConversionConfig, override: frozenset[LayerPrecision]
+) -> Layer:
     name = node.name or ""
     weight_value = node.inputs[1] if len(node.inputs) > 1 else None
     producer = weight_value.producer() if weight_value is not None else None
@@ -422,8 +440,6 @@ def _plan_layer(node: ir.Node, by_output: dict[str, QuantPoint], config: Convers
         fp8_weight=fp8_weight,
         graph_node=node,
     )
-    names = (name, *(v.name or "" for v in node.inputs if v is not None), *(v.name or "" for v in node.outputs))
-    override = config.layer_precision(*names)
     precision, bits, reason = _decide(node, layer, fp8_weight is not None, bool(fp8_inputs), override, config)
     layer.precision, layer.activation_bits, layer.reason = precision, bits, reason
     return layer
@@ -457,11 +473,11 @@ def _decide(
     layer: Layer,
     fp8_weight: bool,
     fp8_input: bool,
-    override: LayerPrecision | None,
+    override: frozenset[LayerPrecision],
     config: ConversionConfig,
 ) -> tuple[str, int | None, str]:
     target = config.target
-    if override is LayerPrecision.FLOAT:
+    if LayerPrecision.FLOAT in override:
         return "float", None, "kept float by a keep_float pattern"
     if not (fp8_weight or fp8_input):
         return "float", None, "not quantized in the FP8 source"
@@ -472,19 +488,24 @@ def _decide(
             return "float", None, "weight is not a constant"
         if target is Target.W4A16:
             return "float", None, "w4a16 is weight-only; activation × activation MatMul stays float"
-        bits = 16 if (override is LayerPrecision.INT16 or target is Target.W8A16) else 8
-        return "int8", bits, "activation × activation MatMul with FP8 inputs"
+        bits = 16 if (LayerPrecision.INT16 in override or target is Target.W8A16) else 8
+        reason = "activation × activation MatMul with FP8 inputs"
+        if LayerPrecision.INT4 in override:
+            reason += "; an int4 pattern selects it, but it has no constant weight to make INT4"
+        return "int8", bits, reason
     if target is Target.W4A16:
         if node.op_type == "Conv":
             return "float", None, "w4a16 is weight-only INT4 for MatMul/Gemm (MatMulNBits); Conv stays float"
         if node.op_type == "Gemm" and node.attributes.get_int("transB", 0):
             return "int4", None, "weight-only INT4 (Gemm with transB: onnxruntime will not fuse to MatMulNBits)"
         return "int4", None, "weight-only INT4 (MatMulNBits)"
-    bits = 16 if (override is LayerPrecision.INT16 or target is Target.W8A16) else 8
-    precision = "int4" if target is Target.INT4 else "int8"
+    bits = 16 if (LayerPrecision.INT16 in override or target is Target.W8A16) else 8
+    precision = "int4" if (target is Target.INT4 or LayerPrecision.INT4 in override) else "int8"
     reason = f"FP8 {'weight' if fp8_weight else 'input'} quantized in the source"
-    if override is LayerPrecision.INT16:
+    if LayerPrecision.INT16 in override:
         reason += "; INT16 activations by an int16 pattern"
+    if LayerPrecision.INT4 in override and target is not Target.INT4:
+        reason += "; INT4 weights by an int4 pattern"
     return precision, bits, reason
 
 
