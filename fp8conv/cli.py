@@ -267,14 +267,22 @@ def _finish(result: VerificationResult, report_dir: Path | None, as_json: bool, 
     "--keep-float",
     multiple=True,
     metavar="REGEX",
-    help="Keep layers whose node or tensor name matches REGEX in float (repeatable).",
+    help="Keep the layers in float whose node, weight or output name (as `fp8conv inspect` lists them) "
+    "contains a match of REGEX (repeatable; a REGEX that selects no layer is an error).",
 )
 @click.option(
     "--int16",
     "int16_patterns",
     multiple=True,
     metavar="REGEX",
-    help="Give layers whose node or tensor name matches REGEX INT16 activations (repeatable).",
+    help="Give INT16 activations to the layers REGEX selects (as --keep-float).",
+)
+@click.option(
+    "--int4",
+    "int4_patterns",
+    multiple=True,
+    metavar="REGEX",
+    help="Give INT4 weights to the layers REGEX selects (as --keep-float; blocked by --int4-block-size).",
 )
 @click.option(
     "--auto-int16",
@@ -328,6 +336,7 @@ def convert_command(
     int4_block_size: str | None,
     keep_float: tuple[str, ...],
     int16_patterns: tuple[str, ...],
+    int4_patterns: tuple[str, ...],
     auto_int16: float | None,
     config_path: Path | None,
     max_samples: int | None,
@@ -372,10 +381,9 @@ def convert_command(
     options.update({key: value for key, value in flags.items() if value is not None})
     if int4_block_size == "0":
         options["int4_block_size"] = None
-    if keep_float:
-        options["keep_float"] = tuple(options.get("keep_float", ())) + keep_float
-    if int16_patterns:
-        options["int16"] = tuple(options.get("int16", ())) + int16_patterns
+    for field, patterns in (("keep_float", keep_float), ("int16", int16_patterns), ("int4", int4_patterns)):
+        if patterns:
+            options[field] = tuple(options.get(field, ())) + patterns
     target = target or str(options.pop("target", "int8"))
     options.pop("target", None)
     result = convert_file(
@@ -448,12 +456,14 @@ def _conversion_summary(result: object) -> str:
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a stable JSON document instead of the table.")
 def inspect_command(model: Path, as_json: bool) -> None:
-    """Show MODEL's opset, size, FP8 dialects and quantization points.
+    """Show MODEL's opset, size, FP8 dialects, quantization points and layers.
 
-    The table lists every quantization point: the quantized tensor, its role (weight or activation),
-    the op that consumes it, the FP8 format, the granularity and the range of its scales. With --json the
-    document has the keys schema_version, opset, ir_version, size_bytes, external_data, dialects,
-    quant_points (tensor, role, format, axis, block_size, ...) and integer_qdq.
+    The first table lists every quantization point: the quantized tensor, its role (weight or activation),
+    the op that consumes it, the FP8 format, the granularity and the range of its scales. The second lists
+    every Conv/MatMul/Gemm layer by the names --keep-float, --int16 and --int4 match: its node, its
+    stored weight and its output tensor. With --json the document has the keys schema_version, opset,
+    ir_version, size_bytes, external_data, dialects, quant_points (tensor, role, format, axis, block_size,
+    ...), integer_qdq and layers (node, op_type, weights: every tensor on the weight's path, output).
     """
     from fp8conv.converter.inspection import inspect
 

@@ -45,6 +45,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+_PATTERN_FIELDS = ("keep_float", "int16", "int4")
+
 
 class Target(str, enum.Enum):
     """What the converted model computes in."""
@@ -90,10 +92,11 @@ class ActivationType(str, enum.Enum):
 
 
 class LayerPrecision(str, enum.Enum):
-    """Per-layer override of the target."""
+    """Per-layer override of the target: float, INT16 activations, INT4 weights."""
 
     FLOAT = "float"
     INT16 = "int16"
+    INT4 = "int4"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +113,12 @@ class ConversionConfig:
             LSB wrong), so weights are kept within 7 bits ([-63, 63]) unless the deployment CPU has VNNI
             (or ARM) or sets ``session.x64quantprecision=1``.
         int4_block_size: INT4 block length along K (32, 64 or 128); None for per-channel INT4.
-        keep_float: Regexes of node or tensor names whose layers stay float.
-        int16: Regexes of node or tensor names whose activations get INT16.
+        keep_float: Regexes selecting layers that stay float. A layer is selected when a pattern is found
+            in its node name, a weight name or its output name (:mod:`fp8conv.converter.overrides`); a
+            pattern that selects no layer is an error.
+        int16: Regexes selecting layers whose activations get INT16 (as ``keep_float``).
+        int4: Regexes selecting layers whose weights get INT4 (as ``keep_float``; blocked along K for
+            MatMul/Gemm by ``int4_block_size``, per channel for Conv).
         auto_int16_below_db: Mixed precision by measurement: an activation group whose INT8 quantization
             SQNR on the calibration data falls below this many dB (outliers, as in transformer FFN and
             LayerNorm inputs) gets INT16 instead, and so do the layers reading it. None: off.
@@ -132,6 +139,7 @@ class ConversionConfig:
     int4_block_size: int | None = 32
     keep_float: tuple[str, ...] = ()
     int16: tuple[str, ...] = ()
+    int4: tuple[str, ...] = ()
     auto_int16_below_db: float | None = None
     percentile: float = 99.999
     calibration_batch_size: int = 2
@@ -160,10 +168,13 @@ class ConversionConfig:
             raise Fp8ConvError(f"calibration_batch_size must be >= 1, got {self.calibration_batch_size}")
         if self.calibration_workers is not None and self.calibration_workers < 1:
             raise Fp8ConvError(f"calibration_workers must be >= 1 (or None), got {self.calibration_workers}")
-        for field in ("keep_float", "int16"):
-            patterns = tuple(getattr(self, field))
+        for field in _PATTERN_FIELDS:
+            value = getattr(self, field)
+            patterns = tuple(value) if isinstance(value, (list, tuple)) else (value,)
             object.__setattr__(self, field, patterns)
             for pattern in patterns:
+                if not isinstance(pattern, str):
+                    raise Fp8ConvError(f"{field} patterns must be strings, got {pattern!r}")
                 try:
                     re.compile(pattern)
                 except re.error as error:
@@ -175,14 +186,6 @@ class ConversionConfig:
         if self.target.weight_bits == 4:
             return 4
         return 8 if self.full_range_weights else 7
-
-    def layer_precision(self, *names: str) -> LayerPrecision | None:
-        """The override for a layer known by any of ``names`` (node name, tensor names), if any."""
-        if any(re.search(pattern, name) for pattern in self.keep_float for name in names if name):
-            return LayerPrecision.FLOAT
-        if any(re.search(pattern, name) for pattern in self.int16 for name in names if name):
-            return LayerPrecision.INT16
-        return None
 
     def replace(self, **changes: Any) -> ConversionConfig:
         """A copy with some fields changed (validated again)."""
@@ -206,8 +209,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read conversion options from a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file.
 
     The file holds the same keys as :class:`ConversionConfig` (``target``, ``weights_range``,
-    ``activations_range``, ``keep_float: [regex, ...]``, ``int16: [regex, ...]``, …), optionally under a
-    top-level ``fp8conv`` table, plus a ``gates`` table read by verification.
+    ``activations_range``, ``keep_float: [regex, ...]``, ``int16: [regex, ...]``, ``int4: [regex, ...]``,
+    …), optionally under a top-level ``fp8conv`` table, plus a ``gates`` table read by verification.
 
     Returns:
         The options as a dict (validated when a :class:`ConversionConfig` is built from them).
@@ -239,7 +242,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     unknown = sorted(set(options) - _CONFIG_KEYS)
     if unknown:
         raise Fp8ConvError(f"{path}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(_CONFIG_KEYS))}")
-    for key in ("keep_float", "int16"):
+    for key in _PATTERN_FIELDS:
         if key in options:
             value = options[key]
             options[key] = (value,) if isinstance(value, str) else tuple(value)

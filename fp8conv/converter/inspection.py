@@ -6,6 +6,8 @@ import dataclasses
 import logging
 
 from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
+from fp8conv.converter.overrides import LayerNames, layer_names
+from fp8conv.converter.plan import layer_nodes
 from fp8conv.passes.canonical import QuantPoint
 
 __all__ = ["INSPECT_SCHEMA_VERSION", "Inspection", "inspect"]
@@ -24,17 +26,21 @@ class Inspection:
         dialects: FP8 dialects found.
         quant_points: Quantization points in graph order.
         integer_qdq: Integer Q/DQ nodes kept as they are.
+        layers: Every Conv / MatMul / Gemm with the names ``--keep-float``, ``--int16`` and ``--int4``
+            patterns are matched against (:mod:`fp8conv.converter.overrides`).
     """
 
     source: SourceInfo
     dialects: tuple[str, ...]
     quant_points: tuple[QuantPoint, ...]
     integer_qdq: tuple[str, ...]
+    layers: tuple[LayerNames, ...] = ()
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel) -> Inspection:
         """Build from a loaded model."""
-        return cls(loaded.source, loaded.dialects, tuple(loaded.quant_points), loaded.integer_qdq)
+        layers = tuple(layer_names(node) for node in layer_nodes(loaded.model.graph))
+        return cls(loaded.source, loaded.dialects, tuple(loaded.quant_points), loaded.integer_qdq, layers)
 
     def to_json(self) -> dict[str, object]:
         """A stable JSON document (``schema_version`` 1)."""
@@ -49,6 +55,7 @@ class Inspection:
             "dialects": list(self.dialects),
             "quant_points": [point.to_json() for point in self.quant_points],
             "integer_qdq": list(self.integer_qdq),
+            "layers": [layer.to_json() for layer in self.layers],
         }
 
     def to_text(self) -> str:
@@ -66,9 +73,16 @@ class Inspection:
         ]
         if self.integer_qdq:
             lines.append(f"integer Q/DQ {len(self.integer_qdq)} nodes kept as they are")
+        lines.append(
+            f"layers       {len(self.layers)} Conv/MatMul/Gemm"
+            + (" (--keep-float, --int16 and --int4 patterns match any name in their row)" if self.layers else "")
+        )
         if self.quant_points:
             lines.append("")
             lines.extend(_table(self.quant_points))
+        if self.layers:
+            lines.append("")
+            lines.extend(_layer_table(self.layers))
         return "\n".join(lines)
 
 
@@ -96,6 +110,11 @@ def _human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def _layer_table(layers: tuple[LayerNames, ...]) -> list[str]:
+    rows = [(layer.node, layer.op_type, layer.weight or "-", layer.output) for layer in layers]
+    return _columns(("layer", "op", "weight", "output"), rows)
+
+
 def _table(points: tuple[QuantPoint, ...]) -> list[str]:
     headers = ("tensor", "role", "consumer", "format", "granularity", "scale range")
     rows = []
@@ -110,6 +129,10 @@ def _table(points: tuple[QuantPoint, ...]) -> list[str]:
         rows.append(
             (point.tensor, point.role, ",".join(point.consumers) or "-", point.spec.format.name, granularity, scale)
         )
+    return _columns(headers, rows)
+
+
+def _columns(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(str(row[i])) for row in (headers, *rows)) for i in range(len(headers))]
     return [
         "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()

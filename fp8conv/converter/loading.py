@@ -25,6 +25,7 @@ from google.protobuf.message import DecodeError
 
 from fp8conv.errors import ModelLoadError, UnsupportedModelError
 from fp8conv.passes.canonical import QuantPoint, collect_quant_points
+from fp8conv.passes.node_names import UniqueNodeNamesPass
 
 if TYPE_CHECKING:
     import onnx_graphsurgeon as gs
@@ -98,6 +99,7 @@ def load(model: ModelInput) -> LoadedModel:
     from fp8conv.passes.normalize import normalize_fp8
 
     normalized = normalize_fp8(ir_model)
+    UniqueNodeNamesPass()(normalized.model)  # nodes the readers added
     points = collect_quant_points(normalized.model)
     logger.info("%s: dialects %s, %d quantization points", _label(source), normalized.dialects, len(points))
     return LoadedModel(
@@ -111,6 +113,10 @@ def load(model: ModelInput) -> LoadedModel:
 
 def read_model(model: ModelInput) -> tuple[ir.Model, SourceInfo]:
     """Read and validate a model without normalizing it.
+
+    Every node of the copy has a name of its own: nodes without a name, or with a name an earlier node
+    has, are named as :class:`~fp8conv.passes.node_names.UniqueNodeNamesPass` says (the names reports
+    show; nothing identifies a node by its name).
 
     Returns:
         A private onnx_ir copy of the model (safe to mutate) and facts about the source.
@@ -140,6 +146,7 @@ def read_model(model: ModelInput) -> tuple[ir.Model, SourceInfo]:
     _check_graph(proto, label, path)
     opset = _check_opset(proto, label)
     ir_model = ir.serde.deserialize_model(proto)
+    UniqueNodeNamesPass()(ir_model)
     if base_dir is not None:
         ir.external_data.set_base_dir(ir_model.graph, str(base_dir))
     size = _source_size(path, base_dir, external) if path else proto.ByteSize()

@@ -192,7 +192,9 @@ def convert(
     except (TypeError, ValueError) as error:
         raise Fp8ConvError(f"bad conversion options: {error}") from error
     loaded = model if isinstance(model, LoadedModel) else load(model)
-    canonical = loaded.model
+    # A model loaded here is ours to rewrite; a caller's LoadedModel is copied first. The plan holds the
+    # nodes of the model the emission rewrites.
+    canonical = ir.from_proto(ir.to_proto(loaded.model)) if isinstance(model, LoadedModel) else loaded.model
     stopwatch.lap("load")
     warnings: list[str] = []
     plan = plan_conversion(canonical, config)
@@ -223,8 +225,7 @@ def convert(
         _promote_outliers_to_int16(plan, statistics, config)
     activations, activation_records = _activation_quantization(canonical, plan, statistics, config, warnings)
     stopwatch.lap("ranges")
-    # A model loaded here is ours to rewrite; a caller's LoadedModel is copied first.
-    converted = ir.from_proto(ir.to_proto(canonical)) if isinstance(model, LoadedModel) else canonical
+    converted = canonical
     EmitQdqPass(plan, _emission_weights(weights), activations)(converted)
     _record_metadata(converted, config)
     stopwatch.lap("emission")
@@ -236,7 +237,10 @@ def convert(
         config=config,
         source=loaded.source,
         dialects=loaded.dialects,
-        layers=[_layer_record(layer, weights.get(layer.node), weight_ranges.get(layer.node)) for layer in plan.layers],
+        layers=[
+            _layer_record(layer, weights.get(layer.graph_node), weight_ranges.get(layer.graph_node))
+            for layer in plan.layers
+        ],
         activations=activation_records,
         warnings=warnings,
         calibration_samples=samples.num_samples if samples is not None else 0,
@@ -373,21 +377,24 @@ def _weight_granularity(layer: Layer, config: ConversionConfig) -> tuple[int | N
 
 def _quantize_layer_weights(
     plan: QuantizationPlan, config: ConversionConfig
-) -> tuple[dict[str, QuantizedWeights], dict[str, tuple[float, float]]]:
+) -> tuple[dict[ir.Node, QuantizedWeights], dict[ir.Node, tuple[float, float]]]:
     """Integer weights of the integer layers, and every constant weight's (min, max) for the records.
+
+    Both are keyed by the layer's node (``Layer.graph_node``).
 
     A weight given as FP8 codes is quantized from its codes (decoded only when its grouping needs the
     elements), and its (min, max) comes from the same counts; other weights are decoded once.
     """
-    weights: dict[str, QuantizedWeights] = {}
-    ranges: dict[str, tuple[float, float]] = {}
+    weights: dict[ir.Node, QuantizedWeights] = {}
+    ranges: dict[ir.Node, tuple[float, float]] = {}
     for layer in plan.layers:
+        node = layer.graph_node
         if not layer.has_weight:
             continue
         if not layer.is_integer:
             values = layer.weight_values
             assert values is not None
-            ranges[layer.node] = (float(values.min()), float(values.max()))
+            ranges[node] = (float(values.min()), float(values.max()))
             continue
         axis, block_size = _weight_granularity(layer, config)
         bits = 4 if layer.precision == "int4" else config.weight_bits
@@ -401,15 +408,15 @@ def _quantize_layer_weights(
             )
         except ValueError as error:
             raise Fp8ConvError(f"layer {layer.node}: cannot quantize its weight: {error}") from error
-        weights[layer.node] = quantized
-        ranges[layer.node] = quantized.value_range
+        weights[node] = quantized
+        ranges[node] = quantized.value_range
     return weights, ranges
 
 
-def _emission_weights(weights: Mapping[str, QuantizedWeights]) -> dict[str, WeightQuantization]:
+def _emission_weights(weights: Mapping[ir.Node, QuantizedWeights]) -> dict[ir.Node, WeightQuantization]:
     return {
-        name: WeightQuantization(q=w.q, scale=w.scale, axis=w.axis, block_size=w.block_size, bits=w.bits)
-        for name, w in weights.items()
+        node: WeightQuantization(q=w.q, scale=w.scale, axis=w.axis, block_size=w.block_size, bits=w.bits)
+        for node, w in weights.items()
     }
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import onnx_ir as ir
 
 from fp8conv.converter.config import ConversionConfig, LayerPrecision, Target
+from fp8conv.converter.overrides import layer_names, select_overrides
 from fp8conv.converter.weights import WeightCodes
 from fp8conv.passes.canonical import (
     FP8_DATA_TYPES,
@@ -45,7 +46,15 @@ from fp8conv.passes.dequantize_fp8 import exact_weights
 from fp8conv.runtime.emulator import decode, encode
 from fp8conv.runtime.formats import resolve_format
 
-__all__ = ["ActivationPoint", "Layer", "QuantizationPlan", "is_integer_op", "plan_conversion", "values_by_name"]
+__all__ = [
+    "ActivationPoint",
+    "Layer",
+    "QuantizationPlan",
+    "is_integer_op",
+    "layer_nodes",
+    "plan_conversion",
+    "values_by_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +72,13 @@ class Layer:
     """A Conv / MatMul / Gemm and what the conversion does with it.
 
     Attributes:
-        node: Node name.
+        node: Node name (for reports; :func:`fp8conv.load` gives every node a name of its own).
         op_type: Conv, MatMul or Gemm.
         precision: ``int8``, ``int4`` or ``float``.
         activation_bits: 8 or 16 for integer activations, None when activations stay float.
         reason: Why this precision (for reports).
+        graph_node: The node itself, in the planned model: what the emission rewrites (nodes are
+            identified by object, never by name).
         weight: Name of the value the layer reads as its weight (None for activation × activation).
         weight_source: Name of the stored weight tensor (FP8 initializer or float initializer).
         weight_array: The weight exactly as the FP8 model used it (float32), when it is not given by
@@ -78,8 +89,8 @@ class Layer:
         weight_axis: Output-channel axis of the weight (Conv 0, MatMul 1, Gemm by transB).
         block_axis: The K axis along which INT4 blocks run.
         bias: Name of a constant bias input, if any.
-        bias_add: For a MatMul whose only consumer is ``Add(MatMul, constant bias)``: that Add's node
-            name. onnxruntime fuses MatMul + Add into Gemm, which only becomes QGemm when the bias is an
+        bias_add: For a MatMul whose only consumer is ``Add(MatMul, constant bias)``: that Add node.
+            onnxruntime fuses MatMul + Add into Gemm, which only becomes QGemm when the bias is an
             int32 DequantizeLinear, so the emission quantizes that bias too.
         needs_zero_bias: A MatMul without bias whose only consumer is an Add of another activation
             (a residual): onnxruntime would fuse that Add into a float Gemm. The emission inserts an
@@ -93,6 +104,7 @@ class Layer:
     precision: str
     activation_bits: int | None
     reason: str
+    graph_node: ir.Node = dataclasses.field(repr=False, compare=False)
     weight: str | None = None
     weight_source: str | None = None
     weight_array: np.ndarray | None = dataclasses.field(default=None, repr=False)
@@ -100,7 +112,7 @@ class Layer:
     weight_axis: int | None = None
     block_axis: int | None = None
     bias: str | None = None
-    bias_add: str | None = None
+    bias_add: ir.Node | None = dataclasses.field(default=None, repr=False, compare=False)
     needs_zero_bias: bool = False
     inputs: tuple[str, ...] = ()
     fp8_weight: QuantPoint | None = None
@@ -195,7 +207,9 @@ def plan_conversion(model: ir.Model, config: ConversionConfig) -> QuantizationPl
     by_output = {point.output: point for point in fp8_points}
     graph = model.graph
     values = values_by_name(graph)
-    layers = [_plan_layer(node, by_output, config) for node in graph if _is_layer(node)]
+    nodes = layer_nodes(graph)
+    overrides = select_overrides([layer_names(node) for node in nodes], config)
+    layers = [_plan_layer(node, by_output, config, override) for node, override in zip(nodes, overrides, strict=True)]
     points: dict[str, ActivationPoint] = {}
     activation_bits = config.target.activation_bits
 
@@ -233,6 +247,11 @@ def values_by_name(graph: ir.Graph) -> dict[str, ir.Value]:
             if value.name:
                 values[value.name] = value
     return values
+
+
+def layer_nodes(graph: ir.Graph) -> list[ir.Node]:
+    """The graph's layers: its Conv / MatMul / Gemm nodes (ai.onnx), in graph order."""
+    return [node for node in graph if _is_layer(node)]
 
 
 def _is_layer(node: ir.Node) -> bool:
@@ -373,7 +392,9 @@ def _exact_weight(value: ir.Value | None) -> tuple[np.ndarray | None, str | None
     return None, None, None
 
 
-def _plan_layer(node: ir.Node, by_output: dict[str, QuantPoint], config: ConversionConfig) -> Layer:
+def _plan_layer(
+    node: ir.Node, by_output: dict[str, QuantPoint], config: ConversionConfig, override: frozenset[LayerPrecision]
+) -> Layer:
     name = node.name or ""
     weight_value = node.inputs[1] if len(node.inputs) > 1 else None
     producer = weight_value.producer() if weight_value is not None else None
@@ -413,13 +434,12 @@ def _plan_layer(node: ir.Node, by_output: dict[str, QuantPoint], config: Convers
         weight_axis=axis if has_weight else None,
         block_axis=block_axis if has_weight else None,
         bias=bias,
-        bias_add=bias_add.name if bias_add is not None else None,
+        bias_add=bias_add,
         needs_zero_bias=needs_zero_bias,
         inputs=inputs,
         fp8_weight=fp8_weight,
+        graph_node=node,
     )
-    names = (name, *(v.name or "" for v in node.inputs if v is not None), *(v.name or "" for v in node.outputs))
-    override = config.layer_precision(*names)
     precision, bits, reason = _decide(node, layer, fp8_weight is not None, bool(fp8_inputs), override, config)
     layer.precision, layer.activation_bits, layer.reason = precision, bits, reason
     return layer
@@ -453,11 +473,11 @@ def _decide(
     layer: Layer,
     fp8_weight: bool,
     fp8_input: bool,
-    override: LayerPrecision | None,
+    override: frozenset[LayerPrecision],
     config: ConversionConfig,
 ) -> tuple[str, int | None, str]:
     target = config.target
-    if override is LayerPrecision.FLOAT:
+    if LayerPrecision.FLOAT in override:
         return "float", None, "kept float by a keep_float pattern"
     if not (fp8_weight or fp8_input):
         return "float", None, "not quantized in the FP8 source"
@@ -468,19 +488,24 @@ def _decide(
             return "float", None, "weight is not a constant"
         if target is Target.W4A16:
             return "float", None, "w4a16 is weight-only; activation × activation MatMul stays float"
-        bits = 16 if (override is LayerPrecision.INT16 or target is Target.W8A16) else 8
-        return "int8", bits, "activation × activation MatMul with FP8 inputs"
+        bits = 16 if (LayerPrecision.INT16 in override or target is Target.W8A16) else 8
+        reason = "activation × activation MatMul with FP8 inputs"
+        if LayerPrecision.INT4 in override:
+            reason += "; an int4 pattern selects it, but it has no constant weight to make INT4"
+        return "int8", bits, reason
     if target is Target.W4A16:
         if node.op_type == "Conv":
             return "float", None, "w4a16 is weight-only INT4 for MatMul/Gemm (MatMulNBits); Conv stays float"
         if node.op_type == "Gemm" and node.attributes.get_int("transB", 0):
             return "int4", None, "weight-only INT4 (Gemm with transB: onnxruntime will not fuse to MatMulNBits)"
         return "int4", None, "weight-only INT4 (MatMulNBits)"
-    bits = 16 if (override is LayerPrecision.INT16 or target is Target.W8A16) else 8
-    precision = "int4" if target is Target.INT4 else "int8"
+    bits = 16 if (LayerPrecision.INT16 in override or target is Target.W8A16) else 8
+    precision = "int4" if (target is Target.INT4 or LayerPrecision.INT4 in override) else "int8"
     reason = f"FP8 {'weight' if fp8_weight else 'input'} quantized in the source"
-    if override is LayerPrecision.INT16:
+    if LayerPrecision.INT16 in override:
         reason += "; INT16 activations by an int16 pattern"
+    if LayerPrecision.INT4 in override and target is not Target.INT4:
+        reason += "; INT4 weights by an int4 pattern"
     return precision, bits, reason
 
 

@@ -82,16 +82,19 @@ class WeightQuantization:
 class EmitQdqPass(ir.passes.InPlacePass):
     """Turn a canonical FP8 model into an integer QDQ model (see the module docstring).
 
+    Nodes are identified by object: the plan's ``Layer.graph_node`` (and ``bias_add``) are nodes of the
+    model the pass rewrites, and ``weights`` is keyed by them; no node is looked up by its name.
+
     Attributes:
         plan: Where the integer quantizers go.
-        weights: Integer weights per converted layer (by node name).
+        weights: Integer weights per converted layer (by the layer's node).
         activations: Quantization per activation group (by group name).
     """
 
     def __init__(
         self,
         plan: QuantizationPlan,
-        weights: Mapping[str, WeightQuantization],
+        weights: Mapping[ir.Node, WeightQuantization],
         activations: Mapping[str, ActivationQuantization],
     ) -> None:
         super().__init__()
@@ -99,26 +102,31 @@ class EmitQdqPass(ir.passes.InPlacePass):
         self.weights = weights
         self.activations = activations
 
+    def requires(self, model: ir.Model) -> None:
+        """The plan was made for this model: every layer's node is a node of its main graph."""
+        for layer in self.plan.layers:
+            if layer.graph_node.graph is not model.graph:
+                raise ir.passes.PreconditionError(f"layer {layer.node}: its node is not in the model being rewritten")
+
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         """Rewrite ``model`` in place."""
         graph = model.graph
         self._names = _NameAllocator(graph)
-        integer_layers = {layer.node for layer in self.plan.layers if layer.activation_bits is not None}
+        integer_layers = {layer.graph_node for layer in self.plan.layers if layer.activation_bits is not None}
         # Decided on the graph as planned, before any rewiring changes the inputs of these nodes.
         self._integer_readers = {
-            node.name for node in graph if node.name in integer_layers or is_integer_op(node, self.plan.points)
+            node for node in graph if node in integer_layers or is_integer_op(node, self.plan.points)
         }
-        nodes = {node.name: node for node in graph if node.name}
         for layer in self.plan.layers:
-            node = nodes.get(layer.node)
-            if node is None or layer.weight is None:
+            node = layer.graph_node
+            if layer.weight is None:
                 continue
-            if layer.node in self.weights:
-                self._emit_weight(graph, node, layer, self.weights[layer.node])
+            if node in self.weights:
+                self._emit_weight(graph, node, layer, self.weights[node])
             else:
                 self._materialize_float_weight(graph, node, layer)
         self._emit_activations(graph)
-        self._emit_biases(graph, nodes)
+        self._emit_biases(graph)
         self._remove_remaining_fp8(graph)
         _set_opsets(model, self._needs_opset_21())
         graph.sort()
@@ -237,7 +245,7 @@ class EmitQdqPass(ir.passes.InPlacePass):
             return False
         if new_point:
             return True
-        return consumer.name in self._integer_readers
+        return consumer in self._integer_readers
 
     def _activation_constants(
         self, graph: ir.Graph, group: str, quantization: ActivationQuantization
@@ -249,21 +257,21 @@ class EmitQdqPass(ir.passes.InPlacePass):
 
     # -- bias ----------------------------------------------------------------------------------
 
-    def _emit_biases(self, graph: ir.Graph, nodes: Mapping[str, ir.Node]) -> None:
+    def _emit_biases(self, graph: ir.Graph) -> None:
         for layer in self.plan.layers:
-            node = nodes.get(layer.node)
-            weight = self.weights.get(layer.node)
+            node = layer.graph_node
+            weight = self.weights.get(node)
             point = self.plan.points.get(layer.inputs[0]) if layer.inputs else None
-            if node is not None and weight is not None and layer.needs_zero_bias and layer.activation_bits is None:
+            if weight is not None and layer.needs_zero_bias and layer.activation_bits is None:
                 self._insert_zero_bias(graph, node, weight, integer=False)
                 continue
-            if node is None or weight is None or point is None or layer.activation_bits != 8 or weight.block_size:
+            if weight is None or point is None or layer.activation_bits != 8 or weight.block_size:
                 continue
             input_scale = np.float32(self.activations[point.group].scale)
             if layer.op_type in ("Conv", "Gemm") and layer.bias is not None:
                 self._quantize_bias_input(graph, node, 2, input_scale, weight)
-            elif layer.bias_add is not None and layer.bias_add in nodes:
-                add = nodes[layer.bias_add]
+            elif layer.bias_add is not None:
+                add = layer.bias_add
                 index = 1 if add.inputs[0] is node.outputs[0] else 0
                 self._quantize_bias_input(graph, add, index, input_scale, weight)
             elif layer.needs_zero_bias:
