@@ -311,3 +311,25 @@ def modelopt_transformer(seed: int = 0, batch: int | str = "batch") -> onnx.Mode
         helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, t, d]),
         opsets={"": 17, "trt": 1},
     )
+
+
+def linear(transposed: bool, seed: int = 0) -> onnx.ModelProto:
+    """``input [4,32]`` → FP8 → MatMul with one FP8 weight ``W [32,16]`` (per output channel) → ``output [4,16]``.
+
+    ``transposed``: the weight is stored as ``Wᵀ [16,32]`` with its scale on axis 0 and reaches the MatMul
+    through ``Transpose`` (torch's Linear); the two models compute the same function with the same FP8 codes.
+    """
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((32, 16)) / np.sqrt(32)).astype(np.float32)
+    g = _Graph()
+    x = g.fp8_activation("input", 4.0)
+    if transposed:
+        weight = g.node("Transpose", [g.fp8_weight("w", np.ascontiguousarray(w.T), 0)], "w_t", perm=[1, 0])
+    else:
+        weight = g.fp8_weight("w", w, 1)
+    g.node("MatMul", [x, weight], "output")
+    return g.model(
+        "linear",
+        helper.make_tensor_value_info("input", TensorProto.FLOAT, [4, 32]),
+        helper.make_tensor_value_info("output", TensorProto.FLOAT, [4, 16]),
+    )
