@@ -40,7 +40,9 @@ def source(tmp_path_factory):
 
 def _convert(source, tmp_path, to: str) -> ConversionResult:
     model, data = source
-    return convert_file(model, tmp_path / f"model.{to}.onnx", to=to, data=data)
+    result = convert_file(model, tmp_path / f"model.{to}.onnx", to=to, data=data)
+    onnx.checker.check_model(onnx.load(str(result.output_path)), full_check=True)
+    return result
 
 
 def _stored_weights(path) -> dict[str, tuple[int, dict[str, int]]]:
