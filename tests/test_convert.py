@@ -8,48 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 from fp8_models import concat_cnn, mlp, residual_cnn
 from golden_models import GOLDEN
+from helpers import sqnr_against_reference as _sqnr_against_reference
+from helpers import write_model_and_data as _write
 
 from fp8conv import load
 from fp8conv.cli import cli
 from fp8conv.converter.pipeline import convert, convert_file
 from fp8conv.errors import Fp8ConvError
 from fp8conv.runtime.reference import ReferenceRunner
-
-CALIBRATION = 32
-
-
-def _write(tmp_path: Path, model: onnx.ModelProto, name: str = "model") -> tuple[Path, Path]:
-    """Save the model and random calibration data for its input; return both paths."""
-    path = tmp_path / f"{name}.onnx"
-    onnx.save(model, str(path))
-    graph_input = model.graph.input[0]
-    shape = [dim.dim_value or 1 for dim in graph_input.type.tensor_type.shape.dim]
-    x = np.random.default_rng(1).standard_normal([CALIBRATION, *shape[1:]]).astype(np.float32)
-    data = tmp_path / f"{name}.npz"
-    np.savez(data, **{graph_input.name: x})
-    return path, data
-
-
-def _sqnr_against_reference(source: Path, converted: Path, data: Path) -> float:
-    """SQNR (dB) of the converted model on onnxruntime against the exact FP8 reference, first output."""
-    reference = ReferenceRunner(load(source).model)
-    session = ort.InferenceSession(str(converted), providers=["CPUExecutionProvider"])
-    name = reference.input_names[0]
-    batch = reference.static_batch_size or 1
-    inputs = np.load(data)[name]
-    signal = noise = 0.0
-    for start in range(0, len(inputs), batch):
-        feed = {name: inputs[start : start + batch]}
-        expected = next(iter(reference.run(feed).values())).astype(np.float64)
-        actual = session.run(None, feed)[0].astype(np.float64)
-        signal += float(np.sum(expected**2))
-        noise += float(np.sum((expected - actual) ** 2))
-    return 10 * np.log10(signal / noise)
 
 
 @pytest.mark.parametrize(("builder", "min_sqnr"), [(residual_cnn, 28.0), (mlp, 28.0)], ids=["cnn", "mlp"])

@@ -4,8 +4,13 @@ The plan is pure analysis (the graph is not changed). It answers, for onnxruntim
 (``shared/reference`` §6.6):
 
 1. **Layers.** Every Conv / MatMul / Gemm is a layer. A layer is converted when the FP8 source quantized
-   it (its weight or its input went through an FP8 quantizer) and no override keeps it float. Its
-   weight is read exactly as the FP8 model used it (``decode(codes)·scale`` or ``fake_quantize(w)``).
+   it (its weight or its input went through an FP8 quantizer, possibly followed by data movement such
+   as ``Transpose``/``Reshape``) and no override keeps it float. Its weight is read exactly as the FP8
+   model used it (``decode(codes)·scale`` or ``fake_quantize(w)``) and as the layer reads it: data
+   movement between the weight's quantizer and the layer is replayed on the stored weight
+   (:mod:`fp8conv.converter.data_movement`), so the integer weight is stored in the layer's layout.
+   For ``w4a16`` a ``Gemm(transB=1)`` also gets its weight stored transposed (``[K, N]``) and
+   ``transB=0``: ``A·Bᵀ = A·(Bᵀ)``, the layout onnxruntime's MatMulNBits fusion needs.
 2. **Activation points** (tensors that get ``QuantizeLinear → DequantizeLinear``):
 
    a. the data inputs of converted layers (for FP8 activation quantizers: the tensor the FP8 quantizer
@@ -31,6 +36,7 @@ import numpy as np
 import onnx_ir as ir
 
 from fp8conv.converter.config import ConversionConfig, LayerPrecision, Target
+from fp8conv.converter.data_movement import trace_movement
 from fp8conv.converter.overrides import layer_names, select_overrides
 from fp8conv.converter.weights import WeightCodes
 from fp8conv.passes.canonical import (
@@ -97,6 +103,8 @@ class Layer:
             exact ``+ DequantizeLinear(int32 zeros)`` bias Add, which onnxruntime fuses into QGemm instead.
         inputs: The activation tensors the layer reads (after the FP8 quantizer is looked through).
         fp8_weight: The FP8 quantization point of the weight, if any.
+        folds_trans_b: A ``Gemm(transB=1)`` whose weight is given (and emitted) transposed, ``[K, N]``; the
+            emission sets ``transB=0``.
     """
 
     node: str
@@ -116,6 +124,7 @@ class Layer:
     needs_zero_bias: bool = False
     inputs: tuple[str, ...] = ()
     fp8_weight: QuantPoint | None = None
+    folds_trans_b: bool = False
 
     @property
     def has_weight(self) -> bool:
@@ -392,28 +401,52 @@ def _exact_weight(value: ir.Value | None) -> tuple[np.ndarray | None, str | None
     return None, None, None
 
 
+def _layer_weight(
+    weight_value: ir.Value | None, by_output: dict[str, QuantPoint]
+) -> tuple[np.ndarray | None, WeightCodes | None, str | None, QuantPoint | None]:
+    """(weight array, weight codes, stored tensor name, FP8 point) of the constant a layer reads as its weight.
+
+    The weight is found behind any data movement with constant parameters (Transpose, Reshape, …) and
+    given as the layer reads it (the movement replayed on it); as codes when the source holds codes and a
+    per-axis scale stays on one axis, else as the decoded float32 array. All None for an activation.
+    """
+    none = None, None, None, None
+    if weight_value is None:
+        return none
+    movement = trace_movement(weight_value, constant=True)
+    source = movement.source
+    fp8_weight = by_output.get(source.name or "") or _fp8_point_behind_cast(source, by_output)
+    producer = source.producer()
+    codes = _weight_codes(producer) if producer is not None else None
+    if codes is not None:  # decoded only when needed (weights are the largest arrays a plan holds)
+        assert producer is not None
+        moved = movement.apply_codes(codes)
+        if moved is not None:
+            return None, moved, producer.inputs[0].name, fp8_weight
+        return np.ascontiguousarray(movement.apply(codes.decode())), None, producer.inputs[0].name, fp8_weight
+    weight, weight_source, _ = _exact_weight(source)
+    if weight is None:
+        return none
+    return np.ascontiguousarray(movement.apply(weight)), None, weight_source, fp8_weight
+
+
+def _fp8_quantized(value: ir.Value, by_output: dict[str, QuantPoint]) -> bool:
+    """Whether ``value`` is an FP8 quantizer's output, directly or through data movement (or a Cast to float)."""
+    source = trace_movement(value, constant=False).source
+    return source.name in by_output or _fp8_point_behind_cast(source, by_output) is not None
+
+
 def _plan_layer(
     node: ir.Node, by_output: dict[str, QuantPoint], config: ConversionConfig, override: frozenset[LayerPrecision]
 ) -> Layer:
     name = node.name or ""
     weight_value = node.inputs[1] if len(node.inputs) > 1 else None
-    producer = weight_value.producer() if weight_value is not None else None
-    weight_codes = _weight_codes(producer) if producer is not None else None
-    if weight_codes is not None:  # decoded when needed (weights are the largest arrays a plan holds)
-        assert producer is not None
-        weight, weight_source = None, producer.inputs[0].name
-    else:
-        weight, weight_source, _ = _exact_weight(weight_value)
+    weight, weight_codes, weight_source, fp8_weight = _layer_weight(weight_value, by_output)
     has_weight = weight is not None or weight_codes is not None
-    fp8_weight = None
-    if weight_value is not None:
+    if not has_weight and weight_value is not None:
         fp8_weight = by_output.get(weight_value.name or "") or _fp8_point_behind_cast(weight_value, by_output)
     data_inputs = [node.inputs[0]] if has_weight else list(node.inputs[:2])
-    fp8_inputs = [
-        value
-        for value in data_inputs
-        if value is not None and (value.name in by_output or _fp8_point_behind_cast(value, by_output))
-    ]
+    fp8_inputs = [value for value in data_inputs if value is not None and _fp8_quantized(value, by_output)]
     inputs = tuple((_look_through_fake_quantize(v).name or "") for v in data_inputs if v is not None)
     axis, block_axis = _weight_axes(node)
     bias = node.inputs[2].name if len(node.inputs) > 2 and node.inputs[2] is not None else None
@@ -442,7 +475,23 @@ def _plan_layer(
     )
     precision, bits, reason = _decide(node, layer, fp8_weight is not None, bool(fp8_inputs), override, config)
     layer.precision, layer.activation_bits, layer.reason = precision, bits, reason
+    weight_only_gemm = config.target is Target.W4A16 and precision == "int4" and node.op_type == "Gemm"
+    if weight_only_gemm and node.attributes.get_int("transB", 0):
+        _fold_trans_b(layer)
     return layer
+
+
+def _fold_trans_b(layer: Layer) -> None:
+    """Give a ``Gemm(transB=1)`` layer its weight as ``Bᵀ`` (``[K, N]``), to be emitted with ``transB=0``."""
+    if layer.weight_codes is not None:
+        codes = layer.weight_codes
+        axis = None if codes.axis is None else 1 - codes.axis
+        layer.weight_codes = dataclasses.replace(codes, codes=np.ascontiguousarray(codes.codes.T), axis=axis)
+    if layer.weight_array is not None:
+        layer.weight_array = np.ascontiguousarray(layer.weight_array.T)
+    layer.weight_axis, layer.block_axis = 1, 0
+    layer.folds_trans_b = True
+    layer.reason += "; transB folded into the stored weight ([K, N], transB=0)"
 
 
 def _feeds_add(node: ir.Node) -> bool:
@@ -496,8 +545,6 @@ def _decide(
     if target is Target.W4A16:
         if node.op_type == "Conv":
             return "float", None, "w4a16 is weight-only INT4 for MatMul/Gemm (MatMulNBits); Conv stays float"
-        if node.op_type == "Gemm" and node.attributes.get_int("transB", 0):
-            return "int4", None, "weight-only INT4 (Gemm with transB: onnxruntime will not fuse to MatMulNBits)"
         return "int4", None, "weight-only INT4 (MatMulNBits)"
     bits = 16 if (LayerPrecision.INT16 in override or target is Target.W8A16) else 8
     precision = "int4" if (target is Target.INT4 or LayerPrecision.INT4 in override) else "int8"

@@ -2,9 +2,12 @@
 
 Algebra, per part of the graph (``s`` scales, ``z`` zero points, ``q`` integers):
 
-* **Weights** of converted layers: the FP8 weight ``W`` (exactly as the FP8 model used it) becomes an
-  integer initializer ``q_W`` and ``DequantizeLinear(q_W, s_W[, axis, block_size]) = s_W·q_W``; the DQ
-  produces the tensor the layer read before (its name is kept).
+* **Weights** of converted layers: the FP8 weight ``W`` (exactly as the FP8 model used it, in the layout
+  the layer reads: data movement such as ``Transpose``/``Reshape`` between the FP8 quantizer and the
+  layer is folded into the stored weight) becomes an integer initializer ``q_W`` and
+  ``DequantizeLinear(q_W, s_W[, axis, block_size]) = s_W·q_W``; the DQ produces the tensor the layer
+  read before (its name is kept), and the movement ops, left without readers, are removed. A
+  ``Gemm(transB=1)`` whose plan folds ``transB`` gets ``q_W`` as ``[K, N]`` and ``transB=0``.
 * **Bias** of converted Conv/Gemm with 8-bit activations: ``b`` becomes int32
   ``q_b = round_half_even(b / (s_x·s_W))`` with ``DequantizeLinear(q_b, s_x·s_W, axis 0)``, the form
   onnxruntime folds into QLinearConv/QGemm.
@@ -29,9 +32,10 @@ import numpy as np
 import onnx_ir as ir
 import onnx_ir.passes.common as ir_common
 
+from fp8conv.converter.data_movement import trace_movement
 from fp8conv.converter.plan import Layer, QuantizationPlan, is_integer_op, values_by_name
 from fp8conv.passes.canonical import CANONICAL_DOMAIN, is_fake_quantize, is_fp8_weight_dequantize
-from fp8conv.passes.dequantize_fp8 import remove_fake_quantize
+from fp8conv.passes.dequantize_fp8 import exact_weights, remove_fake_quantize
 
 __all__ = ["ActivationQuantization", "EmitQdqPass", "WeightQuantization"]
 
@@ -154,6 +158,8 @@ class EmitQdqPass(ir.passes.InPlacePass):
             inputs.append(self._initializer(graph, f"{base}_zero_point", ir.tensor(zero)))
         dequantize = ir.node("DequantizeLinear", inputs, attributes=attributes)
         graph.insert_before(node, dequantize)
+        if layer.folds_trans_b:
+            node.attributes["transB"] = ir.AttrInt64("transB", 0)
         producer = value.producer()
         if producer is not None and all(use.node is node for use in value.uses()):
             _swap_producer(graph, producer, dequantize)
@@ -163,18 +169,20 @@ class EmitQdqPass(ir.passes.InPlacePass):
             node.replace_input_with(1, dequantize.outputs[0])
 
     def _materialize_float_weight(self, graph: ir.Graph, node: ir.Node, layer: Layer) -> None:
+        """A float layer reads its FP8 weight as the exact float initializer (movement ops kept in place)."""
         value = node.inputs[1]
         assert value is not None
-        producer = value.producer()
+        source = trace_movement(value, constant=True).source
+        producer = source.producer()
         if producer is None or not layer.has_weight:
             return
         if not (is_fake_quantize(producer) or is_fp8_weight_dequantize(producer)):
             return
-        base = layer.weight_source or value.name or layer.node
-        weight = layer.weight_values
+        base = layer.weight_source or source.name or layer.node
+        weight = exact_weights(producer)
         assert weight is not None
         exact = self._initializer(graph, f"{base}_fp8_exact", ir.tensor(weight))
-        value.replace_all_uses_with(exact)
+        source.replace_all_uses_with(exact)
 
     # -- activations ---------------------------------------------------------------------------
 
