@@ -31,9 +31,11 @@ from collections.abc import Mapping
 import numpy as np
 import onnx_ir as ir
 import onnx_ir.passes.common as ir_common
+from onnxscript import version_converter
 
 from fp8conv.converter.data_movement import trace_movement
 from fp8conv.converter.plan import Layer, QuantizationPlan, is_integer_op, values_by_name
+from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.canonical import CANONICAL_DOMAIN, is_fake_quantize, is_fp8_weight_dequantize
 from fp8conv.passes.dequantize_fp8 import exact_weights, remove_fake_quantize
 
@@ -408,9 +410,24 @@ def _swap_producer(graph: ir.Graph, old: ir.Node, new: ir.Node) -> None:
 
 
 def _set_opsets(model: ir.Model, needs_21: bool) -> None:
+    """Drop the canonical domain; raise ai.onnx to 21 when the emitted Q/DQ need it, converting every op.
+
+    Raising the import alone would leave ops whose signature changed on the way invalid (``ReduceMean``'s
+    ``axes`` attribute became an input at 18, ``Split``'s and ``Squeeze``'s at 13), so the model goes
+    through the ONNX version converter (onnxscript's, falling back to onnx's own adapters).
+
+    Raises:
+        Fp8ConvError: When an op of the model has no adapter to opset 21.
+    """
     model.opset_imports.pop(CANONICAL_DOMAIN, None)
-    current = model.opset_imports.get("", 13)
-    if needs_21 and current < 21:
-        model.opset_imports[""] = 21
-        model.graph.opset_imports[""] = 21
     model.graph.opset_imports.pop(CANONICAL_DOMAIN, None)
+    current = model.opset_imports.get("", 13)
+    if not needs_21 or current >= 21:
+        return
+    try:
+        version_converter.convert_version(model, 21, fallback=True)
+    except Exception as exc:  # the converters raise several unrelated types
+        raise Fp8ConvError(
+            f"the target needs opset 21 (INT4/INT16/blocked Q/DQ) and the model (opset {current}) cannot be "
+            f"converted to it: {exc}"
+        ) from exc
