@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from fp8_models import concat_cnn, mlp, residual_cnn
 from golden_models import GOLDEN
+from onnx import TensorProto, helper
 
 from fp8conv import load
 from fp8conv.cli import cli
@@ -428,3 +429,16 @@ def test_auto_int16_promotes_activations_below_the_sqnr_threshold(tmp_path):
     assert _sqnr_against_reference(source, every.output_path, data) > _sqnr_against_reference(
         source, none.output_path, data
     )
+
+
+@pytest.mark.parametrize("to", ["int8", "w8a16"])
+def test_an_fp8_quantizer_output_that_is_a_graph_output_keeps_its_declared_type_and_shape(tmp_path, to):
+    model = residual_cnn()
+    # The input's FP8 quantizer output is read by conv1 and is also a graph output.
+    model.graph.output.append(helper.make_tensor_value_info("input_fp8", TensorProto.FLOAT, [1, 3, 12, 12]))
+    source, data = _write(tmp_path, model)
+    result = convert_file(source, tmp_path / "out.onnx", to=to, data=data)
+    written = onnx.load(str(result.output_path))
+    onnx.checker.check_model(written, full_check=True)
+    assert [(o.name, o.type) for o in written.graph.output] == [(o.name, o.type) for o in model.graph.output]
+    onnx.shape_inference.infer_shapes(written, check_type=True, strict_mode=True)

@@ -781,3 +781,119 @@ def test_fake_quantize_nodes_carry_their_source_dialect():
     model = _normalize(GOLDEN["cast_e5m2"].build()).model
     sources = {node.attributes.get_string("source") for node in model.graph if is_fake_quantize(node)}
     assert sources == {"cast"}
+
+
+# --- constant operands written as casts of constants; clamps as Max/Min --------------------------------
+
+
+def _clamp_model(clamps, saturate=None, bound_form="initializer"):
+    """``Div(x, s)`` → the given clamps (``(op, bound)``, applied in turn) → Cast(FP8) → Cast(float) → Mul(s).
+
+    ``bound_form``: ``initializer``; ``castlike`` (PyTorch dynamo without optimization:
+    ``CastLike(Cast(Constant int64, to=FLOAT), scaled)``).
+    """
+    nodes = [helper.make_node("Div", ["x", "s"], ["t0"], name="front")]
+    inits = [numpy_helper.from_array(np.float32(0.5), "s")]
+    for index, (op, bound) in enumerate(clamps):
+        name = f"b{index}"
+        if bound_form == "initializer":
+            inits.append(numpy_helper.from_array(np.float32(bound), name))
+        else:
+            nodes += [
+                helper.make_node("Constant", [], [f"{name}_i"], value=numpy_helper.from_array(np.int64(bound))),
+                helper.make_node("Cast", [f"{name}_i"], [f"{name}_f"], to=TensorProto.FLOAT),
+                helper.make_node("CastLike", [f"{name}_f", "t0"], [name]),
+            ]
+        operands = [f"t{index}", name] if index % 2 == 0 else [name, f"t{index}"]  # either side
+        nodes.append(helper.make_node(op, operands, [f"t{index + 1}"], name=f"clamp{index}"))
+    attrs = {} if saturate is None else {"saturate": saturate}
+    nodes += [
+        helper.make_node("Cast", [f"t{len(clamps)}"], ["f8"], name="to_fp8", to=TensorProto.FLOAT8E4M3FN, **attrs),
+        helper.make_node("Cast", ["f8"], ["back"], name="to_float", to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["back", "s"], ["y"], name="rescale"),
+    ]
+    value_info = [_vi(f"t{i}") for i in range(len(clamps) + 1)]
+    model = _model(nodes, inits, [_vi("x")], [_vi("y")], opset=20)
+    model.graph.value_info.extend(value_info)  # the CastLike's type source is declared, as exporters write it
+    return model
+
+
+@pytest.mark.parametrize("bound_form", ["initializer", "castlike"])
+@pytest.mark.parametrize(
+    ("clamps", "saturate", "rewritten"),
+    [
+        ([("Max", -448), ("Min", 448)], None, True),  # torch's clamp(-448, 448) without optimization
+        ([("Min", 448), ("Max", -448)], 0, True),  # exactly ±max: the saturating cast
+        ([("Max", -1e4), ("Min", 1e4)], 1, True),
+        ([("Max", -448)], 1, True),  # one side only: the saturating cast bounds the other
+        ([("Max", -448)], 0, False),  # values above 448 would become NaN
+        ([("Max", 0), ("Min", 448)], None, False),  # a Relu-like clamp changes negative values
+        ([("Max", -448), ("Min", 100)], None, False),
+    ],
+)
+def test_max_min_clamps_are_absorbed_only_when_they_cannot_change_the_result(
+    clamps, saturate, rewritten, bound_form, caplog
+):
+    model = _clamp_model(clamps, saturate, bound_form)
+    with caplog.at_level(logging.WARNING):
+        result = _normalize(model)
+    points = collect_quant_points(result.model)
+    assert "read outside" not in caplog.text
+    if not rewritten:
+        assert points == []
+        assert "may change the result" in caplog.text
+        return
+    assert _ops(result.model) == ["FakeQuantize"]
+    assert list(result.model.graph.initializers) == ["s"]  # the bounds went with the clamps
+    x = _random((4, 2, 8), 1e4)
+    assert _same(_fake_quantize(x, points[0]), _run_subgraph(model, {"x": x.reshape(-1, 8)}, "y").reshape(x.shape))
+
+
+def test_casts_of_constants_are_folded_into_initializers_that_keep_the_tensor_names():
+    # onnxruntime quantize_static: a float bias behind Cast(to=FLOAT); TorchScript: Identity on a weight.
+    w = helper.make_tensor("w", TensorProto.FLOAT8E4M3FN, [3, 8], bytes(range(0x30, 0x48)), raw=True)
+    model = _model(
+        [
+            helper.make_node("Identity", ["w"], ["w_shared"], name="identity"),
+            helper.make_node("DequantizeLinear", ["w_shared", "s"], ["w_dq"], name="w_dq"),
+            helper.make_node("Cast", ["b_f64"], ["b"], name="bias_cast", to=TensorProto.FLOAT),
+            helper.make_node("Gemm", ["x", "w_dq", "b"], ["y"], name="gemm", transB=1),
+            helper.make_node("Cast", ["w_float"], ["w_fp8"], name="to_fp8", to=TensorProto.FLOAT8E4M3FN),
+            helper.make_node("Cast", ["w_fp8"], ["z"], name="from_fp8", to=TensorProto.FLOAT),
+        ],
+        [
+            w,
+            numpy_helper.from_array(np.float32(0.5), "s"),
+            numpy_helper.from_array(np.array([0.1, 1 / 3, 1e-40], np.float64), "b_f64"),
+            numpy_helper.from_array(np.float32([1.5, 2.5]), "w_float"),
+        ],
+        [_vi("x")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3]), helper.make_tensor_value_info("z", 1, [2])],
+    )
+    result = _normalize(model)
+    graph = result.model.graph
+    assert [(p.tensor, p.dialect) for p in collect_quant_points(result.model)] == [("w_shared", "dq-weight")]
+    assert "w" not in graph.initializers  # read only by the Identity
+    gemm = next(node for node in graph if node.op_type == "Gemm")
+    bias = gemm.inputs[2]
+    assert (bias.name, bias.dtype, bias.is_initializer()) == ("b", ir.DataType.FLOAT, True)
+    np.testing.assert_array_equal(bias.const_value.numpy(), np.array([0.1, 1 / 3, 1e-40]).astype(np.float32))
+    # A cast to FP8 is not folded (it is a quantizer, or data the readers must see).
+    assert [node.op_type for node in graph] == ["DequantizeLinear", "Gemm", "Cast", "Cast"]
+    onnx.checker.check_model(ir.to_proto(result.model), full_check=True)
+
+
+def test_castlike_with_an_undeclared_type_source_is_not_folded():
+    model = _model(
+        [
+            helper.make_node("Relu", ["x"], ["r"], name="relu"),
+            helper.make_node("CastLike", ["c", "r"], ["c_like"], name="castlike"),
+            helper.make_node("Add", ["r", "c_like"], ["y"], name="add"),
+        ],
+        [numpy_helper.from_array(np.float32(1.0), "c")],
+        [_vi("x")],
+        [_vi("y")],
+    )
+    result = _normalize(model)
+    assert not result.modified
+    assert _ops(result.model) == ["Relu", "CastLike", "Add"]
