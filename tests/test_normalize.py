@@ -10,7 +10,7 @@ import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 import pytest
-from golden_models import GOLDEN, with_initializer
+from golden_models import GOLDEN, qdq_zp_shape1, with_initializer
 from onnx import TensorProto, helper, numpy_helper
 
 from fp8conv import fp8
@@ -149,6 +149,7 @@ EXPECTED_POINTS = {
     "mixed_int8": [_p("relu1_QuantizeLinear", "activation"), _p("W2_DequantizeLinear", "weight", stored=True)],
 }
 EXPECTED_POINTS["trt_opset100"] = EXPECTED_POINTS["trt_opset1"]
+EXPECTED_POINTS["qdq_trt_domain"] = EXPECTED_POINTS["qdq_zp_shape1"]
 
 
 @pytest.mark.parametrize("name", SUPPORTED)
@@ -897,3 +898,53 @@ def test_castlike_with_an_undeclared_type_source_is_not_folded():
     result = _normalize(model)
     assert not result.modified
     assert _ops(result.model) == ["Relu", "CastLike", "Add"]
+
+
+# --- standard Q/DQ in the trt and com.microsoft domains ------------------------------------------------
+
+
+def test_modelopt_deploy_qdq_in_the_trt_domain_is_canonical_and_its_stale_uint8_types_are_not_trusted():
+    source = GOLDEN["qdq_trt_domain"].build()
+    stale = {v.name: v.type.tensor_type.elem_type for v in source.graph.value_info if v.name.endswith("_quantized")}
+    assert stale == {"input_quantized": TensorProto.UINT8, "relu1_quantized": TensorProto.UINT8}
+    result = _normalize(source)
+    points = collect_quant_points(result.model)
+    assert [(p.tensor, p.role, p.dialect) for p in points] == [
+        ("input", "activation", "qdq"),
+        ("W1_fp8", "weight", "dq-weight"),
+        ("relu1", "activation", "qdq"),
+        ("W2_fp8", "weight", "dq-weight"),
+    ]
+    assert result.integer_qdq == ()
+    proto = ir.to_proto(result.model)
+    assert {node.domain for node in proto.graph.node} == {"", CANONICAL_DOMAIN}
+    assert "trt" not in {o.domain for o in proto.opset_import}
+    assert not set(stale) & {v.name for v in proto.graph.value_info}
+    x = _random((1, 3, 8, 8), 8.0)
+    point = points[0]
+    assert _same(_fake_quantize(x, point), _run_subgraph(qdq_zp_shape1(), {"input": x}, "input_dequantized"))
+
+
+@pytest.mark.parametrize("domain", ["trt", "com.microsoft"])
+def test_a_left_alone_fp8_pair_in_another_domain_is_not_reported_as_integer_qdq(domain, caplog):
+    model = _model(
+        [
+            helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"], name="q", domain=domain),
+            helper.make_node("DequantizeLinear", ["q", "s2"], ["y"], name="dq", domain=domain),
+        ],
+        [
+            numpy_helper.from_array(np.float32(0.5), "s"),
+            numpy_helper.from_array(np.float32(0.25), "s2"),
+            _fp8_zero("zp"),
+        ],
+        [_vi("x")],
+        [_vi("y")],
+        extra_opsets=[(domain, 1)],
+    )
+    model.graph.value_info.append(helper.make_tensor_value_info("q", TensorProto.UINT8, [2, 8]))
+    with caplog.at_level(logging.WARNING):
+        result = _normalize(model)
+    assert not result.modified
+    assert "uses another scale than its QuantizeLinear" in caplog.text
+    assert result.integer_qdq == ()
+    assert find_integer_qdq(result.model) == []

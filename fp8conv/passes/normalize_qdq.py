@@ -21,12 +21,13 @@ from fp8conv.passes.canonical import (
     FP8_DATA_TYPES,
     QuantSpec,
     constant_array,
+    constant_tensor,
     make_fake_quantize,
 )
 from fp8conv.runtime.formats import FORMATS, FloatFormat
 
 __all__ = [
-    "DEQUANTIZE_DOMAINS",
+    "QDQ_DOMAINS",
     "ONNX_DOMAINS",
     "NormalizeQdqPass",
     "add_canonical_opset",
@@ -47,9 +48,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ONNX_DOMAINS = ("", "ai.onnx")
-DEQUANTIZE_DOMAINS = ("", "ai.onnx", "com.microsoft", "trt")
-"""Domains whose ``DequantizeLinear`` follows the ONNX definition (ModelOpt keeps ``trt``, ORT uses
-``com.microsoft`` below opset 21)."""
+QDQ_DOMAINS = ("", "ai.onnx", "com.microsoft", "trt")
+"""Domains whose ``QuantizeLinear``/``DequantizeLinear`` follow the ONNX definition (ModelOpt's deploy
+export keeps ``trt`` after renaming ``TRT_FP8*`` to the standard names, ORT uses ``com.microsoft`` below
+opset 21)."""
 
 Shape = tuple[int | None, ...]
 
@@ -58,19 +60,15 @@ Shape = tuple[int | None, ...]
 
 
 def constant_dtype(value: ir.Value | None) -> ir.DataType | None:
-    """The element type of a value: its declared type, else the type of its constant contents."""
+    """The element type of a value: that of its constant contents, else its declared type.
+
+    A constant's own type wins over a declaration, which may be stale (``value_info`` written by an
+    exporter before it retyped the tensor).
+    """
     if value is None:
         return None
-    if value.dtype is not None:
-        return value.dtype
-    if value.const_value is not None:
-        return value.const_value.dtype
-    producer = value.producer()
-    if producer is not None and producer.op_type == "Constant" and producer.domain in ONNX_DOMAINS:
-        attribute = producer.attributes.get("value")
-        if attribute is not None and attribute.type == ir.AttributeType.TENSOR:
-            return attribute.as_tensor().dtype
-    return None
+    tensor = constant_tensor(value)
+    return tensor.dtype if tensor is not None else value.dtype
 
 
 def static_shape(value: ir.Value | None) -> Shape | None:
@@ -451,7 +449,10 @@ class NormalizeQdqPass(NodeRewritePass):
     ``axis``/``block_size`` exactly as ONNX does (a one-element scale is per-tensor, a zero point of
     shape ``[1]`` beside a scalar scale is accepted). Scales may be float32, float16 or bfloat16.
 
-    Q must be in the ONNX domain; the DQ may also be in ``com.microsoft`` or ``trt``. A Q read by
+    Q and DQ may be in the ONNX domain, ``com.microsoft`` or ``trt`` (ModelOpt's deploy export): the
+    same definition in each, and the canonical form replaces them. The quantized type is read from the
+    zero point (or ``output_dtype``), never from the Q output's declared type, which exporters leave
+    stale (ModelOpt declares ``uint8`` for FP8 codes); that value disappears with the pair. A Q read by
     several DQs gives one FakeQuantize per DQ, each producing that DQ's output; the FakeQuantize is
     named after Q when Q has one DQ and after its DQ otherwise. A scale read by other nodes stays
     shared (the pass never modifies a scale).
@@ -471,7 +472,7 @@ class NormalizeQdqPass(NodeRewritePass):
         drop_unused_opsets(model, _is_trt_or_qonnx)
 
     def _rewrite(self, quantize: ir.Node) -> bool:
-        if quantize.op_type != "QuantizeLinear" or quantize.domain not in ONNX_DOMAINS:
+        if quantize.op_type != "QuantizeLinear" or quantize.domain not in QDQ_DOMAINS:
             return False
         dtype = _quantized_type(quantize)
         if dtype not in FP8_DATA_TYPES:
@@ -519,7 +520,7 @@ class NormalizeQdqPass(NodeRewritePass):
             node
             for node in consumers
             if node.op_type == "DequantizeLinear"
-            and node.domain in DEQUANTIZE_DOMAINS
+            and node.domain in QDQ_DOMAINS
             and node.inputs[0] is output
             and output not in node.inputs[1:]
         ]
