@@ -18,6 +18,7 @@ from fp8conv.errors import Fp8ConvError, UnsupportedModelError
 from fp8conv.passes.canonical import CANONICAL_DOMAIN, QuantPoint, collect_quant_points, is_fake_quantize
 from fp8conv.passes.detect_unsupported import find_block_format_nodes, find_integer_qdq
 from fp8conv.passes.normalize import normalize_fp8
+from fp8conv.runtime.reference import ReferenceRunner
 
 SUPPORTED = [name for name, case in GOLDEN.items() if not case.unsupported]
 STANDARD = [name for name in GOLDEN if not any(o.domain for o in GOLDEN[name].build().opset_import)]
@@ -948,3 +949,28 @@ def test_a_left_alone_fp8_pair_in_another_domain_is_not_reported_as_integer_qdq(
     assert "uses another scale than its QuantizeLinear" in caplog.text
     assert result.integer_qdq == ()
     assert find_integer_qdq(result.model) == []
+
+
+def test_a_cast_pair_rescaled_in_float16_ends_in_a_cast_to_float16_and_keeps_true_types():
+    # Div in float32, Cast(FP8), Cast(FLOAT16), Mul by the float16 scale: the result is float16.
+    model = _model(
+        [
+            helper.make_node("Div", ["x", "s"], ["scaled"], name="front"),
+            helper.make_node("Cast", ["scaled"], ["f8"], name="to_fp8", to=TensorProto.FLOAT8E4M3FN),
+            helper.make_node("Cast", ["f8"], ["back"], name="to_half", to=TensorProto.FLOAT16),
+            helper.make_node("Mul", ["back", "s16"], ["y"], name="rescale"),
+        ],
+        [numpy_helper.from_array(np.float32(0.375), "s"), numpy_helper.from_array(np.float16(0.375), "s16")],
+        [_vi("x")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [2, 8])],
+        opset=20,
+    )
+    result = _normalize(model)
+    assert _ops(result.model) == ["FakeQuantize", "Cast"]
+    assert [(v.name, v.dtype) for node in result.model.graph for v in node.outputs] == [
+        ("y_float", ir.DataType.FLOAT),
+        ("y", ir.DataType.FLOAT16),
+    ]
+    runner = ReferenceRunner(result.model)
+    for x in _random((4, 2, 8), 1e4):
+        assert _same(runner.run({"x": x})["y"], _run_subgraph(model, {"x": x}, "y"))

@@ -151,9 +151,9 @@ class NormalizeCastPairPass(NodeRewritePass):
     FP8 value is a float32 and a float16) and the Mul rounds ``fp8 · s`` once, which is
     FakeQuantize's definition. The scalar or broadcastable per-channel scale ``s`` must be the same
     float32 constant on both sides; after ``Cast(to=FLOAT16)`` the float16 Mul needs a scale of the
-    same value (an FP8 value times a float16 scale is exact in float32, so the product rounds once
-    either way). A per-channel scale such as ``[C,1,1,1]`` becomes a new 1-D initializer with
-    ``axis``.
+    same value and the chain becomes ``Cast(FakeQuantize(x, s), to=FLOAT16)`` (an FP8 value times a
+    float16 scale is exact in float32, so the product rounds once, to float16, either way). A
+    per-channel scale such as ``[C,1,1,1]`` becomes a new 1-D initializer with ``axis``.
 
     Clamps between the Div and the first Cast (a ``Clip``, or ``Max``/``Min`` by a constant scalar as
     PyTorch's dynamo exporter writes ``clamp`` without optimization: ``Min(Max(t, lo), hi)``; constant
@@ -198,7 +198,10 @@ class NormalizeCastPairPass(NodeRewritePass):
         scale_value, axis = per_axis_scale(to_fp8, scale_value, check_scale(to_fp8, scale_value), x)
         spec = QuantSpec(fmt, axis=axis, saturate=saturate)
         constants = [chain.front.constant, chain.back.constant, *(v for node in chain.clamps for v in node.inputs)]
-        replace_with_fake_quantize(chain.nodes, x, scale_value, spec, source="cast", name=to_fp8.name)
+        result_type = ir.DataType(chain.back_cast.attributes.get_int("to"))
+        replace_with_fake_quantize(
+            chain.nodes, x, scale_value, spec, source="cast", name=to_fp8.name, result_type=result_type
+        )
         remove_unused_constants(constants)
         logger.debug("node %r: FP8 Cast pair -> FakeQuantize (%s)", to_fp8.name, spec)
         return True

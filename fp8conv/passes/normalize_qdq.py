@@ -286,20 +286,24 @@ def add_initializer(node: ir.Node, like: ir.Value, array: np.ndarray, suffix: st
 # --- rewriting --------------------------------------------------------------------------------------
 
 
-def rewrite_chain(pattern: Sequence[ir.Node], build: Callable[[ir.Value], ir.Node]) -> ir.Node:
-    """Replace a chain of nodes by one new node that produces the chain's result value.
+def rewrite_chain(
+    pattern: Sequence[ir.Node], build: Callable[[ir.Value], ir.Node | Sequence[ir.Node]]
+) -> ir.Node | Sequence[ir.Node]:
+    """Replace a chain of nodes by new nodes whose last produces the chain's result value.
 
     The result is the single output of the chain's last node; every other output of the chain
-    must be read only inside the chain. The result value object is kept, so its name, type,
-    shape and any graph-output position stay as they were; the new node takes the last node's
-    place in the graph order (all of the chain's inputs are defined before it).
+    must be read only inside the chain. The result value object is kept, so its name, shape and
+    any graph-output position stay as they were (the caller declares its type when the new nodes
+    compute another one); the new nodes take the last node's place in the graph order (all of the
+    chain's inputs are defined before them).
 
     Args:
         pattern: The nodes to remove, the one that produces the result last.
-        build: Called with the result value; returns the new node with that value as its output.
+        build: Called with the result value; returns the new node (or nodes, in order) whose last
+            has that value as its output.
 
     Returns:
-        The inserted node.
+        What ``build`` returned, inserted.
     """
     last = pattern[-1]
     graph = last.graph
@@ -308,11 +312,11 @@ def rewrite_chain(pattern: Sequence[ir.Node], build: Callable[[ir.Value], ir.Nod
     placeholder = ir.Value()
     result.replace_all_uses_with(placeholder, replace_graph_outputs=True)
     last.resize_outputs(0)
-    node = build(result)
-    graph.insert_before(last, node)
+    built = build(result)
+    graph.insert_before(last, built)
     graph.remove(pattern, safe=True)
     placeholder.replace_all_uses_with(result, replace_graph_outputs=True)
-    return node
+    return built
 
 
 def replace_with_fake_quantize(
@@ -323,8 +327,14 @@ def replace_with_fake_quantize(
     *,
     source: str,
     name: str | None,
+    result_type: ir.DataType | None = None,
 ) -> ir.Node:
     """Replace a matched fake-quant chain by a canonical FakeQuantize (see :func:`rewrite_chain`).
+
+    FakeQuantize computes in ``x``'s type, so the chain's result is declared with ``x``'s type
+    (whatever the source declared, which may be stale). A chain that ends in another float type
+    (``result_type``: FP8 codes cast back to float16 and rescaled there) becomes FakeQuantize followed by
+    ``Cast(to=result_type)``; the caller guarantees that this rounds as the chain did.
 
     Args:
         pattern: The chain, its dequantizer last.
@@ -333,14 +343,46 @@ def replace_with_fake_quantize(
         spec: Format, granularity, saturation.
         source: The dialect, recorded in the ``source`` attribute.
         name: Name for the new node (the source quantizer's).
+        result_type: The element type the chain computes, when it is not ``x``'s.
 
     Returns:
         The FakeQuantize node.
     """
-    return rewrite_chain(
-        pattern,
-        lambda output: make_fake_quantize(x, scale, spec, source=source, name=name or None, output=output),
-    )
+    name = name or None
+    if result_type is None or result_type == x.dtype:
+
+        def build(output: ir.Value) -> ir.Node:
+            if x.type is not None:
+                output.type = x.type
+            return make_fake_quantize(x, scale, spec, source=source, name=name, output=output)
+
+        fake_quantize = rewrite_chain(pattern, build)
+        assert isinstance(fake_quantize, ir.Node)
+        return fake_quantize
+
+    graph = pattern[-1].graph
+    assert graph is not None
+    taken = {value.name for node in graph for value in node.outputs} | set(graph.initializers)
+    taken |= {value.name for value in graph.inputs}
+
+    def build_with_cast(output: ir.Value) -> list[ir.Node]:
+        quantized = make_fake_quantize(x, scale, spec, source=source, name=name)
+        base = unique = f"{output.name}_{x.dtype.name.lower() if x.dtype else 'source'}"
+        counter = 0
+        while unique in taken:
+            counter += 1
+            unique = f"{base}_{counter}"
+        quantized.outputs[0].name = unique
+        quantized.outputs[0].type = x.type
+        quantized.outputs[0].shape = x.shape
+        output.type = ir.TensorType(result_type)
+        cast = ir.node("Cast", [quantized.outputs[0]], attributes={"to": result_type}, outputs=[output])
+        cast.name = f"{name}_cast" if name else None
+        return [quantized, cast]
+
+    nodes = rewrite_chain(pattern, build_with_cast)
+    assert isinstance(nodes, list)
+    return nodes[0]
 
 
 def remove_unused_constants(values: Iterable[ir.Value | None]) -> None:
