@@ -9,16 +9,20 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 import pytest
 import torch
+from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from fp8conv import fp8, load
+from fp8conv.cli import cli
 from fp8conv.converter.pipeline import convert_file
 from fp8conv.passes.canonical import collect_quant_points, is_fake_quantize
 from fp8conv.passes.normalize import normalize_fp8
@@ -88,6 +92,13 @@ def test_pytorch_dynamo_export_without_optimization_is_the_cast_dialect(tmp_path
 
     path = tmp_path / "dynamo.onnx"
     onnx.save(source, path)
+    outcome = CliRunner().invoke(cli, ["inspect", str(path), "--json"])
+    assert outcome.exit_code == 0, outcome.output
+    listed = json.loads(outcome.output)["quant_points"]
+    assert [(p["tensor"], p["role"], p["dialect"]) for p in listed] == [
+        ("x", "activation", "cast"),
+        ("relu", "activation", "cast"),
+    ]
     data = tmp_path / "calib.npz"
     np.savez(data, x=np.random.default_rng(4).standard_normal((8, 3, 8, 8)).astype(np.float32))
     result = convert_file(path, tmp_path / "out.onnx", data=data)
