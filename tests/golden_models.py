@@ -298,6 +298,32 @@ def qdq_zp_shape1() -> onnx.ModelProto:
     return _conv_net(_Builder(19), act, weight, "qdq_zp_shape1")
 
 
+def qdq_trt_domain() -> onnx.ModelProto:
+    """ModelOpt's deploy export (``get_onnx_bytes_and_metadata``, opset 19, ``trt`` 1): ``qdq_zp_shape1``
+    with the activation ``QuantizeLinear``/``DequantizeLinear`` left in the ``trt`` domain after the
+    ``TRT_FP8*`` ops were renamed, and the stale ``uint8`` ``value_info`` of the TRT op on the Q outputs
+    (``input_quantized`` [1,3,8,8], ``relu1_quantized`` [1,4,8,8]); weights FLOAT8E4M3FN behind standard
+    ``DequantizeLinear``."""
+    fmt = "e4m3fn"
+    weights = _weights()
+    shapes = {"input": [1, 3, 8, 8], "relu1": [1, 4, 8, 8]}
+
+    def act(b: _Builder, tensor: str) -> str:
+        output = _qdq(b, tensor, _act_scale(tensor, fmt), fmt, zero_point_shape=(1,), dq_zero_point=False, saturate=1)
+        for node in b.nodes[-2:]:
+            node.domain = "trt"
+        b.value_info.append(helper.make_tensor_value_info(f"{tensor}_quantized", TensorProto.UINT8, shapes[tensor]))
+        return output
+
+    def weight(b: _Builder, tensor: str) -> str:
+        scale = _weight_scale(weights[tensor], fmt, False)
+        b.fp8_const(f"{tensor}_fp8", weights[tensor] / scale, fmt)
+        s = b.const(f"{tensor}_scale", scale)
+        return b.add("DequantizeLinear", [f"{tensor}_fp8", s], [f"{tensor}_dequantized"], f"{tensor}_DequantizeLinear")
+
+    return _conv_net(_Builder(19, {"trt": 1}), act, weight, "qdq_trt_domain")
+
+
 def qdq_output_dtype() -> onnx.ModelProto:
     """Opset 21 Q→DQ without zero points: ``QuantizeLinear(x, s; output_dtype=FLOAT8E4M3FN) →
     DequantizeLinear(q, s)`` for activations and float weights (per-tensor)."""
@@ -633,6 +659,7 @@ GOLDEN: dict[str, GoldenCase] = {
     "qdq_blocked": GoldenCase(qdq_blocked, ("qdq",), 1, 1),
     "qdq_f16_scale": GoldenCase(qdq_f16_scale, ("qdq",), 2, 2),
     "qdq_zp_shape1": GoldenCase(qdq_zp_shape1, ("dq-weight", "qdq"), 2, 2),
+    "qdq_trt_domain": GoldenCase(qdq_trt_domain, ("dq-weight", "qdq"), 2, 2),
     "qdq_output_dtype": GoldenCase(qdq_output_dtype, ("qdq",), 2, 2),
     "qdq_e4m3fnuz": GoldenCase(qdq_e4m3fnuz, ("qdq",), 2, 2),
     "qdq_e5m2": GoldenCase(qdq_e5m2, ("qdq",), 2, 2),

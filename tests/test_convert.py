@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -14,11 +15,14 @@ from fp8_models import concat_cnn, mlp, residual_cnn
 from golden_models import GOLDEN
 from helpers import sqnr_against_reference as _sqnr_against_reference
 from helpers import write_model_and_data as _write
+from onnx import TensorProto, helper
 
 from fp8conv import load
 from fp8conv.cli import cli
 from fp8conv.converter.pipeline import convert, convert_file
+from fp8conv.converter.reference_run import run_reference
 from fp8conv.errors import Fp8ConvError
+from fp8conv.report.verify import verify
 from fp8conv.runtime.reference import ReferenceRunner
 
 
@@ -398,3 +402,52 @@ def test_auto_int16_promotes_activations_below_the_sqnr_threshold(tmp_path):
     assert _sqnr_against_reference(source, every.output_path, data) > _sqnr_against_reference(
         source, none.output_path, data
     )
+
+
+@pytest.mark.parametrize("to", ["int8", "w8a16"])
+def test_an_fp8_quantizer_output_that_is_a_graph_output_keeps_its_declared_type_and_shape(tmp_path, to):
+    model = residual_cnn()
+    # The input's FP8 quantizer output is read by conv1 and is also a graph output.
+    model.graph.output.append(helper.make_tensor_value_info("input_fp8", TensorProto.FLOAT, [1, 3, 12, 12]))
+    source, data = _write(tmp_path, model)
+    result = convert_file(source, tmp_path / "out.onnx", to=to, data=data)
+    written = onnx.load(str(result.output_path))
+    onnx.checker.check_model(written, full_check=True)
+    assert [(o.name, o.type) for o in written.graph.output] == [(o.name, o.type) for o in model.graph.output]
+    onnx.shape_inference.infer_shapes(written, check_type=True, strict_mode=True)
+
+
+def _brevitas_style(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Every initializer also listed as a graph input."""
+    for tensor in model.graph.initializer:
+        model.graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+    return model
+
+
+def test_initializer_inputs_convert_to_plain_initializers_and_are_reported_once(tmp_path, caplog):
+    source, data = _write(tmp_path, _brevitas_style(residual_cnn()))
+    with caplog.at_level(logging.WARNING, logger="fp8conv"):
+        outcome = CliRunner().invoke(cli, [str(source), "--data", str(data), "-o", str(tmp_path / "out.onnx")])
+    assert outcome.exit_code == 0, outcome.output
+    assert "4/4 Conv/MatMul/Gemm on integer kernels" in outcome.output
+    said = [r.getMessage() for r in caplog.records if "also listed as graph inputs" in r.getMessage()]
+    assert len(said) == 1  # convert and verification both load the source
+    written = onnx.load(str(tmp_path / "out.onnx"))
+    assert [value.name for value in written.graph.input] == ["input"]
+    assert "conv1.weight" not in {tensor.name for tensor in written.graph.initializer}  # the int8 weight replaced it
+
+
+def test_data_for_an_initializer_input_is_refused_with_exit_2_and_nothing_written(tmp_path):
+    source, good = _write(tmp_path, _brevitas_style(residual_cnn()))
+    data = tmp_path / "override.npz"
+    x = np.random.default_rng(0).standard_normal((4, 3, 12, 12)).astype(np.float32)
+    np.savez(data, input=x, **{"conv1.bias": np.zeros((4, 8), np.float32)})
+    outcome = CliRunner().invoke(cli, [str(source), "--data", str(data)])
+    assert outcome.exit_code == 2
+    assert "array 'conv1.bias' would override the initializer 'conv1.bias'" in outcome.output
+    assert not (tmp_path / "model.int8.onnx").exists()
+    with pytest.raises(Fp8ConvError, match=r"would override the initializer 'conv1\.bias'"):
+        run_reference(source, data, tmp_path / "outputs.npz")
+    converted = convert_file(source, tmp_path / "out.onnx", data=good, audit=False).output_path
+    with pytest.raises(Fp8ConvError, match=r"would override the initializer 'conv1\.bias'"):
+        verify(source, converted, data)

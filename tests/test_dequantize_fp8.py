@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 from fp8_models import residual_cnn
+from onnx import TensorProto, helper
 
 from fp8conv import fp8, load
 from fp8conv.passes.dequantize_fp8 import DequantizeFp8Pass
@@ -41,3 +43,13 @@ def test_dequantized_model_runs_and_stays_close_to_the_fp8_model():
     sqnr = 10 * np.log10(np.sum(expected**2) / np.sum((expected - logits) ** 2))
     assert 20.0 < sqnr < 200.0  # only the FP8 activation rounding is gone
     assert [output.name for output in model.graph.outputs] == ["logits"]
+
+
+def test_a_quantized_graph_output_keeps_its_name_type_and_shape():
+    model = residual_cnn()
+    model.graph.output.append(helper.make_tensor_value_info("input_fp8", TensorProto.FLOAT, [1, 3, 12, 12]))
+    canonical = load(model).model
+    DequantizeFp8Pass()(canonical)
+    proto = ir.to_proto(canonical)
+    onnx.checker.check_model(proto, full_check=True)
+    assert [(o.name, o.type) for o in proto.graph.output] == [(o.name, o.type) for o in model.graph.output]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,11 +11,15 @@ import onnx
 import onnx_ir as ir
 import pytest
 from click.testing import CliRunner
+from fp8_models import residual_cnn
 from onnx import TensorProto, helper, numpy_helper
 
+import fp8conv
+from fp8conv import load
 from fp8conv.cli import cli
 from fp8conv.converter.loading import read_model
 from fp8conv.errors import ModelLoadError, UnsupportedModelError
+from fp8conv.runtime.ort_backend import create_session, ort_log_severity
 
 
 def _matmul_model(opset: int = 21, weight_shape: tuple[int, int] = (64, 32)) -> onnx.ModelProto:
@@ -180,3 +185,60 @@ def test_cycle_is_reported_with_its_nodes(tmp_path: Path):
     path = tmp_path / "cycle.onnx"
     onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), str(path))
     _expect_error(path, "cycle through nodes first, second")
+
+
+# --- initializers listed as graph inputs (Brevitas) and quiet onnxruntime sessions ----------------------
+
+
+def _with_initializer_inputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with every initializer also listed as a graph input, as Brevitas exports write them."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for tensor in copy.graph.initializer:
+        copy.graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+    return copy
+
+
+def test_initializers_listed_as_graph_inputs_are_constants_said_once(tmp_path: Path, caplog):
+    source = _with_initializer_inputs(residual_cnn())
+    path = tmp_path / "brevitas.onnx"
+    onnx.save(source, str(path))
+    initializers = [tensor.name for tensor in source.graph.initializer]
+    with caplog.at_level(logging.WARNING, logger="fp8conv"):
+        first, second = load(path), load(path)
+    assert first.constant_inputs == tuple(initializers)
+    assert [value.name for value in first.model.graph.inputs] == ["input"]
+    reference = load(residual_cnn())
+    assert [(p.tensor, p.role, p.stored) for p in first.quant_points] == [
+        (p.tensor, p.role, p.stored) for p in reference.quant_points
+    ]
+    assert second.constant_inputs == first.constant_inputs
+    said = [r.getMessage() for r in caplog.records if "also listed as graph inputs" in r.getMessage()]
+    assert said == [
+        f"{path}: {len(initializers)} initializers were also listed as graph inputs; treated as constants "
+        f"(first: {initializers[0]})"
+    ]
+    assert load(residual_cnn()).constant_inputs == ()
+
+
+def test_sessions_log_at_fp8convs_verbosity(caplog, capfd):
+    model = _with_initializer_inputs(_matmul_model()).SerializeToString()
+    capfd.readouterr()
+    caplog.set_level(logging.WARNING, logger="fp8conv")
+    assert ort_log_severity() == 3
+    create_session(model)
+    assert "appears in graph inputs" not in capfd.readouterr().err
+    caplog.set_level(logging.INFO, logger="fp8conv")
+    assert ort_log_severity() == 2
+    create_session(model)
+    assert "Initializer weight appears in graph inputs" in capfd.readouterr().err
+    caplog.set_level(logging.DEBUG, logger="fp8conv")
+    assert ort_log_severity() == 1
+
+
+def test_every_onnxruntime_session_of_the_package_is_opened_by_create_session():
+    package = Path(fp8conv.__file__).parent
+    opened = {
+        str(path.relative_to(package)): path.read_text().count("InferenceSession(") for path in package.rglob("*.py")
+    }
+    assert {name: count for name, count in opened.items() if count} == {"runtime/ort_backend.py": 1}

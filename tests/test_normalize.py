@@ -10,7 +10,7 @@ import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 import pytest
-from golden_models import GOLDEN, with_initializer
+from golden_models import GOLDEN, qdq_zp_shape1, with_initializer
 from onnx import TensorProto, helper, numpy_helper
 
 from fp8conv import fp8
@@ -18,6 +18,7 @@ from fp8conv.errors import Fp8ConvError, UnsupportedModelError
 from fp8conv.passes.canonical import CANONICAL_DOMAIN, QuantPoint, collect_quant_points, is_fake_quantize
 from fp8conv.passes.detect_unsupported import find_block_format_nodes, find_integer_qdq
 from fp8conv.passes.normalize import normalize_fp8
+from fp8conv.runtime.reference import ReferenceRunner
 
 SUPPORTED = [name for name, case in GOLDEN.items() if not case.unsupported]
 STANDARD = [name for name in GOLDEN if not any(o.domain for o in GOLDEN[name].build().opset_import)]
@@ -149,6 +150,7 @@ EXPECTED_POINTS = {
     "mixed_int8": [_p("relu1_QuantizeLinear", "activation"), _p("W2_DequantizeLinear", "weight", stored=True)],
 }
 EXPECTED_POINTS["trt_opset100"] = EXPECTED_POINTS["trt_opset1"]
+EXPECTED_POINTS["qdq_trt_domain"] = EXPECTED_POINTS["qdq_zp_shape1"]
 
 
 @pytest.mark.parametrize("name", SUPPORTED)
@@ -781,3 +783,194 @@ def test_fake_quantize_nodes_carry_their_source_dialect():
     model = _normalize(GOLDEN["cast_e5m2"].build()).model
     sources = {node.attributes.get_string("source") for node in model.graph if is_fake_quantize(node)}
     assert sources == {"cast"}
+
+
+# --- constant operands written as casts of constants; clamps as Max/Min --------------------------------
+
+
+def _clamp_model(clamps, saturate=None, bound_form="initializer"):
+    """``Div(x, s)`` → the given clamps (``(op, bound)``, applied in turn) → Cast(FP8) → Cast(float) → Mul(s).
+
+    ``bound_form``: ``initializer``; ``castlike`` (PyTorch dynamo without optimization:
+    ``CastLike(Cast(Constant int64, to=FLOAT), scaled)``).
+    """
+    nodes = [helper.make_node("Div", ["x", "s"], ["t0"], name="front")]
+    inits = [numpy_helper.from_array(np.float32(0.5), "s")]
+    for index, (op, bound) in enumerate(clamps):
+        name = f"b{index}"
+        if bound_form == "initializer":
+            inits.append(numpy_helper.from_array(np.float32(bound), name))
+        else:
+            nodes += [
+                helper.make_node("Constant", [], [f"{name}_i"], value=numpy_helper.from_array(np.int64(bound))),
+                helper.make_node("Cast", [f"{name}_i"], [f"{name}_f"], to=TensorProto.FLOAT),
+                helper.make_node("CastLike", [f"{name}_f", "t0"], [name]),
+            ]
+        operands = [f"t{index}", name] if index % 2 == 0 else [name, f"t{index}"]  # either side
+        nodes.append(helper.make_node(op, operands, [f"t{index + 1}"], name=f"clamp{index}"))
+    attrs = {} if saturate is None else {"saturate": saturate}
+    nodes += [
+        helper.make_node("Cast", [f"t{len(clamps)}"], ["f8"], name="to_fp8", to=TensorProto.FLOAT8E4M3FN, **attrs),
+        helper.make_node("Cast", ["f8"], ["back"], name="to_float", to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["back", "s"], ["y"], name="rescale"),
+    ]
+    value_info = [_vi(f"t{i}") for i in range(len(clamps) + 1)]
+    model = _model(nodes, inits, [_vi("x")], [_vi("y")], opset=20)
+    model.graph.value_info.extend(value_info)  # the CastLike's type source is declared, as exporters write it
+    return model
+
+
+@pytest.mark.parametrize("bound_form", ["initializer", "castlike"])
+@pytest.mark.parametrize(
+    ("clamps", "saturate", "rewritten"),
+    [
+        ([("Max", -448), ("Min", 448)], None, True),  # torch's clamp(-448, 448) without optimization
+        ([("Min", 448), ("Max", -448)], 0, True),  # exactly ±max: the saturating cast
+        ([("Max", -1e4), ("Min", 1e4)], 1, True),
+        ([("Max", -448)], 1, True),  # one side only: the saturating cast bounds the other
+        ([("Max", -448)], 0, False),  # values above 448 would become NaN
+        ([("Max", 0), ("Min", 448)], None, False),  # a Relu-like clamp changes negative values
+        ([("Max", -448), ("Min", 100)], None, False),
+    ],
+)
+def test_max_min_clamps_are_absorbed_only_when_they_cannot_change_the_result(
+    clamps, saturate, rewritten, bound_form, caplog
+):
+    model = _clamp_model(clamps, saturate, bound_form)
+    with caplog.at_level(logging.WARNING):
+        result = _normalize(model)
+    points = collect_quant_points(result.model)
+    assert "read outside" not in caplog.text
+    if not rewritten:
+        assert points == []
+        assert "may change the result" in caplog.text
+        return
+    assert _ops(result.model) == ["FakeQuantize"]
+    assert list(result.model.graph.initializers) == ["s"]  # the bounds went with the clamps
+    x = _random((4, 2, 8), 1e4)
+    assert _same(_fake_quantize(x, points[0]), _run_subgraph(model, {"x": x.reshape(-1, 8)}, "y").reshape(x.shape))
+
+
+def test_casts_of_constants_are_folded_into_initializers_that_keep_the_tensor_names():
+    # onnxruntime quantize_static: a float bias behind Cast(to=FLOAT); TorchScript: Identity on a weight.
+    w = helper.make_tensor("w", TensorProto.FLOAT8E4M3FN, [3, 8], bytes(range(0x30, 0x48)), raw=True)
+    model = _model(
+        [
+            helper.make_node("Identity", ["w"], ["w_shared"], name="identity"),
+            helper.make_node("DequantizeLinear", ["w_shared", "s"], ["w_dq"], name="w_dq"),
+            helper.make_node("Cast", ["b_f64"], ["b"], name="bias_cast", to=TensorProto.FLOAT),
+            helper.make_node("Gemm", ["x", "w_dq", "b"], ["y"], name="gemm", transB=1),
+            helper.make_node("Cast", ["w_float"], ["w_fp8"], name="to_fp8", to=TensorProto.FLOAT8E4M3FN),
+            helper.make_node("Cast", ["w_fp8"], ["z"], name="from_fp8", to=TensorProto.FLOAT),
+        ],
+        [
+            w,
+            numpy_helper.from_array(np.float32(0.5), "s"),
+            numpy_helper.from_array(np.array([0.1, 1 / 3, 1e-40], np.float64), "b_f64"),
+            numpy_helper.from_array(np.float32([1.5, 2.5]), "w_float"),
+        ],
+        [_vi("x")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3]), helper.make_tensor_value_info("z", 1, [2])],
+    )
+    result = _normalize(model)
+    graph = result.model.graph
+    assert [(p.tensor, p.dialect) for p in collect_quant_points(result.model)] == [("w_shared", "dq-weight")]
+    assert "w" not in graph.initializers  # read only by the Identity
+    gemm = next(node for node in graph if node.op_type == "Gemm")
+    bias = gemm.inputs[2]
+    assert (bias.name, bias.dtype, bias.is_initializer()) == ("b", ir.DataType.FLOAT, True)
+    np.testing.assert_array_equal(bias.const_value.numpy(), np.array([0.1, 1 / 3, 1e-40]).astype(np.float32))
+    # A cast to FP8 is not folded (it is a quantizer, or data the readers must see).
+    assert [node.op_type for node in graph] == ["DequantizeLinear", "Gemm", "Cast", "Cast"]
+    onnx.checker.check_model(ir.to_proto(result.model), full_check=True)
+
+
+def test_castlike_with_an_undeclared_type_source_is_not_folded():
+    model = _model(
+        [
+            helper.make_node("Relu", ["x"], ["r"], name="relu"),
+            helper.make_node("CastLike", ["c", "r"], ["c_like"], name="castlike"),
+            helper.make_node("Add", ["r", "c_like"], ["y"], name="add"),
+        ],
+        [numpy_helper.from_array(np.float32(1.0), "c")],
+        [_vi("x")],
+        [_vi("y")],
+    )
+    result = _normalize(model)
+    assert not result.modified
+    assert _ops(result.model) == ["Relu", "CastLike", "Add"]
+
+
+# --- standard Q/DQ in the trt and com.microsoft domains ------------------------------------------------
+
+
+def test_modelopt_deploy_qdq_in_the_trt_domain_is_canonical_and_its_stale_uint8_types_are_not_trusted():
+    source = GOLDEN["qdq_trt_domain"].build()
+    stale = {v.name: v.type.tensor_type.elem_type for v in source.graph.value_info if v.name.endswith("_quantized")}
+    assert stale == {"input_quantized": TensorProto.UINT8, "relu1_quantized": TensorProto.UINT8}
+    result = _normalize(source)
+    points = collect_quant_points(result.model)
+    assert [(p.tensor, p.role, p.dialect) for p in points] == [
+        ("input", "activation", "qdq"),
+        ("W1_fp8", "weight", "dq-weight"),
+        ("relu1", "activation", "qdq"),
+        ("W2_fp8", "weight", "dq-weight"),
+    ]
+    assert result.integer_qdq == ()
+    proto = ir.to_proto(result.model)
+    assert {node.domain for node in proto.graph.node} == {"", CANONICAL_DOMAIN}
+    assert "trt" not in {o.domain for o in proto.opset_import}
+    assert not set(stale) & {v.name for v in proto.graph.value_info}
+    x = _random((1, 3, 8, 8), 8.0)
+    point = points[0]
+    assert _same(_fake_quantize(x, point), _run_subgraph(qdq_zp_shape1(), {"input": x}, "input_dequantized"))
+
+
+@pytest.mark.parametrize("domain", ["trt", "com.microsoft"])
+def test_a_left_alone_fp8_pair_in_another_domain_is_not_reported_as_integer_qdq(domain, caplog):
+    model = _model(
+        [
+            helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"], name="q", domain=domain),
+            helper.make_node("DequantizeLinear", ["q", "s2"], ["y"], name="dq", domain=domain),
+        ],
+        [
+            numpy_helper.from_array(np.float32(0.5), "s"),
+            numpy_helper.from_array(np.float32(0.25), "s2"),
+            _fp8_zero("zp"),
+        ],
+        [_vi("x")],
+        [_vi("y")],
+        extra_opsets=[(domain, 1)],
+    )
+    model.graph.value_info.append(helper.make_tensor_value_info("q", TensorProto.UINT8, [2, 8]))
+    with caplog.at_level(logging.WARNING):
+        result = _normalize(model)
+    assert not result.modified
+    assert "uses another scale than its QuantizeLinear" in caplog.text
+    assert result.integer_qdq == ()
+    assert find_integer_qdq(result.model) == []
+
+
+def test_a_cast_pair_rescaled_in_float16_ends_in_a_cast_to_float16_and_keeps_true_types():
+    # Div in float32, Cast(FP8), Cast(FLOAT16), Mul by the float16 scale: the result is float16.
+    model = _model(
+        [
+            helper.make_node("Div", ["x", "s"], ["scaled"], name="front"),
+            helper.make_node("Cast", ["scaled"], ["f8"], name="to_fp8", to=TensorProto.FLOAT8E4M3FN),
+            helper.make_node("Cast", ["f8"], ["back"], name="to_half", to=TensorProto.FLOAT16),
+            helper.make_node("Mul", ["back", "s16"], ["y"], name="rescale"),
+        ],
+        [numpy_helper.from_array(np.float32(0.375), "s"), numpy_helper.from_array(np.float16(0.375), "s16")],
+        [_vi("x")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [2, 8])],
+        opset=20,
+    )
+    result = _normalize(model)
+    assert _ops(result.model) == ["FakeQuantize", "Cast"]
+    assert [(v.name, v.dtype) for node in result.model.graph for v in node.outputs] == [
+        ("y_float", ir.DataType.FLOAT),
+        ("y", ir.DataType.FLOAT16),
+    ]
+    runner = ReferenceRunner(result.model)
+    for x in _random((4, 2, 8), 1e4):
+        assert _same(runner.run({"x": x})["y"], _run_subgraph(model, {"x": x}, "y"))

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from fp8conv.errors import Fp8ConvError
 
-__all__ = ["LABELS_KEY", "SampleSet", "load_samples", "save_arrays"]
+__all__ = ["LABELS_KEY", "SampleSet", "load_samples", "refuse_constant_input_data", "save_arrays"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,18 +60,23 @@ class SampleSet:
         return np.concatenate([np.asarray(chunk()[LABELS_KEY]) for chunk in self._chunks])
 
 
-def load_samples(path: str | Path, input_names: Sequence[str]) -> SampleSet:
+def load_samples(path: str | Path, input_names: Sequence[str], *, constants: Collection[str] = ()) -> SampleSet:
     """Open a data file or directory for the given graph inputs.
 
     Args:
         path: ``.npz`` file, or directory of ``.npz`` chunks or ``<input>.npy`` files.
         input_names: The graph inputs that need data.
+        constants: Initializers the model also listed as graph inputs, which fp8conv treats as the
+            constants they hold (:func:`fp8conv.converter.loading.load`). Data for one of them is
+            refused rather than silently ignored: the conversion uses the initializer's values and the
+            converted model has no such input, so no result could honour it.
 
     Returns:
         The sample set.
 
     Raises:
-        Fp8ConvError: Missing file, missing input, inconsistent sample counts, pickled data.
+        Fp8ConvError: Missing file, missing input, data for one of ``constants``, inconsistent sample
+            counts, pickled data.
     """
     path = Path(path)
     if not path.exists():
@@ -80,14 +85,30 @@ def load_samples(path: str | Path, input_names: Sequence[str]) -> SampleSet:
     if path.is_dir():
         npz_files = sorted(path.glob("*.npz"))
         if npz_files:
-            return _from_npz_files(str(path), npz_files, names)
+            return _from_npz_files(str(path), npz_files, names, constants)
+        refuse_constant_input_data(str(path), [file.stem for file in path.glob("*.npy")], constants)
         return _from_npy_directory(path, names)
     if path.suffix == ".npy":
         if len(names) != 1:
             raise Fp8ConvError(f"{path}: a single .npy file can only feed a model with one input, not {names}")
         array = _open_npy(path)
         return SampleSet(str(path), names, len(array), False, (lambda: {names[0]: _open_npy(path)},))
-    return _from_npz_files(str(path), [path], names)
+    return _from_npz_files(str(path), [path], names, constants)
+
+
+def refuse_constant_input_data(label: str, arrays: Iterable[str], constants: Collection[str]) -> None:
+    """Refuse data arrays named like one of ``constants`` (see :func:`load_samples`).
+
+    Raises:
+        Fp8ConvError: Naming the first such array.
+    """
+    fed = sorted(set(arrays) & set(constants))
+    if fed:
+        raise Fp8ConvError(
+            f"{label}: array {fed[0]!r} would override the initializer {fed[0]!r}, which the model also lists as a "
+            "graph input; fp8conv converts such inputs as the constants they hold, so data for them is refused: "
+            "remove the array"
+        )
 
 
 def _open_npz(path: Path) -> Mapping[str, np.ndarray]:
@@ -130,11 +151,14 @@ def _check_chunk(label: str, arrays: Mapping[str, np.ndarray], names: tuple[str,
     return next(iter(counts.values()))
 
 
-def _from_npz_files(label: str, files: Sequence[Path], names: tuple[str, ...]) -> SampleSet:
+def _from_npz_files(
+    label: str, files: Sequence[Path], names: tuple[str, ...], constants: Collection[str] = ()
+) -> SampleSet:
     total = 0
     has_labels: set[bool] = set()
     for file in files:
         arrays = _open_npz(file)
+        refuse_constant_input_data(str(file), arrays, constants)
         total += _check_chunk(str(file), arrays, names)
         has_labels.add(LABELS_KEY in arrays)
     if len(has_labels) > 1:

@@ -72,6 +72,8 @@ class LoadedModel:
         dialects: Names of the FP8 dialects found (``qdq``, ``dq-weight``, ``trt``, ``qonnx``, ``cast``).
         quant_points: Every FP8 quantization point, in graph order.
         integer_qdq: Names of integer QuantizeLinear/DequantizeLinear nodes kept as they are.
+        constant_inputs: Initializers the file also listed as graph inputs (Brevitas, old exporters),
+            in input order; the canonical model holds them as plain initializers (see :func:`load`).
     """
 
     model: ir.Model
@@ -79,10 +81,17 @@ class LoadedModel:
     dialects: tuple[str, ...]
     quant_points: list[QuantPoint]
     integer_qdq: tuple[str, ...]
+    constant_inputs: tuple[str, ...] = ()
 
 
 def load(model: ModelInput) -> LoadedModel:
     """Load, validate and normalize a model to canonical form.
+
+    Initializers that the model also lists as graph inputs (which ONNX lets a caller override) are
+    treated as the constants they hold: the canonical model, and so the converted one, has them as
+    plain initializers, which lets the readers see weights and scales and onnxruntime fold them. This
+    is logged once per process and file as one warning naming how many. Data cannot override them
+    then: sample files that feed one are refused (see :func:`fp8conv.converter.data.load_samples`).
 
     Args:
         model: A path, ``onnx.ModelProto``, ``onnx_ir.Model`` or ``onnx_graphsurgeon.Graph``.
@@ -96,6 +105,7 @@ def load(model: ModelInput) -> LoadedModel:
         Fp8ConvError: A quantizer is malformed (zero point not 0, bad scale, scale shape).
     """
     ir_model, source = read_model(model)
+    constant_inputs = _initializer_inputs_as_constants(ir_model, _label(source))
     from fp8conv.passes.normalize import normalize_fp8
 
     normalized = normalize_fp8(ir_model)
@@ -108,7 +118,35 @@ def load(model: ModelInput) -> LoadedModel:
         dialects=normalized.dialects,
         quant_points=points,
         integer_qdq=normalized.integer_qdq,
+        constant_inputs=constant_inputs,
     )
+
+
+_reported_constant_inputs: set[tuple[str, tuple[str, ...]]] = set()
+"""(file, names) pairs already reported by :func:`_initializer_inputs_as_constants` in this process."""
+
+
+def _initializer_inputs_as_constants(model: ir.Model, label: str) -> tuple[str, ...]:
+    """Remove the initializers from the main graph's inputs; their names, in input order.
+
+    Logged as one warning the first time a file is loaded with such inputs (convert and verify both load
+    the source).
+    """
+    graph = model.graph
+    constants = [value for value in graph.inputs if value.name in graph.initializers]
+    if not constants:
+        return ()
+    names = tuple(value.name or "" for value in constants)
+    graph.inputs[:] = [value for value in graph.inputs if value.name not in graph.initializers]
+    if (label, names) not in _reported_constant_inputs:
+        _reported_constant_inputs.add((label, names))
+        logger.warning(
+            "%s: %d initializers were also listed as graph inputs; treated as constants (first: %s)",
+            label,
+            len(names),
+            names[0],
+        )
+    return names
 
 
 def read_model(model: ModelInput) -> tuple[ir.Model, SourceInfo]:

@@ -201,7 +201,9 @@ def convert(
     stopwatch.lap("plan")
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fp8conv-background") as background:
         # Neither reading the samples nor the weights depends on the reference: both run beside it.
-        samples_ready = background.submit(_open_samples, data, canonical) if data is not None else None
+        samples_ready = (
+            background.submit(_open_samples, data, canonical, loaded.constant_inputs) if data is not None else None
+        )
         weights_done = background.submit(_quantize_layer_weights, plan, config)
         statistics: dict[str, calibration.Statistics] = {}
         if samples_ready is None:
@@ -440,11 +442,13 @@ def _layer_record(
 # -- activations ----------------------------------------------------------------------------------
 
 
-def _open_samples(data: str | os.PathLike | SampleSet | None, model: ir.Model) -> SampleSet | None:
+def _open_samples(
+    data: str | os.PathLike | SampleSet | None, model: ir.Model, constants: tuple[str, ...]
+) -> SampleSet | None:
     if data is None or isinstance(data, SampleSet):
         return data
     names = [value.name or "" for value in model.graph.inputs if value.name not in model.graph.initializers]
-    return load_samples(data, names)
+    return load_samples(data, names, constants=constants)
 
 
 def int8_sqnr_db(stats: calibration.Statistics, qtype: str) -> float:

@@ -52,7 +52,7 @@ def run_reference(
     """
     loaded = load(model)
     runner = ReferenceRunner(loaded.model)
-    samples = load_samples(data, runner.input_names)
+    samples = load_samples(data, runner.input_names, constants=loaded.constant_inputs)
     size = batch_size or runner.static_batch_size or DEFAULT_BATCH_SIZE
     collected: dict[str, list[np.ndarray]] = {name: [] for name in runner.output_names}
     with tqdm(total=samples.num_samples, unit="sample", desc="fp8 reference", disable=None) as progress:

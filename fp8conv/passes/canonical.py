@@ -50,6 +50,7 @@ __all__ = [
     "QuantSpec",
     "collect_quant_points",
     "constant_array",
+    "constant_tensor",
     "format_attributes",
     "format_from_attributes",
     "is_fake_quantize",
@@ -264,18 +265,23 @@ def constant_array(value: ir.Value | None) -> np.ndarray | None:
 
     FP8 tensors come back as ``ml_dtypes``-free ``uint8`` codes (see :func:`_tensor_numpy`).
     """
+    tensor = constant_tensor(value)
+    return None if tensor is None else _tensor_numpy(tensor)
+
+
+def constant_tensor(value: ir.Value | None) -> ir.TensorProtocol | None:
+    """The value's constant tensor (initializer or ``Constant`` output with a ``value``), else None."""
     if value is None:
         return None
-    tensor = value.const_value
-    if tensor is None:
-        producer = value.producer()
-        if producer is None or producer.op_type != "Constant" or producer.domain not in ("", "ai.onnx"):
-            return None
-        attribute = producer.attributes.get("value")
-        if attribute is None:
-            return None
-        tensor = attribute.as_tensor()
-    return _tensor_numpy(tensor)
+    if value.const_value is not None:
+        return value.const_value
+    producer = value.producer()
+    if producer is None or producer.op_type != "Constant" or producer.domain not in ("", "ai.onnx"):
+        return None
+    attribute = producer.attributes.get("value")
+    if attribute is None or attribute.type != ir.AttributeType.TENSOR:
+        return None
+    return attribute.as_tensor()
 
 
 def _tensor_numpy(tensor: ir.TensorProtocol) -> np.ndarray:

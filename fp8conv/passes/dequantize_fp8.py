@@ -28,6 +28,7 @@ from fp8conv.passes.canonical import (
     is_fp8_weight_dequantize,
     read_fake_quantize,
 )
+from fp8conv.passes.values import take_over
 from fp8conv.runtime.emulator import decode, fake_quantize
 
 __all__ = ["DequantizeFp8Pass", "exact_weights", "remove_fake_quantize"]
@@ -46,14 +47,9 @@ class DequantizeFp8Pass(ir.passes.InPlacePass):
             weights = exact_weights(node)
             if weights is not None:
                 output = node.outputs[0]
-                value = ir.Value(
-                    name=output.name,
-                    const_value=ir.tensor(weights),
-                    shape=output.shape,
-                    type=ir.TensorType(ir.DataType.FLOAT),
-                )
-                output.name = None
-                output.replace_all_uses_with(value, replace_graph_outputs=True)
+                tensor = ir.tensor(weights)
+                value = ir.Value(const_value=tensor, shape=tensor.shape, type=ir.TensorType(tensor.dtype))
+                take_over(output, value)
                 graph.remove(node, safe=True)
                 graph.register_initializer(value)
                 modified = True
@@ -69,7 +65,7 @@ def remove_fake_quantize(node: ir.Node) -> None:
     """Remove an activation FakeQuantize: ``y := x``.
 
     Readers of ``y`` read ``x``; when ``y`` is a graph output an ``Identity`` takes the FakeQuantize's place
-    so the output keeps its name.
+    so the output keeps its name, type and shape.
     """
     graph = node.graph
     source, output = node.inputs[0], node.outputs[0]
@@ -78,10 +74,8 @@ def remove_fake_quantize(node: ir.Node) -> None:
     if output.is_graph_output():
         identity = ir.node("Identity", [source], name=node.name)
         graph.insert_before(node, identity)
-        name = output.name
-        output.replace_all_uses_with(identity.outputs[0], replace_graph_outputs=True)
+        take_over(output, identity.outputs[0])
         graph.remove(node, safe=True)
-        identity.outputs[0].name = name
     else:
         output.replace_all_uses_with(source)
         graph.remove(node, safe=True)

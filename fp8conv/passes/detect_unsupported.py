@@ -9,7 +9,7 @@ import onnx_ir as ir
 
 from fp8conv.errors import UnsupportedModelError
 from fp8conv.passes.canonical import FP8_DATA_TYPES
-from fp8conv.passes.normalize_qdq import DEQUANTIZE_DOMAINS, ONNX_DOMAINS, constant_dtype
+from fp8conv.passes.normalize_qdq import QDQ_DOMAINS, constant_dtype
 
 __all__ = [
     "INTEGER_QUANTIZED_TYPES",
@@ -85,7 +85,11 @@ def _quantized_type(node: ir.Node) -> ir.DataType | None:
     if node.op_type.startswith("TRT_INT4"):
         return ir.DataType.INT4
     if node.op_type.endswith("DequantizeLinear"):
-        return constant_dtype(_input(node, 0))
+        data = _input(node, 0)
+        producer = data.producer() if data is not None else None
+        if producer is not None and producer.op_type == "QuantizeLinear" and _is_qdq(producer):
+            return _quantized_type(producer)  # not the declared type of its output, which may be stale
+        return constant_dtype(data)
     zero_point = _input(node, 2)
     if zero_point is not None:
         return constant_dtype(zero_point)
@@ -94,10 +98,8 @@ def _quantized_type(node: ir.Node) -> ir.DataType | None:
 
 
 def _is_qdq(node: ir.Node) -> bool:
-    if node.op_type == "QuantizeLinear":
-        return node.domain in (*ONNX_DOMAINS, "com.microsoft")
-    if node.op_type == "DequantizeLinear":
-        return node.domain in DEQUANTIZE_DOMAINS
+    if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        return node.domain in QDQ_DOMAINS
     return node.domain == "trt" and node.op_type in ("TRT_INT4QuantizeLinear", "TRT_INT4DequantizeLinear")
 
 

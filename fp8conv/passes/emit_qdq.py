@@ -38,6 +38,7 @@ from fp8conv.converter.plan import Layer, QuantizationPlan, is_integer_op, value
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.canonical import CANONICAL_DOMAIN, is_fake_quantize, is_fp8_weight_dequantize
 from fp8conv.passes.dequantize_fp8 import exact_weights, remove_fake_quantize
+from fp8conv.passes.values import take_over
 
 __all__ = ["ActivationQuantization", "EmitQdqPass", "WeightQuantization"]
 
@@ -400,12 +401,13 @@ class _NameAllocator:
 
 
 def _swap_producer(graph: ir.Graph, old: ir.Node, new: ir.Node) -> None:
-    """Let ``new`` (already in the graph) take over ``old``'s output, name and node name; remove ``old``."""
-    output = old.outputs[0]
-    value_name, node_name = output.name, old.name
-    output.replace_all_uses_with(new.outputs[0], replace_graph_outputs=True)
+    """Let ``new`` (already in the graph) take over ``old``'s output (name, declared type and shape) and node name.
+
+    ``old`` is removed.
+    """
+    node_name = old.name
+    take_over(old.outputs[0], new.outputs[0])
     graph.remove(old, safe=True)
-    new.outputs[0].name = value_name
     new.name = node_name
 
 

@@ -20,6 +20,7 @@ import onnx_ir as ir
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.canonical import collect_quant_points
 from fp8conv.passes.detect_unsupported import check_supported, find_integer_qdq
+from fp8conv.passes.fold_constant_casts import FoldConstantCastsPass
 from fp8conv.passes.normalize_cast import NormalizeCastPairPass
 from fp8conv.passes.normalize_dq_weights import NormalizeFp8WeightDequantizePass
 from fp8conv.passes.normalize_floatquant import NormalizeFloatQuantPass
@@ -52,10 +53,12 @@ class NormalizationResult:
 def normalization_passes() -> ir.passes.Sequential:
     """The normalization passes in their fixed order.
 
-    TRT first (it turns stored TRT weights into standard DequantizeLinear nodes, which the weight
-    pass then checks), then standard Q/DQ, stored FP8 weights, QONNX FloatQuant and Cast pairs.
+    Casts of constants are folded first (every reader then sees a constant operand as one), then
+    TRT (it turns stored TRT weights into standard DequantizeLinear nodes, which the weight pass then
+    checks), standard Q/DQ, stored FP8 weights, QONNX FloatQuant and Cast pairs.
     """
     return ir.passes.Sequential(
+        FoldConstantCastsPass(),
         NormalizeTrtFp8Pass(),
         NormalizeQdqPass(),
         NormalizeFp8WeightDequantizePass(),

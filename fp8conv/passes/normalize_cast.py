@@ -1,4 +1,4 @@
-"""Normalize ``Div → [Clip] → Cast(FP8) → Cast(float) → Mul`` chains (PyTorch's export of FP8 casts)."""
+"""Normalize ``Div → [clamp] → Cast(FP8) → Cast(float) → Mul`` chains (PyTorch's export of FP8 casts)."""
 
 from __future__ import annotations
 
@@ -48,18 +48,17 @@ class _Scaling:
 
 @dataclasses.dataclass(frozen=True)
 class _Chain:
-    """A matched chain: ``front → [clip] → to_fp8 → back_cast → back``."""
+    """A matched chain: ``front → clamps… → to_fp8 → back_cast → back`` (no, one or several clamps)."""
 
     front: _Scaling
-    clip: ir.Node | None
+    clamps: tuple[ir.Node, ...]
     to_fp8: ir.Node
     back_cast: ir.Node
     back: _Scaling
 
     @property
     def nodes(self) -> list[ir.Node]:
-        nodes = [self.front.node, self.clip, self.to_fp8, self.back_cast, self.back.node]
-        return [node for node in nodes if node is not None]
+        return [self.front.node, *self.clamps, self.to_fp8, self.back_cast, self.back.node]
 
 
 def _scaling(node: ir.Node | None, data: ir.Value | None = None) -> _Scaling | None:
@@ -108,11 +107,37 @@ def _clip_bounds(clip: ir.Node) -> tuple[float, float] | None:
         if value is None:
             bounds.append(default)
             continue
-        array = constant_array(value)
-        if array is None or array.size != 1:
+        bound = _scalar(value)
+        if bound is None:
             return None
-        bounds.append(float(array.reshape(())))
+        bounds.append(bound)
     return bounds[0], bounds[1]
+
+
+def _scalar(value: ir.Value | None) -> float | None:
+    array = constant_array(value)
+    return None if array is None or array.size != 1 else float(array.reshape(()))
+
+
+def _clamp(node: ir.Node | None) -> tuple[ir.Value, tuple[float, float] | None] | None:
+    """Read ``node`` as a clamp of one tensor: ``Clip(t, lo, hi)``, ``Max(t, lo)`` or ``Min(t, hi)``.
+
+    Returns the clamped tensor and the bounds (None when a Clip bound is not a constant scalar), or
+    None when ``node`` is no such clamp. ``Max``/``Min`` take the constant scalar on either side
+    (PyTorch's dynamo exporter without optimization writes ``clamp`` as ``Min(Max(t, lo), hi)``).
+    """
+    if node is None or node.domain != "" or not node.inputs or node.inputs[0] is None:
+        return None
+    if node.op_type == "Clip":
+        return node.inputs[0], _clip_bounds(node)
+    if node.op_type not in ("Max", "Min") or len(node.inputs) != 2 or None in node.inputs:
+        return None
+    first, second = node.inputs
+    for data, bound_value in ((first, second), (second, first)):
+        bound = _scalar(bound_value)
+        if bound is not None and _scalar(data) is None and data is not None:
+            return data, (bound, np.inf) if node.op_type == "Max" else (-np.inf, bound)
+    return None
 
 
 class NormalizeCastPairPass(NodeRewritePass):
@@ -126,19 +151,23 @@ class NormalizeCastPairPass(NodeRewritePass):
     FP8 value is a float32 and a float16) and the Mul rounds ``fp8 · s`` once, which is
     FakeQuantize's definition. The scalar or broadcastable per-channel scale ``s`` must be the same
     float32 constant on both sides; after ``Cast(to=FLOAT16)`` the float16 Mul needs a scale of the
-    same value (an FP8 value times a float16 scale is exact in float32, so the product rounds once
-    either way). A per-channel scale such as ``[C,1,1,1]`` becomes a new 1-D initializer with
-    ``axis``.
+    same value and the chain becomes ``Cast(FakeQuantize(x, s), to=FLOAT16)`` (an FP8 value times a
+    float16 scale is exact in float32, so the product rounds once, to float16, either way). A
+    per-channel scale such as ``[C,1,1,1]`` becomes a new 1-D initializer with ``axis``.
 
-    An optional ``Clip`` between the Div and the first Cast is absorbed when it cannot change the
-    result: with ``saturate=1`` when its bounds are ±max of the format or wider (the cast saturates
-    to ±max anyway); with ``saturate=0`` when its bounds are exactly ±max (the chain then is the
-    saturating FakeQuantize). ``Mul(x, 1/s)`` in place of the Div and ``Div(·, 1/s)`` in place of the
+    Clamps between the Div and the first Cast (a ``Clip``, or ``Max``/``Min`` by a constant scalar as
+    PyTorch's dynamo exporter writes ``clamp`` without optimization: ``Min(Max(t, lo), hi)``; constant
+    bounds spelled ``CastLike(Constant, t)`` were folded by
+    :class:`~fp8conv.passes.fold_constant_casts.FoldConstantCastsPass`) are absorbed when they cannot
+    change the result. With ``[lo, hi]`` the intersection of their intervals: with ``saturate=1``
+    when ``lo <= -max`` and ``hi >= max`` (the cast saturates to ±max anyway); with ``saturate=0``
+    when they are exactly ±max (the chain then is the saturating FakeQuantize). NaN passes every
+    clamp (ONNX Clip/Max/Min propagate NaN). ``Mul(x, 1/s)`` in place of the Div and ``Div(·, 1/s)`` in place of the
     Mul are accepted when every scale involved is a power of two and the two are exact reciprocals
     (multiplying by ``1/s`` and dividing by ``s`` then round identically).
 
     The FakeQuantize keeps the final node's output (name, type, graph-output position) and takes
-    the name of the FP8 Cast. Left alone (logged): a Clip that could change the result; a scaling
+    the name of the FP8 Cast. Left alone (logged): a clamp that could change the result; a scaling
     computed in float16 or bfloat16 before the cast (two roundings, not one); scales that differ or
     are not exact reciprocal powers of two; intermediates read outside the chain; bare Cast pairs
     without the scaling Div and Mul.
@@ -168,8 +197,11 @@ class NormalizeCastPairPass(NodeRewritePass):
         x = chain.front.data
         scale_value, axis = per_axis_scale(to_fp8, scale_value, check_scale(to_fp8, scale_value), x)
         spec = QuantSpec(fmt, axis=axis, saturate=saturate)
-        constants = [chain.front.constant, chain.back.constant, *(chain.clip.inputs[1:] if chain.clip else ())]
-        replace_with_fake_quantize(chain.nodes, x, scale_value, spec, source="cast", name=to_fp8.name)
+        constants = [chain.front.constant, chain.back.constant, *(v for node in chain.clamps for v in node.inputs)]
+        result_type = ir.DataType(chain.back_cast.attributes.get_int("to"))
+        replace_with_fake_quantize(
+            chain.nodes, x, scale_value, spec, source="cast", name=to_fp8.name, result_type=result_type
+        )
         remove_unused_constants(constants)
         logger.debug("node %r: FP8 Cast pair -> FakeQuantize (%s)", to_fp8.name, spec)
         return True
@@ -186,39 +218,54 @@ class NormalizeCastPairPass(NodeRewritePass):
         ):
             return None
         back = _scaling(_only_consumer(back_cast.outputs[0]), back_cast.outputs[0])
-        producer = to_fp8.inputs[0].producer()
-        clip = producer if producer is not None and producer.op_type == "Clip" and producer.domain == "" else None
-        front_output = clip.inputs[0] if clip is not None else to_fp8.inputs[0]
-        front = _scaling(front_output.producer() if front_output is not None else None)
+        clamps: list[ir.Node] = []
+        data, producer = to_fp8.inputs[0], to_fp8.inputs[0].producer()
+        while (clamp := _clamp(producer)) is not None:
+            assert producer is not None
+            clamps.insert(0, producer)
+            data = clamp[0]
+            producer = data.producer()
+        front = _scaling(producer)
         if back is None or front is None:
             logger.debug("node %r: FP8 Cast pair without a scaling Div/Mul on both sides; left as is", to_fp8.name)
             return None
-        for value in (front.node.outputs[0], clip.outputs[0] if clip is not None else None):
-            if value is not None and _only_consumer(value) is None:
+        for node in (front.node, *clamps):
+            value = node.outputs[0]
+            if _only_consumer(value) is None:
                 logger.warning(
                     "node %r: the intermediate %r of the FP8 Cast chain is read outside it; left as is",
                     to_fp8.name,
                     value.name,
                 )
                 return None
-        return _Chain(front, clip, to_fp8, back_cast, back)
+        return _Chain(front, tuple(clamps), to_fp8, back_cast, back)
 
     @staticmethod
     def _absorbed_saturate(chain: _Chain, fmt: FloatFormat) -> bool | None:
-        """The chain's saturate mode once its Clip (if any) is absorbed; None (logged) when it cannot be."""
+        """The chain's saturate mode once its clamps (if any) are absorbed; None (logged) when they cannot be.
+
+        Clamps applied in turn whose intervals overlap clamp to their intersection; the absorption
+        conditions below need both bounds beyond ±max, so the intervals overlap whenever they hold.
+        """
         saturate = bool(chain.to_fp8.attributes.get_int("saturate", 1))
-        if chain.clip is None:
+        if not chain.clamps:
             return saturate
-        bounds = _clip_bounds(chain.clip)
+        readings = [_clamp(node) for node in chain.clamps]
+        bounds = None
+        if all(reading is not None and reading[1] is not None for reading in readings):
+            low = max(reading[1][0] for reading in readings)  # type: ignore[index]
+            high = min(reading[1][1] for reading in readings)  # type: ignore[index]
+            bounds = (low, high)
         limit = fmt.max_value
         if bounds is not None:
             low, high = bounds
             if (saturate and low <= -limit and high >= limit) or (low == -limit and high == limit):
                 return True
         logger.warning(
-            "node %r: Clip %r with bounds %s may change the result of the cast to %s (max %g, saturate=%d); left as is",
+            "node %r: clamp %s with bounds %s may change the result of the cast to %s (max %g, saturate=%d); "
+            "left as is",
             chain.to_fp8.name,
-            chain.clip.name,
+            ", ".join(repr(node.name) for node in chain.clamps),
             bounds,
             fmt.name,
             limit,

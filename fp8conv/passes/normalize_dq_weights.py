@@ -8,7 +8,7 @@ import onnx_ir as ir
 
 from fp8conv.passes.canonical import FP8_DATA_TYPES, constant_array
 from fp8conv.passes.normalize_qdq import (
-    DEQUANTIZE_DOMAINS,
+    QDQ_DOMAINS,
     check_scale,
     check_zero_point,
     constant_dtype,
@@ -55,7 +55,7 @@ class NormalizeFp8WeightDequantizePass(ir.passes.InPlacePass):
 
     @staticmethod
     def _normalize(node: ir.Node) -> bool:
-        if node.op_type != "DequantizeLinear" or node.domain not in DEQUANTIZE_DOMAINS or not node.inputs:
+        if node.op_type != "DequantizeLinear" or node.domain not in QDQ_DOMAINS or not node.inputs:
             return False
         data = node.inputs[0]
         dtype = constant_dtype(data)

@@ -21,12 +21,13 @@ from fp8conv.passes.canonical import (
     FP8_DATA_TYPES,
     QuantSpec,
     constant_array,
+    constant_tensor,
     make_fake_quantize,
 )
 from fp8conv.runtime.formats import FORMATS, FloatFormat
 
 __all__ = [
-    "DEQUANTIZE_DOMAINS",
+    "QDQ_DOMAINS",
     "ONNX_DOMAINS",
     "NormalizeQdqPass",
     "add_canonical_opset",
@@ -47,9 +48,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ONNX_DOMAINS = ("", "ai.onnx")
-DEQUANTIZE_DOMAINS = ("", "ai.onnx", "com.microsoft", "trt")
-"""Domains whose ``DequantizeLinear`` follows the ONNX definition (ModelOpt keeps ``trt``, ORT uses
-``com.microsoft`` below opset 21)."""
+QDQ_DOMAINS = ("", "ai.onnx", "com.microsoft", "trt")
+"""Domains whose ``QuantizeLinear``/``DequantizeLinear`` follow the ONNX definition (ModelOpt's deploy
+export keeps ``trt`` after renaming ``TRT_FP8*`` to the standard names, ORT uses ``com.microsoft`` below
+opset 21)."""
 
 Shape = tuple[int | None, ...]
 
@@ -58,19 +60,15 @@ Shape = tuple[int | None, ...]
 
 
 def constant_dtype(value: ir.Value | None) -> ir.DataType | None:
-    """The element type of a value: its declared type, else the type of its constant contents."""
+    """The element type of a value: that of its constant contents, else its declared type.
+
+    A constant's own type wins over a declaration, which may be stale (``value_info`` written by an
+    exporter before it retyped the tensor).
+    """
     if value is None:
         return None
-    if value.dtype is not None:
-        return value.dtype
-    if value.const_value is not None:
-        return value.const_value.dtype
-    producer = value.producer()
-    if producer is not None and producer.op_type == "Constant" and producer.domain in ONNX_DOMAINS:
-        attribute = producer.attributes.get("value")
-        if attribute is not None and attribute.type == ir.AttributeType.TENSOR:
-            return attribute.as_tensor().dtype
-    return None
+    tensor = constant_tensor(value)
+    return tensor.dtype if tensor is not None else value.dtype
 
 
 def static_shape(value: ir.Value | None) -> Shape | None:
@@ -288,20 +286,24 @@ def add_initializer(node: ir.Node, like: ir.Value, array: np.ndarray, suffix: st
 # --- rewriting --------------------------------------------------------------------------------------
 
 
-def rewrite_chain(pattern: Sequence[ir.Node], build: Callable[[ir.Value], ir.Node]) -> ir.Node:
-    """Replace a chain of nodes by one new node that produces the chain's result value.
+def rewrite_chain(
+    pattern: Sequence[ir.Node], build: Callable[[ir.Value], ir.Node | Sequence[ir.Node]]
+) -> ir.Node | Sequence[ir.Node]:
+    """Replace a chain of nodes by new nodes whose last produces the chain's result value.
 
     The result is the single output of the chain's last node; every other output of the chain
-    must be read only inside the chain. The result value object is kept, so its name, type,
-    shape and any graph-output position stay as they were; the new node takes the last node's
-    place in the graph order (all of the chain's inputs are defined before it).
+    must be read only inside the chain. The result value object is kept, so its name, shape and
+    any graph-output position stay as they were (the caller declares its type when the new nodes
+    compute another one); the new nodes take the last node's place in the graph order (all of the
+    chain's inputs are defined before them).
 
     Args:
         pattern: The nodes to remove, the one that produces the result last.
-        build: Called with the result value; returns the new node with that value as its output.
+        build: Called with the result value; returns the new node (or nodes, in order) whose last
+            has that value as its output.
 
     Returns:
-        The inserted node.
+        What ``build`` returned, inserted.
     """
     last = pattern[-1]
     graph = last.graph
@@ -310,11 +312,11 @@ def rewrite_chain(pattern: Sequence[ir.Node], build: Callable[[ir.Value], ir.Nod
     placeholder = ir.Value()
     result.replace_all_uses_with(placeholder, replace_graph_outputs=True)
     last.resize_outputs(0)
-    node = build(result)
-    graph.insert_before(last, node)
+    built = build(result)
+    graph.insert_before(last, built)
     graph.remove(pattern, safe=True)
     placeholder.replace_all_uses_with(result, replace_graph_outputs=True)
-    return node
+    return built
 
 
 def replace_with_fake_quantize(
@@ -325,8 +327,14 @@ def replace_with_fake_quantize(
     *,
     source: str,
     name: str | None,
+    result_type: ir.DataType | None = None,
 ) -> ir.Node:
     """Replace a matched fake-quant chain by a canonical FakeQuantize (see :func:`rewrite_chain`).
+
+    FakeQuantize computes in ``x``'s type, so the chain's result is declared with ``x``'s type
+    (whatever the source declared, which may be stale). A chain that ends in another float type
+    (``result_type``: FP8 codes cast back to float16 and rescaled there) becomes FakeQuantize followed by
+    ``Cast(to=result_type)``; the caller guarantees that this rounds as the chain did.
 
     Args:
         pattern: The chain, its dequantizer last.
@@ -335,14 +343,46 @@ def replace_with_fake_quantize(
         spec: Format, granularity, saturation.
         source: The dialect, recorded in the ``source`` attribute.
         name: Name for the new node (the source quantizer's).
+        result_type: The element type the chain computes, when it is not ``x``'s.
 
     Returns:
         The FakeQuantize node.
     """
-    return rewrite_chain(
-        pattern,
-        lambda output: make_fake_quantize(x, scale, spec, source=source, name=name or None, output=output),
-    )
+    name = name or None
+    if result_type is None or result_type == x.dtype:
+
+        def build(output: ir.Value) -> ir.Node:
+            if x.type is not None:
+                output.type = x.type
+            return make_fake_quantize(x, scale, spec, source=source, name=name, output=output)
+
+        fake_quantize = rewrite_chain(pattern, build)
+        assert isinstance(fake_quantize, ir.Node)
+        return fake_quantize
+
+    graph = pattern[-1].graph
+    assert graph is not None
+    taken = {value.name for node in graph for value in node.outputs} | set(graph.initializers)
+    taken |= {value.name for value in graph.inputs}
+
+    def build_with_cast(output: ir.Value) -> list[ir.Node]:
+        quantized = make_fake_quantize(x, scale, spec, source=source, name=name)
+        base = unique = f"{output.name}_{x.dtype.name.lower() if x.dtype else 'source'}"
+        counter = 0
+        while unique in taken:
+            counter += 1
+            unique = f"{base}_{counter}"
+        quantized.outputs[0].name = unique
+        quantized.outputs[0].type = x.type
+        quantized.outputs[0].shape = x.shape
+        output.type = ir.TensorType(result_type)
+        cast = ir.node("Cast", [quantized.outputs[0]], attributes={"to": result_type}, outputs=[output])
+        cast.name = f"{name}_cast" if name else None
+        return [quantized, cast]
+
+    nodes = rewrite_chain(pattern, build_with_cast)
+    assert isinstance(nodes, list)
+    return nodes[0]
 
 
 def remove_unused_constants(values: Iterable[ir.Value | None]) -> None:
@@ -451,7 +491,10 @@ class NormalizeQdqPass(NodeRewritePass):
     ``axis``/``block_size`` exactly as ONNX does (a one-element scale is per-tensor, a zero point of
     shape ``[1]`` beside a scalar scale is accepted). Scales may be float32, float16 or bfloat16.
 
-    Q must be in the ONNX domain; the DQ may also be in ``com.microsoft`` or ``trt``. A Q read by
+    Q and DQ may be in the ONNX domain, ``com.microsoft`` or ``trt`` (ModelOpt's deploy export): the
+    same definition in each, and the canonical form replaces them. The quantized type is read from the
+    zero point (or ``output_dtype``), never from the Q output's declared type, which exporters leave
+    stale (ModelOpt declares ``uint8`` for FP8 codes); that value disappears with the pair. A Q read by
     several DQs gives one FakeQuantize per DQ, each producing that DQ's output; the FakeQuantize is
     named after Q when Q has one DQ and after its DQ otherwise. A scale read by other nodes stays
     shared (the pass never modifies a scale).
@@ -471,7 +514,7 @@ class NormalizeQdqPass(NodeRewritePass):
         drop_unused_opsets(model, _is_trt_or_qonnx)
 
     def _rewrite(self, quantize: ir.Node) -> bool:
-        if quantize.op_type != "QuantizeLinear" or quantize.domain not in ONNX_DOMAINS:
+        if quantize.op_type != "QuantizeLinear" or quantize.domain not in QDQ_DOMAINS:
             return False
         dtype = _quantized_type(quantize)
         if dtype not in FP8_DATA_TYPES:
@@ -519,7 +562,7 @@ class NormalizeQdqPass(NodeRewritePass):
             node
             for node in consumers
             if node.op_type == "DequantizeLinear"
-            and node.domain in DEQUANTIZE_DOMAINS
+            and node.domain in QDQ_DOMAINS
             and node.inputs[0] is output
             and output not in node.inputs[1:]
         ]

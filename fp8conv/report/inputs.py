@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from fp8conv.converter.data import LABELS_KEY, SampleSet, load_samples
+from fp8conv.converter.data import LABELS_KEY, SampleSet, load_samples, refuse_constant_input_data
 from fp8conv.errors import Fp8ConvError
 from fp8conv.runtime.ort_backend import TensorInfo
 
@@ -32,19 +32,21 @@ DataInput = str | os.PathLike | SampleSet | Mapping[str, np.ndarray]
 """What :func:`open_data` accepts: a path, a :class:`SampleSet`, or ``{input name: array}`` (+ ``labels``)."""
 
 
-def open_data(data: DataInput, inputs: Sequence[TensorInfo]) -> SampleSet:
+def open_data(data: DataInput, inputs: Sequence[TensorInfo], *, constants: Sequence[str] = ()) -> SampleSet:
     """Open verification data for the model's inputs.
 
     Args:
         data: ``.npz`` file or directory (see :func:`fp8conv.converter.data.load_samples`), a sample set,
             or arrays keyed by input name with the samples on the first axis (optionally ``labels``).
         inputs: The model's inputs.
+        constants: Initializers the reference also listed as graph inputs; data for them is refused.
 
     Returns:
         The samples.
 
     Raises:
-        Fp8ConvError: Missing inputs, inconsistent sample counts, unreadable files.
+        Fp8ConvError: Missing inputs, data for one of ``constants``, inconsistent sample counts,
+            unreadable files.
     """
     names = tuple(info.name for info in inputs)
     if isinstance(data, SampleSet):
@@ -53,8 +55,9 @@ def open_data(data: DataInput, inputs: Sequence[TensorInfo]) -> SampleSet:
             raise Fp8ConvError(f"{data.source}: no data for model input(s) {', '.join(missing)}")
         return data
     if isinstance(data, Mapping):
+        refuse_constant_input_data("data", data, constants)
         return _from_arrays(data, names)
-    return load_samples(data, names)
+    return load_samples(data, names, constants=constants)
 
 
 def _from_arrays(arrays: Mapping[str, np.ndarray], names: tuple[str, ...]) -> SampleSet:

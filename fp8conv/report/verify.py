@@ -131,7 +131,7 @@ def verify(
             "can differ in either direction"
         )
     else:
-        samples = open_data(data, inputs)  # type: ignore[arg-type]
+        samples = open_data(data, inputs, constants=loaded.constant_inputs)  # type: ignore[arg-type]
     size = _batch_size(batch_size, runner.static_batch_size, inputs)
     if per_layer and not sites:
         warnings.append("no intermediate tensor has the same name in both models: no per-layer comparison")

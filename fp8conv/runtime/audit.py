@@ -374,28 +374,30 @@ def _optimized_graph(source: str | bytes, level: str, config: Mapping[str, str],
     """Creates a CPU session that saves its optimized graph, and parses that graph without weights."""
     import onnxruntime as ort
 
+    from fp8conv.runtime.ort_backend import create_session
+
     out_dir = tmp_dir / "optimized"
     out_dir.mkdir()
     out_path = out_dir / "optimized.onnx"
     attempts = (True, False)  # external initializers first; inline if onnxruntime cannot write them
-    first_error: Exception | None = None
+    first_error: BaseException | None = None
+    entries: dict[str, str] = {}
+    for key, value in config.items():
+        if key in _FORCED_CONFIG and value != _FORCED_CONFIG[key]:
+            logger.warning("kernel audit: ignoring session config %s=%s (the audit sets it)", key, value)
+            continue
+        entries[key] = str(value)
     for external in attempts:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[level])
-        options.optimized_model_filepath = str(out_path)
-        options.log_severity_level = 3  # the NCHWc "hardware specific" warning on every save at ALL
-        for key, value in config.items():
-            if key in _FORCED_CONFIG and value != _FORCED_CONFIG[key]:
-                logger.warning("kernel audit: ignoring session config %s=%s (the audit sets it)", key, value)
-                continue
-            options.add_session_config_entry(key, str(value))
-        for key, value in _FORCED_CONFIG.items():
-            if external or key == "session.save_model_format":
-                options.add_session_config_entry(key, value)
+        forced = {k: v for k, v in _FORCED_CONFIG.items() if external or k == "session.save_model_format"}
         try:
-            ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
-            first_error = first_error or exc
+            create_session(
+                source,
+                optimization_level=getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[level]),
+                config={**entries, **forced},
+                optimized_model_path=out_path,
+            )
+        except Fp8ConvError as exc:
+            first_error = first_error or exc.__cause__ or exc
             logger.debug("kernel audit: session creation failed (external=%s): %s", external, exc)
             for leftover in out_dir.iterdir():
                 leftover.unlink()

@@ -1,8 +1,9 @@
 """onnxruntime sessions from onnx_ir models: options, CPU provider, input/output metadata.
 
-Thin helpers shared by the reference runner and verification: a session is built from the model's
-serialized bytes (models up to protobuf's 2 GB limit), always on the CPU execution provider, with an
-explicit graph optimization level, optional ``disabled_optimizers`` (names of graph transformers and
+Thin helpers shared by the reference runner, verification and the kernel audit: every session fp8conv
+opens is built here, from an onnx_ir model's serialized bytes (models up to protobuf's 2 GB limit) or a
+file, always on the CPU execution provider, logging at fp8conv's own verbosity, with an explicit graph
+optimization level, optional ``disabled_optimizers`` (names of graph transformers and
 rewrite rules, passed to ``InferenceSession``) and session config entries
 (``SessionOptions.add_session_config_entry``).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -19,7 +21,7 @@ import onnxruntime as ort
 
 from fp8conv.errors import Fp8ConvError
 
-__all__ = ["CPU_PROVIDER", "TensorInfo", "create_session", "session_inputs", "session_outputs"]
+__all__ = ["CPU_PROVIDER", "TensorInfo", "create_session", "ort_log_severity", "session_inputs", "session_outputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,23 +65,42 @@ class TensorInfo:
         return len(self.shape)
 
 
+def ort_log_severity() -> int:
+    """Onnxruntime's log severity for fp8conv's own verbosity (the ``fp8conv`` logger's level).
+
+    The default (warnings and above) shows onnxruntime's errors only (severity 3), ``-v`` (info) its
+    warnings too (2), ``-vv`` (debug) its info messages (1). onnxruntime otherwise prints multi-line
+    warnings on every session it opens (one per initializer that is also a graph input, for instance),
+    which fp8conv reports itself once where they matter.
+    """
+    level = logging.getLogger("fp8conv").getEffectiveLevel()
+    if level <= logging.DEBUG:
+        return 1
+    return 2 if level <= logging.INFO else 3
+
+
 def create_session(
-    model: ir.Model,
+    model: ir.Model | bytes | str | os.PathLike,
     *,
     optimization_level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     disabled_optimizers: Iterable[str] = (),
     config: Mapping[str, str] | None = None,
     intra_op_threads: int = 0,
+    optimized_model_path: str | os.PathLike | None = None,
 ) -> ort.InferenceSession:
-    """Create a CPU ``InferenceSession`` for an onnx_ir model.
+    """Create a CPU ``InferenceSession``: the one place fp8conv opens onnxruntime sessions.
+
+    The session logs at :func:`ort_log_severity`.
 
     Args:
-        model: The model; serialized with ``ir.to_proto`` (the caller's object is not changed).
+        model: An onnx_ir model (serialized with ``ir.to_proto``; the caller's object is not changed),
+            serialized model bytes or the path of an ``.onnx`` file (external data beside it).
         optimization_level: onnxruntime graph optimization level.
         disabled_optimizers: Graph transformer or rewrite-rule names onnxruntime must not run
             (e.g. ``ReluQuantFusion``).
         config: Session config entries (e.g. ``{"session.disable_quant_qdq": "1"}``).
         intra_op_threads: Threads one run may use (0: onnxruntime's default, one per physical core).
+        optimized_model_path: Where onnxruntime writes the optimized graph, if anywhere.
 
     Returns:
         The session.
@@ -91,11 +112,17 @@ def create_session(
     options = ort.SessionOptions()
     options.graph_optimization_level = optimization_level
     options.intra_op_num_threads = intra_op_threads
+    options.log_severity_level = ort_log_severity()
+    if optimized_model_path is not None:
+        options.optimized_model_filepath = os.fspath(optimized_model_path)
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
-    data = ir.to_proto(model).SerializeToString()
+    if isinstance(model, ir.Model):
+        source: bytes | str = ir.to_proto(model).SerializeToString()
+    else:
+        source = model if isinstance(model, bytes) else os.fspath(model)
     try:
-        session = ort.InferenceSession(data, options, providers=[CPU_PROVIDER], disabled_optimizers=disabled)
+        session = ort.InferenceSession(source, options, providers=[CPU_PROVIDER], disabled_optimizers=disabled)
     except Exception as error:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise Fp8ConvError(f"onnxruntime cannot load the model: {first_line}") from error
