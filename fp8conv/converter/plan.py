@@ -450,7 +450,7 @@ def _plan_layer(
     inputs = tuple((_look_through_fake_quantize(v).name or "") for v in data_inputs if v is not None)
     axis, block_axis = _weight_axes(node)
     bias = node.inputs[2].name if len(node.inputs) > 2 and node.inputs[2] is not None else None
-    if node.op_type == "Gemm" and bias is not None and constant_array(node.inputs[2]) is None:
+    if node.op_type == "Gemm" and bias is not None and _exact_weight(node.inputs[2])[0] is None:
         bias = None
     bias_add = _bias_add(node) if node.op_type == "MatMul" and has_weight else None
     needs_zero_bias = node.op_type == "MatMul" and has_weight and bias_add is None and _feeds_add(node)
@@ -511,8 +511,8 @@ def _bias_add(node: ir.Node) -> ir.Node | None:
     if add.op_type != "Add" or add.domain not in ("", "ai.onnx") or len(add.inputs) != 2:
         return None
     other = add.inputs[1] if add.inputs[0] is output else add.inputs[0]
-    bias = constant_array(other)
-    if bias is None or bias.ndim != 1 or not np.issubdtype(bias.dtype, np.floating):
+    bias = _exact_weight(other)[0]  # a float constant, or the exact values of FP8-stored biases (Quark)
+    if bias is None or bias.ndim != 1:
         return None
     return add
 

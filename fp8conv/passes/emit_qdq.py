@@ -132,6 +132,7 @@ class EmitQdqPass(ir.passes.InPlacePass):
                 self._emit_weight(graph, node, layer, self.weights[node])
             else:
                 self._materialize_float_weight(graph, node, layer)
+        self._fold_constant_quantizers(graph)
         self._emit_activations(graph)
         self._emit_biases(graph)
         self._remove_remaining_fp8(graph)
@@ -160,6 +161,9 @@ class EmitQdqPass(ir.passes.InPlacePass):
             zero = np.zeros(np.shape(weight.scale) if not weight.block_size else weight.scale.shape, np.int8)
             inputs.append(self._initializer(graph, f"{base}_zero_point", ir.tensor(zero)))
         dequantize = ir.node("DequantizeLinear", inputs, attributes=attributes)
+        # Declared as what it computes: the stored layout (a folded transB changes it) in float32.
+        dequantize.outputs[0].shape = ir.Shape(np.shape(weight.q))
+        dequantize.outputs[0].type = ir.TensorType(ir.DataType.FLOAT)
         graph.insert_before(node, dequantize)
         if layer.folds_trans_b:
             node.attributes["transB"] = ir.AttrInt64("transB", 0)
@@ -186,6 +190,26 @@ class EmitQdqPass(ir.passes.InPlacePass):
         assert weight is not None
         exact = self._initializer(graph, f"{base}_fp8_exact", ir.tensor(weight))
         source.replace_all_uses_with(exact)
+
+    def _fold_constant_quantizers(self, graph: ir.Graph) -> None:
+        """Every FP8 quantizer of a constant that is no layer's weight becomes its exact float initializer.
+
+        Biases and other constants stored as FP8 (AMD Quark quantizes biases to FP8 too) compute
+        ``decode(codes)·s`` exactly in float32, so the initializer holds the very values the FP8 model
+        used; biases of integer layers are then requantized to int32 like any float bias.
+        """
+        for node in list(graph):
+            if not (is_fake_quantize(node) or is_fp8_weight_dequantize(node)):
+                continue
+            output = node.outputs[0]
+            if output.name in self.plan.points or output.is_graph_output():
+                continue
+            values = exact_weights(node)
+            if values is None:
+                continue
+            base = node.inputs[0].name if node.inputs[0] is not None else output.name
+            exact = self._initializer(graph, f"{base}_fp8_exact", ir.tensor(values))
+            output.replace_all_uses_with(exact)
 
     # -- activations ---------------------------------------------------------------------------
 
