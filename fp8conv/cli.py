@@ -1,6 +1,7 @@
 """The ``fp8conv`` command line: thin click wrappers over the Python API.
 
-Exit codes: 0 success (all gates pass), 1 a gate failed, 2 bad input or usage.
+Exit codes: 0 success (all gates pass), 1 a gate failed, 2 bad input or usage, 3 an internal error (a
+violated postcondition or any other unexpected exception: one line, the traceback only with ``-v``).
 """
 
 from __future__ import annotations
@@ -8,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import sys
+import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from fp8conv import __version__
-from fp8conv.errors import Fp8ConvError
+from fp8conv.errors import Fp8ConvError, InternalError
 from fp8conv.runtime.formats import FORMATS
 
 if TYPE_CHECKING:
@@ -27,18 +30,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL_ERROR = 3
+
+_VERBOSE = re.compile(r"-v+|--verbose")
 
 
 class _Fp8ConvGroup(click.Group):
-    """A group whose errors from fp8conv become one line on stderr and exit code 2.
+    """A group whose errors become one line on stderr: bad input exit code 2, fp8conv's own bugs exit code 3.
+
+    An :class:`InternalError` or any exception that is neither fp8conv's nor click's is a bug: one line
+    ``fp8conv: internal error: …`` (with the traceback after it only at ``-v``), never a bare traceback.
 
     ``fp8conv MODEL.onnx --to int8`` is short for ``fp8conv convert MODEL.onnx --to int8``: a first
-    argument that is not a command name runs ``convert``.
+    argument (after ``-v``) that is not a command name runs ``convert``.
     """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and not args[0].startswith("-") and args[0] not in self.commands:
-            args = ["convert", *args]
+        first = next((i for i, arg in enumerate(args) if not _VERBOSE.fullmatch(arg)), len(args))
+        if first < len(args) and not args[first].startswith("-") and args[first] not in self.commands:
+            args = [*args[:first], "convert", *args[first:]]
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> object:
@@ -47,6 +57,17 @@ class _Fp8ConvGroup(click.Group):
         except Fp8ConvError as error:
             click.echo(f"fp8conv: error: {error}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:  # a bug: one line, exit 3 (the traceback at -v)
+            what = str(error) if isinstance(error, InternalError) else f"{type(error).__name__}: {error}"
+            first_line = what.strip().splitlines()[0] if what.strip() else type(error).__name__
+            verbose = bool(ctx.params.get("verbose"))
+            hint = "" if verbose else " (a bug in fp8conv: please report it; -v shows the traceback)"
+            click.echo(f"fp8conv: internal error: {first_line}{hint}", err=True)
+            if verbose:
+                click.echo(traceback.format_exc().rstrip(), err=True)
+            ctx.exit(EXIT_INTERNAL_ERROR)
 
 
 @click.group(cls=_Fp8ConvGroup, context_settings={"help_option_names": ["-h", "--help"]})

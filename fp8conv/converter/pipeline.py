@@ -279,7 +279,7 @@ def convert_file(
         Fp8ConvError: Bad input, options, or an output path equal to the input.
     """
     src = Path(src)
-    target = Target(to) if not isinstance(to, Target) else to
+    target = ConversionConfig(target=to).target
     destination = Path(dst) if dst is not None else default_output_path(src, target)
     if destination.resolve() == src.resolve():
         raise Fp8ConvError(f"{destination}: the output would overwrite the input model")
@@ -521,6 +521,11 @@ def _activation_quantization(
         else:
             low, high = ranges[group]
             kind = type(stats).__name__
+            if low == high == 0.0:
+                warnings.append(
+                    f"activation {tensors[0]}: the calibration data gave it only zeros, so its range is (0, 0) "
+                    "(scale 1): calibrate on data that represents the task"
+                )
         low, high = _inside_clip_bounds(points, low, high)
         scale, zero_point = calibration.quantization_params(low, high, qtype)
         quantizations[group] = ActivationQuantization(float(scale), int(zero_point), qtype)
