@@ -111,8 +111,8 @@ def _verification_options(command: Callable[..., object]) -> Callable[..., objec
     """Options shared by ``convert`` and ``verify``: report directory, gates, optimization level, random inputs.
 
     They reach the command as keyword arguments ``report_dir``, ``min_sqnr``, ``min_cosine``,
-    ``max_top1_drop``, ``max_accuracy_drop``, ``max_abs_err`` (tuples of specs), ``optimization_level`` and
-    ``random_inputs``.
+    ``max_top1_drop``, ``max_accuracy_drop``, ``max_abs_err`` (tuples of specs), ``min_integer_kernels`` (a
+    spec or None), ``optimization_level`` and ``random_inputs``.
     """
     options = [
         click.option(
@@ -155,6 +155,15 @@ def _verification_options(command: Callable[..., object]) -> Callable[..., objec
             help=f"Maximum absolute error ({_default('max_abs_err')}). {_GATE_HELP}",
         ),
         click.option(
+            "--min-integer-kernels",
+            "min_integer_kernels",
+            default=None,
+            metavar="N|plan|off",
+            help="Minimum number of layers the deployed session runs on integer kernels. Default 'plan': every "
+            "layer the conversion plans on an integer kernel for its target (checked when converting); 'off' "
+            "disables it.",
+        ),
+        click.option(
             "--optimization-level",
             type=click.Choice(["all", "extended", "basic", "disable"]),
             default="all",
@@ -186,11 +195,13 @@ class _VerifyOptions:
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> _VerifyOptions:
-        from fp8conv.report.gates import GATE_NAMES
+        from fp8conv.report.gates import GATE_NAMES, KERNEL_GATE
 
+        kernel_spec = kwargs[KERNEL_GATE]
         return cls(
             report_dir=kwargs["report_dir"],
-            gate_specs={name: tuple(kwargs[name]) for name in GATE_NAMES},
+            gate_specs={name: tuple(kwargs[name]) for name in GATE_NAMES}
+            | {KERNEL_GATE: (kernel_spec,) if kernel_spec is not None else ()},
             optimization_level=kwargs["optimization_level"],
             random_inputs=kwargs["random_inputs"],
         )
@@ -328,7 +339,11 @@ def _finish(result: VerificationResult, report_dir: Path | None, as_json: bool, 
     default=None,
     help="Held-out data to verify on (default: the calibration data --data).",
 )
-@click.option("--no-verify", is_flag=True, help="Convert only: skip verification and its gates.")
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    help="Convert only: skip verification and its accuracy gates (the integer-kernel gate still applies).",
+)
 @_verification_options
 @click.option(
     "--json",
@@ -368,8 +383,10 @@ def convert_command(
 
     Verification (skip with --no-verify) compares the written model with MODEL under exact FP8 numerics
     on --verify-data, else --random-inputs N, else the calibration data --data; with none of them it is
-    skipped with a note. Exit codes: 0 all gates pass (or nothing verified), 1 a gate failed, 2 bad
-    input. The model and the --report files are written in every case but 2.
+    skipped with a note. The integer-kernel gate (--min-integer-kernels) needs no data: it fails when a
+    layer planned on an integer kernel runs in float. Exit codes: 0 all gates pass, 1 a gate failed, 2
+    bad input (nothing is written), 3 an internal error. The model and the --report files are written
+    in every case but 2 and 3.
     """
     from fp8conv.converter.config import load_config_file
     from fp8conv.converter.pipeline import convert_file
@@ -410,13 +427,27 @@ def convert_command(
         **options,
     )
     verified = _verify_conversion(model, result, data_path, verify_data, no_verify, gates, checks)
-    if verified is None:
-        if as_json:
-            click.echo(json.dumps(result.to_json(), indent=2))
-        else:
-            click.echo(_conversion_summary(result))
+    if not verified.verified and checks.report_dir is None:
+        _finish_unverified(result, verified, as_json, note=not no_verify)
         return
     _finish(verified, checks.report_dir, as_json, prefix="" if as_json else _conversion_summary(result) + "\n")
+
+
+def _finish_unverified(result: ConversionResult, skipped: VerificationResult, as_json: bool, note: bool) -> None:
+    """Print the conversion summary (or record) and any failed gate, and exit with the result's code."""
+    from fp8conv.report.terminal import failed_gate_lines
+
+    document = skipped.to_json()
+    if note:
+        click.echo(f"note: verification skipped: {skipped.warnings[0]}", err=True)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        for line in failed_gate_lines(document):
+            click.echo(line.strip(), err=True)
+    else:
+        click.echo("\n".join([_conversion_summary(result), *failed_gate_lines(document)]))
+    if skipped.exit_code:
+        click.get_current_context().exit(skipped.exit_code)
 
 
 def _verify_conversion(
@@ -427,8 +458,8 @@ def _verify_conversion(
     no_verify: bool,
     gates: Gates,
     checks: _VerifyOptions,
-) -> VerificationResult | None:
-    """Verify a conversion; a not-verified result when skipped but reports are wanted; else None."""
+) -> VerificationResult:
+    """Verify a conversion; a not-verified result (with the integer-kernel gate) when skipped."""
     from fp8conv.report.verify import not_verified, verify
 
     output_path = result.output_path
@@ -442,10 +473,6 @@ def _verify_conversion(
             "random inputs"
         )
     if reason is not None:
-        if checks.report_dir is None:
-            if not no_verify:
-                click.echo(f"note: verification skipped: {reason}", err=True)
-            return None
         return not_verified(model, output_path, reason, conversion=result, gates=gates)
     return verify(
         model,
