@@ -206,13 +206,16 @@ class _VerifyOptions:
             random_inputs=kwargs["random_inputs"],
         )
 
-    def gates(self, config_gates: Mapping[str, Any] | None) -> Gates:
+    def gates(self, config_gates: Mapping[str, Any] | None, config_path: Path | None = None) -> Gates:
         """Defaults, then the config file's ``gates`` table, then the gate flags."""
         from fp8conv.report.gates import Gates
 
         gates = Gates.default()
         if config_gates is not None:
-            gates = gates.with_mapping(config_gates, source="config")
+            try:
+                gates = gates.with_mapping(config_gates, source="config")
+            except Fp8ConvError as error:
+                raise Fp8ConvError(f"{config_path}: {error}") from error
         for name, specs in self.gate_specs.items():
             if specs:
                 gates = gates.with_specs(name, specs, source="cli")
@@ -388,8 +391,9 @@ def convert_command(
     bad input (nothing is written), 3 an internal error. The model and the --report files are written
     in every case but 2 and 3.
     """
-    from fp8conv.converter.config import load_config_file
-    from fp8conv.converter.pipeline import convert_file
+    from fp8conv.converter.config import ConversionConfig, load_config_file
+    from fp8conv.converter.pipeline import convert_file, default_output_path
+    from fp8conv.converter.preflight import check_before_writing
 
     checks = _VerifyOptions.from_kwargs(verification)
     if verify_data is not None and checks.random_inputs is not None:
@@ -397,7 +401,7 @@ def convert_command(
     options: dict[str, Any] = {}
     if config_path is not None:
         options.update(load_config_file(config_path))
-    gates = checks.gates(options.pop("gates", None))
+    gates = checks.gates(options.pop("gates", None), config_path)
     flags = {
         "weights_range": weights_range,
         "activations_range": activations_range,
@@ -416,9 +420,19 @@ def convert_command(
         options["int16"] = tuple(options.get("int16", ())) + int16_patterns
     target = target or str(options.pop("target", "int8"))
     options.pop("target", None)
+    destination = output or default_output_path(model, ConversionConfig(target=target).target)
+    verified_on = verify_data or (data_path if checks.random_inputs is None else None)
+    check_before_writing(
+        model,
+        output=destination,
+        report_dir=checks.report_dir,
+        verify_data=None if no_verify else verified_on,
+        random_inputs=None if no_verify else checks.random_inputs,
+        gates=None if no_verify else gates,
+    )
     result = convert_file(
         model,
-        output,
+        destination,
         to=target,
         data=data_path,
         audit=not no_audit,
@@ -588,6 +602,7 @@ def verify_command(
     Exit codes: 0 all gates pass, 1 a gate failed (reports are still written), 2 bad input or usage.
     """
     from fp8conv.converter.config import load_config_file
+    from fp8conv.converter.preflight import check_before_writing
     from fp8conv.report.verify import verify
 
     checks = _VerifyOptions.from_kwargs(verification)
@@ -596,11 +611,15 @@ def verify_command(
     if data_path is None and checks.random_inputs is None:
         raise click.UsageError("give --data DATA.npz (or, explicitly, --random-inputs N)")
     config_gates = load_config_file(config_path).get("gates") if config_path is not None else None
+    gates = checks.gates(config_gates, config_path)
+    check_before_writing(
+        reference, report_dir=checks.report_dir, verify_data=data_path, random_inputs=checks.random_inputs, gates=gates
+    )
     result = verify(
         reference,
         candidate,
         data_path,
-        gates=checks.gates(config_gates),
+        gates=gates,
         optimization_level=checks.optimization_level,
         per_layer=not no_layers,
         random_inputs=checks.random_inputs,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +108,80 @@ def test_all_zero_calibration_data_converts_with_a_warning_instead_of_crashing(t
     assert outcome.exit_code == 0, outcome.output
     assert f"activation {name}: the calibration data gave it only zeros" in outcome.output
     assert (tmp_path / "model.int8.onnx").is_file()
+
+
+# -- every input is checked before anything is written --------------------------------------------------------
+
+
+def _labelled(tmp_path: Path, data: Path, name: str, *, labels: int | None = None, **changes) -> Path:
+    """A copy of the calibration data with labels (``labels`` of them), or with arrays changed."""
+    arrays = dict(np.load(data))
+    count = len(next(iter(arrays.values())))
+    arrays["labels"] = np.zeros(count if labels is None else labels, np.int64)
+    arrays.update(changes)
+    path = tmp_path / f"{name}.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def _bad_inputs(tmp_path: Path, data: Path) -> dict[str, tuple[list[str], str]]:
+    x = np.load(data)["input"]
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "gates.yaml").write_text("gates:\n  min_sqnr: loud\n")
+    return {
+        "labels-length": (["--verify-data", _labelled(tmp_path, data, "short", labels=len(x) - 3)], "labels=5"),
+        "verify-shape": (["--verify-data", _labelled(tmp_path, data, "shape", input=x[:, :, :6])], "dimension 2 is 6"),
+        "verify-dtype": (["--verify-data", _labelled(tmp_path, data, "f64", input=x.astype(np.float64))], "float64"),
+        "verify-missing": (["--verify-data", tmp_path / "nothing.npz"], "no such data file"),
+        "gate-output": (["--min-sqnr", "nosuch:20"], "gates name output(s) nosuch"),
+        "config-gate": (["--config", tmp_path / "gates.yaml"], "gates.yaml: gate min_sqnr: 'loud'"),
+        "output-under-a-file": (["-o", tmp_path / "a_file" / "out.onnx"], "cannot write the model"),
+        "report-under-a-file": (["--report", tmp_path / "a_file" / "report"], "cannot write the reports"),
+    }
+
+
+BAD_INPUTS = [
+    "labels-length", "verify-shape", "verify-dtype", "verify-missing", "gate-output", "config-gate",
+    "output-under-a-file", "report-under-a-file",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_a_bad_input_is_exit_2_before_anything_is_written(tmp_path, case):
+    """--verify-data with labels of the wrong length used to exit 2 after the model was written."""
+    source, data = _source(tmp_path)
+    args, message = _bad_inputs(tmp_path, data)[case]
+    before = set(tmp_path.iterdir())
+    outcome = CliRunner().invoke(cli, [str(source), "--data", str(data), *map(str, args)])
+    assert outcome.exit_code == 2, outcome.output
+    assert outcome.output.count("\n") == 1, outcome.output
+    assert message in outcome.output
+    assert "calibrating" not in outcome.output  # refused before the conversion ran
+    assert set(tmp_path.iterdir()) == before  # no model, no temporary file, no report directory
+
+
+def test_verify_checks_where_its_reports_go_before_it_runs(tmp_path, monkeypatch):
+    source, data = _source(tmp_path)
+    (tmp_path / "a_file").write_text("")
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("verification ran although its reports cannot be written")
+
+    monkeypatch.setattr(importlib.import_module("fp8conv.report.verify"), "verify", not_reached)
+    report = tmp_path / "a_file" / "report"
+    outcome = CliRunner().invoke(
+        cli, ["verify", str(source), str(source), "--data", str(data), "--report", str(report)]
+    )
+    assert outcome.exit_code == 2, outcome.output
+    assert f"{report}: cannot write the reports: {tmp_path / 'a_file'} is not a directory" in outcome.output
+
+
+def test_convert_file_refuses_an_output_it_cannot_write_before_converting(tmp_path, monkeypatch):
+    from fp8conv.converter import pipeline
+    from fp8conv.errors import Fp8ConvError
+
+    source, data = _source(tmp_path)
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setattr(pipeline, "convert", lambda *args, **kwargs: pytest.fail("converted first"))
+    with pytest.raises(Fp8ConvError, match=r"cannot write the model: .*a_file is not a directory"):
+        pipeline.convert_file(source, tmp_path / "a_file" / "out.onnx", data=data)

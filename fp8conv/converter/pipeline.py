@@ -40,6 +40,7 @@ from fp8conv.converter.files import atomic_write
 from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
 from fp8conv.converter.plan import ActivationPoint, Layer, QuantizationPlan, plan_conversion, values_by_name
 from fp8conv.converter.postconditions import LAYER_OPS, WrittenModel, check_written
+from fp8conv.converter.preflight import check_writable
 from fp8conv.converter.stopwatch import Stopwatch
 from fp8conv.converter.weights import QuantizedWeights, quantize_weights
 from fp8conv.errors import Fp8ConvError
@@ -320,13 +321,14 @@ def convert_file(
         The conversion result, with ``output_path``, ``output_size_bytes`` and ``audit`` set.
 
     Raises:
-        Fp8ConvError: Bad input, options, or an output path equal to the input.
+        Fp8ConvError: Bad input, options, or an output path equal to the input or that cannot be written.
     """
     src = Path(src)
     target = ConversionConfig(target=to).target
     destination = Path(dst) if dst is not None else default_output_path(src, target)
     if destination.resolve() == src.resolve():
         raise Fp8ConvError(f"{destination}: the output would overwrite the input model")
+    check_writable(destination, directory=False, what="model")
     result = convert(src, target, data, progress=progress, **options)
     stopwatch = Stopwatch()
     external = _needs_external_data(result.model) if external_data is None else external_data
