@@ -10,7 +10,7 @@ from fp8conv import fp8
 from fp8conv.converter.inspection import Inspection, inspect
 from fp8conv.converter.loading import LoadedModel, load
 from fp8conv.converter.pipeline import ConversionResult, convert, convert_file
-from fp8conv.errors import Fp8ConvError
+from fp8conv.errors import Fp8ConvError, InternalError
 from fp8conv.report import Gates, VerificationResult, verify, write_reports
 
 __version__ = "0.1.0"
@@ -20,6 +20,7 @@ __all__ = [
     "Fp8ConvError",
     "Gates",
     "Inspection",
+    "InternalError",
     "LoadedModel",
     "VerificationResult",
     "__version__",

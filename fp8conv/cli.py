@@ -1,6 +1,7 @@
 """The ``fp8conv`` command line: thin click wrappers over the Python API.
 
-Exit codes: 0 success (all gates pass), 1 a gate failed, 2 bad input or usage.
+Exit codes: 0 success (all gates pass), 1 a gate failed, 2 bad input or usage, 3 an internal error (a
+violated postcondition or any other unexpected exception: one line, the traceback only with ``-v``).
 """
 
 from __future__ import annotations
@@ -8,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import sys
+import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from fp8conv import __version__
-from fp8conv.errors import Fp8ConvError
+from fp8conv.errors import Fp8ConvError, InternalError
 from fp8conv.runtime.formats import FORMATS
 
 if TYPE_CHECKING:
@@ -27,18 +30,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL_ERROR = 3
+
+_VERBOSE = re.compile(r"-v+|--verbose")
 
 
 class _Fp8ConvGroup(click.Group):
-    """A group whose errors from fp8conv become one line on stderr and exit code 2.
+    """A group whose errors become one line on stderr: bad input exit code 2, fp8conv's own bugs exit code 3.
+
+    An :class:`InternalError` or any exception that is neither fp8conv's nor click's is a bug: one line
+    ``fp8conv: internal error: …`` (with the traceback after it only at ``-v``), never a bare traceback.
 
     ``fp8conv MODEL.onnx --to int8`` is short for ``fp8conv convert MODEL.onnx --to int8``: a first
-    argument that is not a command name runs ``convert``.
+    argument (after ``-v``) that is not a command name runs ``convert``.
     """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and not args[0].startswith("-") and args[0] not in self.commands:
-            args = ["convert", *args]
+        first = next((i for i, arg in enumerate(args) if not _VERBOSE.fullmatch(arg)), len(args))
+        if first < len(args) and not args[first].startswith("-") and args[first] not in self.commands:
+            args = [*args[:first], "convert", *args[first:]]
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> object:
@@ -47,6 +57,17 @@ class _Fp8ConvGroup(click.Group):
         except Fp8ConvError as error:
             click.echo(f"fp8conv: error: {error}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:  # a bug: one line, exit 3 (the traceback at -v)
+            what = str(error) if isinstance(error, InternalError) else f"{type(error).__name__}: {error}"
+            first_line = what.strip().splitlines()[0] if what.strip() else type(error).__name__
+            verbose = bool(ctx.params.get("verbose"))
+            hint = "" if verbose else " (a bug in fp8conv: please report it; -v shows the traceback)"
+            click.echo(f"fp8conv: internal error: {first_line}{hint}", err=True)
+            if verbose:
+                click.echo(traceback.format_exc().rstrip(), err=True)
+            ctx.exit(EXIT_INTERNAL_ERROR)
 
 
 @click.group(cls=_Fp8ConvGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,8 +111,8 @@ def _verification_options(command: Callable[..., object]) -> Callable[..., objec
     """Options shared by ``convert`` and ``verify``: report directory, gates, optimization level, random inputs.
 
     They reach the command as keyword arguments ``report_dir``, ``min_sqnr``, ``min_cosine``,
-    ``max_top1_drop``, ``max_accuracy_drop``, ``max_abs_err`` (tuples of specs), ``optimization_level`` and
-    ``random_inputs``.
+    ``max_top1_drop``, ``max_accuracy_drop``, ``max_abs_err`` (tuples of specs), ``min_integer_kernels`` (a
+    spec or None), ``optimization_level`` and ``random_inputs``.
     """
     options = [
         click.option(
@@ -134,6 +155,15 @@ def _verification_options(command: Callable[..., object]) -> Callable[..., objec
             help=f"Maximum absolute error ({_default('max_abs_err')}). {_GATE_HELP}",
         ),
         click.option(
+            "--min-integer-kernels",
+            "min_integer_kernels",
+            default=None,
+            metavar="N|plan|off",
+            help="Minimum number of layers the deployed session runs on integer kernels. Default 'plan': every "
+            "layer the conversion plans on an integer kernel for its target (checked when converting); 'off' "
+            "disables it.",
+        ),
+        click.option(
             "--optimization-level",
             type=click.Choice(["all", "extended", "basic", "disable"]),
             default="all",
@@ -165,22 +195,27 @@ class _VerifyOptions:
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> _VerifyOptions:
-        from fp8conv.report.gates import GATE_NAMES
+        from fp8conv.report.gates import GATE_NAMES, KERNEL_GATE
 
+        kernel_spec = kwargs[KERNEL_GATE]
         return cls(
             report_dir=kwargs["report_dir"],
-            gate_specs={name: tuple(kwargs[name]) for name in GATE_NAMES},
+            gate_specs={name: tuple(kwargs[name]) for name in GATE_NAMES}
+            | {KERNEL_GATE: (kernel_spec,) if kernel_spec is not None else ()},
             optimization_level=kwargs["optimization_level"],
             random_inputs=kwargs["random_inputs"],
         )
 
-    def gates(self, config_gates: Mapping[str, Any] | None) -> Gates:
+    def gates(self, config_gates: Mapping[str, Any] | None, config_path: Path | None = None) -> Gates:
         """Defaults, then the config file's ``gates`` table, then the gate flags."""
         from fp8conv.report.gates import Gates
 
         gates = Gates.default()
         if config_gates is not None:
-            gates = gates.with_mapping(config_gates, source="config")
+            try:
+                gates = gates.with_mapping(config_gates, source="config")
+            except Fp8ConvError as error:
+                raise Fp8ConvError(f"{config_path}: {error}") from error
         for name, specs in self.gate_specs.items():
             if specs:
                 gates = gates.with_specs(name, specs, source="cli")
@@ -315,7 +350,11 @@ def _finish(result: VerificationResult, report_dir: Path | None, as_json: bool, 
     default=None,
     help="Held-out data to verify on (default: the calibration data --data).",
 )
-@click.option("--no-verify", is_flag=True, help="Convert only: skip verification and its gates.")
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    help="Convert only: skip verification and its accuracy gates (the integer-kernel gate still applies).",
+)
 @_verification_options
 @click.option(
     "--json",
@@ -356,11 +395,14 @@ def convert_command(
 
     Verification (skip with --no-verify) compares the written model with MODEL under exact FP8 numerics
     on --verify-data, else --random-inputs N, else the calibration data --data; with none of them it is
-    skipped with a note. Exit codes: 0 all gates pass (or nothing verified), 1 a gate failed, 2 bad
-    input. The model and the --report files are written in every case but 2.
+    skipped with a note. The integer-kernel gate (--min-integer-kernels) needs no data: it fails when a
+    layer planned on an integer kernel runs in float. Exit codes: 0 all gates pass, 1 a gate failed, 2
+    bad input (nothing is written), 3 an internal error. The model and the --report files are written
+    in every case but 2 and 3.
     """
-    from fp8conv.converter.config import load_config_file
-    from fp8conv.converter.pipeline import convert_file
+    from fp8conv.converter.config import ConversionConfig, load_config_file
+    from fp8conv.converter.pipeline import convert_file, default_output_path
+    from fp8conv.converter.preflight import check_before_writing
 
     checks = _VerifyOptions.from_kwargs(verification)
     if verify_data is not None and checks.random_inputs is not None:
@@ -368,7 +410,7 @@ def convert_command(
     options: dict[str, Any] = {}
     if config_path is not None:
         options.update(load_config_file(config_path))
-    gates = checks.gates(options.pop("gates", None))
+    gates = checks.gates(options.pop("gates", None), config_path)
     flags = {
         "weights_range": weights_range,
         "activations_range": activations_range,
@@ -386,9 +428,19 @@ def convert_command(
             options[field] = tuple(options.get(field, ())) + patterns
     target = target or str(options.pop("target", "int8"))
     options.pop("target", None)
+    destination = output or default_output_path(model, ConversionConfig(target=target).target)
+    verified_on = verify_data or (data_path if checks.random_inputs is None else None)
+    check_before_writing(
+        model,
+        output=destination,
+        report_dir=checks.report_dir,
+        verify_data=None if no_verify else verified_on,
+        random_inputs=None if no_verify else checks.random_inputs,
+        gates=None if no_verify else gates,
+    )
     result = convert_file(
         model,
-        output,
+        destination,
         to=target,
         data=data_path,
         audit=not no_audit,
@@ -397,13 +449,27 @@ def convert_command(
         **options,
     )
     verified = _verify_conversion(model, result, data_path, verify_data, no_verify, gates, checks)
-    if verified is None:
-        if as_json:
-            click.echo(json.dumps(result.to_json(), indent=2))
-        else:
-            click.echo(_conversion_summary(result))
+    if not verified.verified and checks.report_dir is None:
+        _finish_unverified(result, verified, as_json, note=not no_verify)
         return
     _finish(verified, checks.report_dir, as_json, prefix="" if as_json else _conversion_summary(result) + "\n")
+
+
+def _finish_unverified(result: ConversionResult, skipped: VerificationResult, as_json: bool, note: bool) -> None:
+    """Print the conversion summary (or record) and any failed gate, and exit with the result's code."""
+    from fp8conv.report.terminal import failed_gate_lines
+
+    document = skipped.to_json()
+    if note:
+        click.echo(f"note: verification skipped: {skipped.warnings[0]}", err=True)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        for line in failed_gate_lines(document):
+            click.echo(line.strip(), err=True)
+    else:
+        click.echo("\n".join([_conversion_summary(result), *failed_gate_lines(document)]))
+    if skipped.exit_code:
+        click.get_current_context().exit(skipped.exit_code)
 
 
 def _verify_conversion(
@@ -414,8 +480,8 @@ def _verify_conversion(
     no_verify: bool,
     gates: Gates,
     checks: _VerifyOptions,
-) -> VerificationResult | None:
-    """Verify a conversion; a not-verified result when skipped but reports are wanted; else None."""
+) -> VerificationResult:
+    """Verify a conversion; a not-verified result (with the integer-kernel gate) when skipped."""
     from fp8conv.report.verify import not_verified, verify
 
     output_path = result.output_path
@@ -429,10 +495,6 @@ def _verify_conversion(
             "random inputs"
         )
     if reason is not None:
-        if checks.report_dir is None:
-            if not no_verify:
-                click.echo(f"note: verification skipped: {reason}", err=True)
-            return None
         return not_verified(model, output_path, reason, conversion=result, gates=gates)
     return verify(
         model,
@@ -550,6 +612,7 @@ def verify_command(
     Exit codes: 0 all gates pass, 1 a gate failed (reports are still written), 2 bad input or usage.
     """
     from fp8conv.converter.config import load_config_file
+    from fp8conv.converter.preflight import check_before_writing
     from fp8conv.report.verify import verify
 
     checks = _VerifyOptions.from_kwargs(verification)
@@ -558,11 +621,15 @@ def verify_command(
     if data_path is None and checks.random_inputs is None:
         raise click.UsageError("give --data DATA.npz (or, explicitly, --random-inputs N)")
     config_gates = load_config_file(config_path).get("gates") if config_path is not None else None
+    gates = checks.gates(config_gates, config_path)
+    check_before_writing(
+        reference, report_dir=checks.report_dir, verify_data=data_path, random_inputs=checks.random_inputs, gates=gates
+    )
     result = verify(
         reference,
         candidate,
         data_path,
-        gates=checks.gates(config_gates),
+        gates=gates,
         optimization_level=checks.optimization_level,
         per_layer=not no_layers,
         random_inputs=checks.random_inputs,

@@ -658,3 +658,46 @@ def test_compute_range_validates_method_and_options() -> None:
     with pytest.raises(ValueError, match=r"percentile must be in \(50, 100\]"):
         cal.compute_range(h, "percentile", "uint8", percentile=40.0)
     assert cal.compute_range(h, "percentile", "int8", percentile=100.0) == cal.minmax(h, "int8")
+
+
+def _degenerate_statistics(kind: str, values: np.ndarray) -> cal.Statistics:
+    return code_histogram(values, 1.0) if kind == "code" else streaming(values)
+
+
+@pytest.mark.parametrize("qtype", QTYPES)
+@pytest.mark.parametrize("method", RANGE_METHODS)
+@pytest.mark.parametrize("kind", ["code", "streaming"])
+def test_all_zero_statistics_give_the_zero_range_in_every_method(kind: str, method: str, qtype: str) -> None:
+    """Only zeros (a dead channel, an all-zero calibration set): (0.0, 0.0), scale 1, 0 reproduced exactly.
+
+    The mse method crashed here (math domain error in the FP8-aligned candidates, log2 of 0).
+    """
+    stats = _degenerate_statistics(kind, np.array([0.0, -0.0, 0.0], dtype=np.float32))
+    lo, hi = cal.compute_range(stats, method, qtype)
+    assert (lo, hi) == (0.0, 0.0)
+    assert np.signbit([lo, hi]).tolist() == [False, False]  # no -0.0 end
+    scale, zero_point = cal.quantization_params(lo, hi, qtype)
+    assert scale == np.float32(1.0)
+    assert (zero_point - cal.int_type(qtype).qmin if qtype.startswith("u") else zero_point) >= 0
+    assert float(cal.range_error(stats, lo, hi, qtype)) == 0.0
+
+
+@pytest.mark.parametrize("qtype", QTYPES)
+@pytest.mark.parametrize("method", RANGE_METHODS)
+@pytest.mark.parametrize("kind", ["code", "streaming"])
+@pytest.mark.parametrize("value", [3.0, -2.0, 0.1875], ids=["positive", "negative", "small"])
+def test_a_single_repeated_value_gives_a_finite_range_that_covers_it(
+    kind: str, method: str, qtype: str, value: float
+) -> None:
+    """A constant (or one sample): the range of {0, c}; mse's grid reproduces c at least as well as min/max's."""
+    values = np.full(7, value, dtype=np.float32)
+    stats = _degenerate_statistics(kind, values)
+    lo, hi = cal.compute_range(stats, method, qtype)
+    assert np.isfinite([lo, hi]).all()
+    assert lo <= 0.0 <= hi
+    covered = cal.minmax(stats, qtype)
+    if method == "mse":
+        assert cal.range_error(stats, lo, hi, qtype) <= cal.range_error(stats, *covered, qtype)
+    else:
+        assert (lo, hi) == covered
+        assert lo <= value <= hi

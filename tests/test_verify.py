@@ -412,7 +412,7 @@ def test_fp8_classifier_and_its_int8_conversion_pass_the_default_gates(classifie
     assert result.verified
     assert result.exit_code == 0
     gates = {gate.name for gate in result.gates}
-    assert gates == {"min_sqnr", "min_cosine", "max_top1_drop", "max_accuracy_drop", "nonfinite"}
+    assert gates == {"min_sqnr", "min_cosine", "max_top1_drop", "max_accuracy_drop", "nonfinite", "min_integer_kernels"}
     (output,) = result.outputs
     assert output.name == "logits"
     assert output.topk is not None

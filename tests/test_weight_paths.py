@@ -111,7 +111,7 @@ def test_int4_writes_int4_weights_for_every_layer_int8_converts(source, tmp_path
     assert {name: kernels[name] for name in ATTENTION if kernels[name] not in EIGHT_BIT_KERNELS} == {}
     assert sqnr_against_reference(source[0], result.output_path, source[1]) >= 17.0
     layers_line = next(line for line in conversion_summary(result).splitlines() if line.startswith("layers"))
-    assert layers_line.endswith("8/8 converted (int4 weights)")
+    assert layers_line.endswith("8/8 converted (int4, int8)")  # 6 INT4 weight layers, 2 attention MatMuls
 
 
 @pytest.mark.parametrize("to", ["int8", "int4", "w4a16"])

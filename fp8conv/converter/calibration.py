@@ -40,6 +40,16 @@ types on non-negative data ``lo == 0``, so the zero point is 0 and onnxruntime c
 * :func:`fp8`: data-free, from the FP8 quantizer's format and scale alone (:func:`fp8_range`).
 
 ``RANGE_METHODS`` maps the names used by :class:`~fp8conv.converter.config.ActivationRange` to them.
+
+Degenerate statistics (every method, both kinds of statistics):
+
+* **all values zero** (the range is one point, 0): ``(0.0, 0.0)`` from every method but ``fp8`` (which
+  ignores the counts). :func:`quantization_params` gives it scale 1 and zero point 0, a grid on which
+  the only value seen, 0, is exact.
+* **one value** ``c != 0`` (a constant tensor, a single sample): the range of ``{0, c}``, ``(0, c)`` or
+  ``(c, 0)`` (``(-|c|, |c|)`` for symmetric types) from ``minmax``, ``percentile`` and ``entropy``;
+  ``mse`` returns a range whose grid reproduces ``c`` at least as well as that one. Both ends are finite.
+* **no finite value** raises ``ValueError`` (there is no range to give).
 """
 
 from __future__ import annotations
@@ -199,10 +209,10 @@ def _check_range(lo: float, hi: float) -> tuple[float, float]:
 
 def _covered(lo: float, hi: float, t: IntType) -> tuple[float, float]:
     """The range the grid of ``(lo, hi)`` covers: contains 0, and is symmetric for symmetric types."""
-    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    lo, hi = min(float(lo), 0.0) + 0.0, max(float(hi), 0.0) + 0.0  # + 0.0: no -0.0 ends
     if t.symmetric:
-        span = max(-lo, hi)
-        return -span, span
+        span = max(-lo, hi) + 0.0
+        return -span + 0.0, span
     return lo, hi
 
 
@@ -1075,8 +1085,10 @@ def mse(stats: Statistics, qtype: QType | str = "uint8") -> tuple[float, float]:
     """
     t = int_type(qtype)
     _require_data(stats)
-    objective = _Objective.of(stats, t)
     lo, hi = _covered(stats.min, stats.max, t)
+    if lo == hi == 0.0:
+        return 0.0, 0.0  # only zeros: every grid reproduces them (see "Degenerate statistics")
+    objective = _Objective.of(stats, t)
     minmax_error = float(objective.error(lo, hi)[0])
     if t.symmetric:
         best_lo, best_hi = _mse_symmetric(objective, hi)

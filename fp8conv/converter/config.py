@@ -160,6 +160,7 @@ class ConversionConfig:
                 except ValueError:
                     valid = ", ".join(member.value for member in kind)
                     raise Fp8ConvError(f"{name} must be one of {valid}, got {value!r}") from None
+        _check_types(self)
         if self.int4_block_size is not None and self.int4_block_size not in (16, 32, 64, 128, 256):
             raise Fp8ConvError(f"int4_block_size must be 16, 32, 64, 128 or 256 (or None), got {self.int4_block_size}")
         if not 50.0 < self.percentile <= 100.0:
@@ -204,6 +205,34 @@ class ConversionConfig:
 
 _CONFIG_KEYS = {field.name for field in dataclasses.fields(ConversionConfig)}
 
+_NUMBER_FIELDS = {"percentile": False, "auto_int16_below_db": True}  # name: None allowed
+_INTEGER_FIELDS = {
+    "int4_block_size": True,
+    "calibration_batch_size": False,
+    "calibration_workers": True,
+    "max_calibration_samples": True,
+}
+
+
+def _check_types(config: ConversionConfig) -> None:
+    """Raise :class:`Fp8ConvError` for a field of the wrong type (a config file can hold any YAML value)."""
+    if not isinstance(config.full_range_weights, bool):
+        raise Fp8ConvError(f"full_range_weights must be true or false, got {config.full_range_weights!r}")
+    for name, optional in _NUMBER_FIELDS.items():
+        value = getattr(config, name)
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Fp8ConvError(f"{name} must be a number{' (or None)' if optional else ''}, got {value!r}")
+    for name, optional in _INTEGER_FIELDS.items():
+        value = getattr(config, name)
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Fp8ConvError(f"{name} must be an integer{' (or None)' if optional else ''}, got {value!r}")
+    if config.max_calibration_samples is not None and config.max_calibration_samples < 1:
+        raise Fp8ConvError(f"max_calibration_samples must be >= 1 (or None), got {config.max_calibration_samples}")
+
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read conversion options from a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file.
@@ -216,28 +245,30 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         The options as a dict (validated when a :class:`ConversionConfig` is built from them).
 
     Raises:
-        Fp8ConvError: Missing file, parse error, or unknown keys (listed with the valid ones).
+        Fp8ConvError: Missing file, syntax error (``PATH:LINE:COLUMN: …``), unknown keys (listed with the
+            valid ones), or an option value that is not valid.
     """
     path = Path(path)
     if not path.is_file():
         raise Fp8ConvError(f"{path}: no such config file")
-    text = path.read_text(encoding="utf-8")
     try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            document = yaml.safe_load(text) or {}
-        elif path.suffix == ".toml":
-            document = tomllib.loads(text)
-        else:
-            raise Fp8ConvError(f"{path}: config files must be .yaml, .yml or .toml")
-    except (tomllib.TOMLDecodeError, ValueError) as error:
-        raise Fp8ConvError(f"{path}: cannot parse config: {error}") from error
-    except ImportError as error:
-        raise Fp8ConvError(f"{path}: YAML config needs PyYAML (pip install pyyaml)") from error
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise Fp8ConvError(f"{path}: cannot read the config file: {error}") from error
+    if path.suffix in (".yaml", ".yml"):
+        document = _parse_yaml(path, text)
+    elif path.suffix == ".toml":
+        document = _parse_toml(path, text)
+    else:
+        raise Fp8ConvError(f"{path}: config files must be .yaml, .yml or .toml")
+    if document is None:
+        document = {}
     if not isinstance(document, Mapping):
-        raise Fp8ConvError(f"{path}: the config must be a mapping of options")
-    options = dict(document.get("fp8conv", document))
+        raise Fp8ConvError(f"{path}: the config must be a mapping of options, not {type(document).__name__}")
+    options = document.get("fp8conv", document)
+    if not isinstance(options, Mapping):
+        raise Fp8ConvError(f"{path}: 'fp8conv' must be a table of options, not {type(options).__name__}")
+    options = dict(options)
     gates = options.pop("gates", None)
     unknown = sorted(set(options) - _CONFIG_KEYS)
     if unknown:
@@ -245,7 +276,46 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     for key in _PATTERN_FIELDS:
         if key in options:
             value = options[key]
-            options[key] = (value,) if isinstance(value, str) else tuple(value)
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+                raise Fp8ConvError(f"{path}: {key} must be a regex or a list of regexes, got {value!r}")
+            options[key] = tuple(value)
+    try:
+        ConversionConfig(**options)
+    except Fp8ConvError as error:
+        raise Fp8ConvError(f"{path}: {error}") from error
     if gates is not None:
         options["gates"] = gates
     return options
+
+
+def _parse_yaml(path: Path, text: str) -> object:
+    """The YAML document; a syntax error is one line ``PATH:LINE:COLUMN: …`` (1-based)."""
+    try:
+        import yaml
+    except ImportError as error:
+        raise Fp8ConvError(f"{path}: YAML config needs PyYAML (pip install pyyaml)") from error
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
+        raise Fp8ConvError(f"{where}: YAML syntax error: {problem}") from error
+
+
+_TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*$")
+
+
+def _parse_toml(path: Path, text: str) -> object:
+    """The TOML document; a syntax error is one line ``PATH:LINE:COLUMN: …`` (the end: the line after the last)."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else "invalid TOML"
+        position = _TOML_POSITION.search(message)
+        if position is None:
+            raise Fp8ConvError(f"{path}: TOML syntax error: {message}") from error
+        line, column = (position[1], position[2]) if position[1] else (text.count("\n") + 1, 1)
+        raise Fp8ConvError(f"{path}:{line}:{column}: TOML syntax error: {message[: position.start()]}") from error

@@ -39,6 +39,8 @@ from fp8conv.converter.data import SampleSet, load_samples
 from fp8conv.converter.files import atomic_write
 from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
 from fp8conv.converter.plan import ActivationPoint, Layer, QuantizationPlan, plan_conversion, values_by_name
+from fp8conv.converter.postconditions import LAYER_OPS, WrittenModel, check_written
+from fp8conv.converter.preflight import check_writable
 from fp8conv.converter.stopwatch import Stopwatch
 from fp8conv.converter.weights import QuantizedWeights, quantize_weights
 from fp8conv.errors import Fp8ConvError
@@ -115,6 +117,8 @@ class ConversionResult:
         stage_seconds: Wall time per stage (``load``, ``plan``, ``weights``, ``reference session``,
             ``calibration forward``, ``statistics``, ``ranges``, ``emission``; ``save`` and ``audit`` from
             :func:`convert_file`).
+        written: What the emitted model holds, read from its graph and checked against the plan
+            (:mod:`~fp8conv.converter.postconditions`); the summary's counts come from it.
         audit: The integer-kernel audit (set by :func:`convert_file`).
         output_path: Where the model was written (set by :func:`convert_file`).
         output_size_bytes: Size of the written model (set by :func:`convert_file`).
@@ -130,6 +134,7 @@ class ConversionResult:
     calibration_samples: int
     seconds: float
     stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    written: WrittenModel | None = None
     audit: Any = None
     output_path: Path | None = None
     output_size_bytes: int | None = None
@@ -154,6 +159,7 @@ class ConversionResult:
             "layers": [layer.to_json() for layer in self.layers],
             "activations": [record.to_json() for record in self.activations],
             "warnings": list(self.warnings),
+            "written": self.written.to_json() if self.written is not None else None,
             "kernels": self.audit.to_json() if self.audit is not None else None,
         }
 
@@ -183,7 +189,9 @@ def convert(
         The converted model and the record of every decision.
 
     Raises:
-        Fp8ConvError: Bad model, data or options.
+        Fp8ConvError: Bad model, data or options; a model without FP8 quantization points, or none of
+            whose layers the target converts (nothing to do).
+        InternalError: The emitted model violates a postcondition (:mod:`~fp8conv.converter.postconditions`).
     """
     stopwatch = Stopwatch()
     base = config or ConversionConfig()
@@ -197,7 +205,10 @@ def convert(
     canonical = ir.from_proto(ir.to_proto(loaded.model)) if isinstance(model, LoadedModel) else loaded.model
     stopwatch.lap("load")
     warnings: list[str] = []
+    if not loaded.quant_points:
+        raise Fp8ConvError(_nothing_to_convert(loaded))
     plan = plan_conversion(canonical, config)
+    _require_work(plan, loaded, config)
     stopwatch.lap("plan")
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fp8conv-background") as background:
         # Neither reading the samples nor the weights depends on the reference: both run beside it.
@@ -230,6 +241,8 @@ def convert(
     converted = canonical
     EmitQdqPass(plan, _emission_weights(weights), activations)(converted)
     _record_metadata(converted, config)
+    kept_float = [layer.node for layer in plan.layers if layer.reason.startswith("kept float")]
+    written = check_written(converted, plan.layers, kept_float=kept_float)
     stopwatch.lap("emission")
     for layer in plan.layers:
         if layer.precision == "float" and layer.reason != "not quantized in the FP8 source":
@@ -248,7 +261,39 @@ def convert(
         calibration_samples=samples.num_samples if samples is not None else 0,
         seconds=stopwatch.total,
         stage_seconds=stopwatch.seconds,
+        written=written,
     )
+
+
+def _nothing_to_convert(loaded: LoadedModel) -> str:
+    """Why a model without FP8 quantization points is refused: what it holds instead."""
+    counts: dict[str, int] = {}
+    for node in loaded.model.graph:
+        if node.domain in ("", "ai.onnx") and node.op_type in LAYER_OPS:
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    layers = ", ".join(f"{count} {op}" for op, count in sorted(counts.items())) or "no Conv/MatMul/Gemm"
+    found = f"{layers}"
+    if loaded.integer_qdq:
+        found += (
+            f" and {len(loaded.integer_qdq)} integer QuantizeLinear/DequantizeLinear nodes: already integer-quantized"
+        )
+    else:
+        found += ", all float: a float model (fp8conv converts FP8 fake-quantized models)"
+    label = loaded.source.path or "model"
+    return f"{label}: no FP8 quantization points, nothing to convert; found {found}"
+
+
+def _require_work(plan: QuantizationPlan, loaded: LoadedModel, config: ConversionConfig) -> None:
+    """Refuse a conversion that would convert no layer although the user kept none float (nothing to do)."""
+    if any(layer.is_integer or layer.reason.startswith("kept float") for layer in plan.layers):
+        return
+    reasons: dict[str, int] = {}
+    for layer in plan.layers:
+        key = f"{layer.op_type}: {layer.reason}"
+        reasons[key] = reasons.get(key, 0) + 1
+    detail = "; ".join(f"{count} x {reason}" for reason, count in reasons.items()) or "it has no Conv/MatMul/Gemm"
+    label = loaded.source.path or "model"
+    raise Fp8ConvError(f"{label}: --to {config.target.value} converts none of its layers ({detail})")
 
 
 def convert_file(
@@ -282,13 +327,14 @@ def convert_file(
         The conversion result, with ``output_path``, ``output_size_bytes`` and ``audit`` set.
 
     Raises:
-        Fp8ConvError: Bad input, options, or an output path equal to the input.
+        Fp8ConvError: Bad input, options, or an output path equal to the input or that cannot be written.
     """
     src = Path(src)
-    target = Target(to) if not isinstance(to, Target) else to
+    target = ConversionConfig(target=to).target
     destination = Path(dst) if dst is not None else default_output_path(src, target)
     if destination.resolve() == src.resolve():
         raise Fp8ConvError(f"{destination}: the output would overwrite the input model")
+    check_writable(destination, directory=False, what="model")
     result = convert(src, target, data, progress=progress, **options)
     stopwatch = Stopwatch()
     external = _needs_external_data(result.model) if external_data is None else external_data
@@ -532,6 +578,11 @@ def _activation_quantization(
         else:
             low, high = ranges[group]
             kind = type(stats).__name__
+            if low == high == 0.0:
+                warnings.append(
+                    f"activation {tensors[0]}: the calibration data gave it only zeros, so its range is (0, 0) "
+                    "(scale 1): calibrate on data that represents the task"
+                )
         low, high = _inside_clip_bounds(points, low, high)
         scale, zero_point = calibration.quantization_params(low, high, qtype)
         quantizations[group] = ActivationQuantization(float(scale), int(zero_point), qtype)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fp8conv.converter.pipeline import ConversionResult
-from fp8conv.converter.written import layer_weight_types
+from fp8conv.converter.postconditions import written_model
 
 __all__ = ["conversion_summary"]
 
@@ -15,15 +15,17 @@ def _size(size: int | None) -> str:
 
 
 def conversion_summary(result: ConversionResult) -> str:
-    """A few lines: layers converted (and the integer weight types in the file), integer kernels, sizes, time."""
-    layers = result.layers
-    converted = [layer for layer in layers if layer.precision != "float"]
-    # The label names the integer weights the written model holds, never what the plan intended.
-    written = sorted({t for _, t in layer_weight_types(result.model) if t not in (None, "float")})
+    """A few lines: layers converted, integer kernels, sizes, time, warnings.
+
+    The counts are the written model's (:class:`~fp8conv.converter.postconditions.WrittenModel`: the layers
+    whose weights it stores as integers, and their widths) and the kernel audit's, not the plan's.
+    """
+    written = result.written if result.written is not None else written_model(result.model)
+    converted = written.converted
     lines = [
         f"{result.source.path} -> {result.output_path} ({result.config.target.value})",
-        f"layers       {len(converted)}/{len(layers)} converted"
-        + (f" ({', '.join(written)} weights)" if written else ""),
+        f"layers       {len(converted)}/{len(written.layers)} converted"
+        + (f" ({', '.join(written.precisions)})" if converted else ""),
         f"calibration  {result.calibration_samples} samples, activations {result.config.activations_range.value}, "
         f"weights {result.config.weights_range.value} ({result.config.weight_bits}-bit)",
     ]

@@ -42,11 +42,17 @@ def basename(path: Any) -> str:
 
 
 def verdict(report: Mapping[str, Any]) -> tuple[str, str]:
-    """``(word, detail)``: ``PASSED``/``FAILED``/``NOT VERIFIED`` and a short reason."""
-    if not report["verified"]:
-        return "NOT VERIFIED", (report["warnings"] or ["no reason recorded"])[0]
+    """``(word, detail)``: ``PASSED``/``FAILED``/``NOT VERIFIED`` and a short reason.
+
+    A failed gate is ``FAILED`` also when nothing was verified (the integer-kernel gate needs no data).
+    """
     gates = report["gates"]
     failed = [gate for gate in gates if not gate["passed"]]
+    if not report["verified"]:
+        reason = (report["warnings"] or ["no reason recorded"])[0]
+        if failed:
+            return "FAILED", f"{len(failed)} of {len(gates)} gates failed; nothing else verified: {reason}"
+        return "NOT VERIFIED", reason
     if failed:
         return "FAILED", f"{len(failed)} of {len(gates)} gates failed"
     return "PASSED", f"all {len(gates)} gates passed"

@@ -40,6 +40,10 @@ rate.
 
 Independently of these, a ``nonfinite`` gate always fails an output where the candidate produces NaN or
 Inf at a position where the reference does not (or vice versa).
+
+One more gate is about the model, not an output: ``min_integer_kernels`` (:mod:`fp8conv.report.kernel_gate`),
+the number of layers onnxruntime runs on integer kernels. Default: every layer the conversion plans on an
+integer kernel (only when the candidate was converted in the same run); a number overrides it; ``off``.
 """
 
 from __future__ import annotations
@@ -56,7 +60,15 @@ from fp8conv.report.metrics import wilson_lower_bound
 if TYPE_CHECKING:
     from fp8conv.report.result import OutputReport
 
-__all__ = ["DEFAULT_THRESHOLDS", "GATE_NAMES", "GateResult", "Gates", "evaluate_gates"]
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "GATE_NAMES",
+    "KERNEL_GATE",
+    "GateResult",
+    "Gates",
+    "KernelThreshold",
+    "evaluate_gates",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +83,11 @@ DEFAULT_THRESHOLDS: Mapping[str, float | None] = {
     "max_abs_err": None,
 }
 """Global defaults (None: off). See the module docstring for the reasoning."""
+
+KERNEL_GATE = "min_integer_kernels"
+"""The integer-kernel coverage gate (one value for the model, not per output)."""
+
+_PLANNED = frozenset({"plan", "planned", "default"})
 
 _METRIC = {
     "min_sqnr": "sqnr_db",
@@ -129,6 +146,43 @@ class _Setting:
 
 
 @dataclasses.dataclass(frozen=True)
+class KernelThreshold:
+    """The ``min_integer_kernels`` setting.
+
+    Attributes:
+        minimum: The required number of integer kernels; None: every layer the conversion plans on one.
+        enabled: False when the gate is off.
+        source: Where the setting came from: ``default``, ``config``, ``cli`` or ``api``.
+    """
+
+    minimum: int | None = None
+    enabled: bool = True
+    source: str = "default"
+
+    @classmethod
+    def parse(cls, spec: str | float, source: str) -> KernelThreshold:
+        """``"off"``, ``"plan"`` (the default) or a whole number >= 0.
+
+        Raises:
+            Fp8ConvError: A per-output spec or a value that is none of these.
+        """
+        text = str(spec).strip().lower()
+        if text in _OFF or text == "false":  # YAML reads a bare off as false
+            return cls(None, False, source)
+        if text in _PLANNED:
+            return cls(None, True, source)
+        if ":" in text:
+            raise Fp8ConvError(f"gate {KERNEL_GATE} is one number for the model, not per output: {spec!r}")
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not (math.isfinite(value) and value >= 0 and value == int(value)):
+            raise Fp8ConvError(f"gate {KERNEL_GATE}: {spec!r} is not a whole number >= 0, 'plan' or 'off'")
+        return cls(int(value), True, source)
+
+
+@dataclasses.dataclass(frozen=True)
 class Gates:
     """Gate thresholds: per gate, a global value and per-output values (None = off).
 
@@ -137,9 +191,11 @@ class Gates:
 
     Attributes:
         settings: ``{gate: {output or None: setting}}``; ``None`` is the global key.
+        kernels: The ``min_integer_kernels`` setting.
     """
 
     settings: Mapping[str, Mapping[str | None, _Setting]]
+    kernels: KernelThreshold = KernelThreshold()
 
     @classmethod
     def default(cls) -> Gates:
@@ -166,11 +222,16 @@ class Gates:
             Fp8ConvError: Unknown gate, or a value that is not a number (or ``off``) in range.
         """
         name = _gate_name(name)
+        if name == KERNEL_GATE:
+            kernels = self.kernels
+            for spec in specs:
+                kernels = KernelThreshold.parse(spec, source)
+            return dataclasses.replace(self, kernels=kernels)
         updated = dict(self.settings.get(name, {}))
         for spec in specs:
             output, value = _parse_spec(name, spec)
             updated[output] = _Setting(value, source)
-        return Gates({**self.settings, name: updated})
+        return dataclasses.replace(self, settings={**self.settings, name: updated})
 
     def with_mapping(self, mapping: Mapping[str, Any], *, source: str = "config") -> Gates:
         """Override gates from a config ``gates`` table or API dict.
@@ -223,8 +284,8 @@ class Gates:
 
 def _gate_name(name: str) -> str:
     normalized = name.strip().lstrip("-").replace("-", "_")
-    if normalized not in GATE_NAMES:
-        raise Fp8ConvError(f"unknown gate {name!r}; valid gates: {', '.join(GATE_NAMES)}")
+    if normalized not in (*GATE_NAMES, KERNEL_GATE):
+        raise Fp8ConvError(f"unknown gate {name!r}; valid gates: {', '.join((*GATE_NAMES, KERNEL_GATE))}")
     return normalized
 
 

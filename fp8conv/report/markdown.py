@@ -52,22 +52,23 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"`{basename(data['source'])}`{labels}."
         )
         lines.append("")
-        failed = [gate for gate in report["gates"] if not gate["passed"]]
-        if failed:
-            lines.append("**Failed gates**")
-            lines.append("")
-            rows = [
-                [
-                    gate["name"],
-                    f"`{gate['output']}`" if gate["output"] else "–",
-                    f"{gate['comparison']} {num(gate['threshold'])}",
-                    _gate_value(gate),
-                    gate.get("note") or "",
-                ]
-                for gate in failed
+    failed = [gate for gate in report["gates"] if not gate["passed"]]
+    if failed:
+        lines.append("**Failed gates**")
+        lines.append("")
+        rows = [
+            [
+                gate["name"],
+                f"`{gate['output']}`" if gate["output"] else "–",
+                f"{gate['comparison']} {num(gate['threshold'])}",
+                _gate_value(gate),
+                gate.get("note") or "",
             ]
-            lines += _table(["gate", "output", "threshold", "value", "note"], rows)
-            lines.append("")
+            for gate in failed
+        ]
+        lines += _table(["gate", "output", "threshold", "value", "note"], rows)
+        lines.append("")
+    if report["verified"]:
         lines += _outputs(report["outputs"])
         lines += _layers(report)
     kernels = report["kernels"] or {}

@@ -10,14 +10,15 @@ from typing import Any
 
 from fp8conv.report.formatting import db, kernel_summary, num, pct, verdict, worst_layers
 
-__all__ = ["render_terminal"]
+__all__ = ["failed_gate_lines", "render_terminal"]
 
 
 def render_terminal(report: Mapping[str, Any]) -> str:
     """A few lines for the terminal (no colour codes, safe for CI logs)."""
     word, detail = verdict(report)
     if not report["verified"]:
-        return f"verification skipped: {detail}"
+        skipped = (report["warnings"] or ["no reason recorded"])[0]
+        return "\n".join([f"verification skipped: {skipped}", *failed_gate_lines(report)])
     data = report["data"]
     lines = [
         f"verification {word}: {detail} ({data['samples']}{' random' if data['random'] else ''} samples, "
@@ -40,6 +41,14 @@ def render_terminal(report: Mapping[str, Any]) -> str:
         where = f"first below {db(threshold)} dB: {first or 'none'}" if threshold is not None else ""
         lines.append(f"  worst layer: {layer['tensor']} ({layer['op_type']}) {db(layer['sqnr_db'])} dB; {where}")
     lines.append(f"  kernels: {kernel_summary(report['kernels'])}")
+    lines += failed_gate_lines(report)
+    lines += [f"  warning: {warning}" for warning in report["warnings"]]
+    return "\n".join(lines)
+
+
+def failed_gate_lines(report: Mapping[str, Any]) -> list[str]:
+    """One ``  FAILED gate on output: value, needs >= threshold (note)`` line per failed gate."""
+    lines = []
     for gate in report["gates"]:
         if not gate["passed"]:
             value = db(gate["value"]) if gate["metric"].endswith("_db") else num(gate["value"])
@@ -48,5 +57,4 @@ def render_terminal(report: Mapping[str, Any]) -> str:
             lines.append(
                 f"  FAILED {gate['name']}{target}: {value}, needs {gate['comparison']} {num(gate['threshold'])}{note}"
             )
-    lines += [f"  warning: {warning}" for warning in report["warnings"]]
-    return "\n".join(lines)
+    return lines

@@ -42,6 +42,7 @@ from fp8conv.converter.loading import LoadedModel, ModelInput, load, read_model
 from fp8conv.errors import Fp8ConvError
 from fp8conv.report.gates import Gates, evaluate_gates
 from fp8conv.report.inputs import DataInput, open_data, random_samples
+from fp8conv.report.kernel_gate import evaluate_kernel_gate, kernel_gate_setting
 from fp8conv.report.matching import TensorSite, matched_tensors
 from fp8conv.report.metrics import LabelAccuracy, TopKAgreement, is_classifier
 from fp8conv.report.result import LayerReport, OutputReport, VerificationResult
@@ -153,6 +154,8 @@ def verify(
     conversion_json = _conversion_json(conversion)
     if conversion_json is not None:
         _annotate_layers(layers, {site.name: site for site in sites}, conversion_json)
+    kernels = _kernels(candidate, level, conversion, warnings)
+    kernel_gate = evaluate_kernel_gate(gates.kernels, kernels, conversion_json)
     result = VerificationResult(
         verified=True,
         reference=_reference_info(reference, loaded),
@@ -169,9 +172,9 @@ def verify(
         layers=layers,
         skipped_layers=[{"tensor": name, "reason": reason} for name, reason in run.skipped.items()],
         layer_threshold_db=layer_threshold,
-        gates=evaluate_gates(gates, run.outputs, has_labels=has_labels),
-        gate_settings=gates.to_json(),
-        kernels=_kernels(candidate, level, conversion, warnings),
+        gates=[*evaluate_gates(gates, run.outputs, has_labels=has_labels), *([kernel_gate] if kernel_gate else [])],
+        gate_settings=gates.to_json() | kernel_gate_setting(kernel_gate),
+        kernels=kernels,
         conversion=conversion_json,
         warnings=warnings,
     )
@@ -198,17 +201,23 @@ def not_verified(
         gates: The gates that would have applied.
 
     Returns:
-        A result with ``verified`` False, ``passed`` True and the reason as the first warning.
+        A result with ``verified`` False and the reason as the first warning; its only gate is the
+        integer-kernel gate (:mod:`~fp8conv.report.kernel_gate`) on the conversion's audit, so ``passed`` is
+        False only when that fails.
     """
     conversion_json = _conversion_json(conversion)
     audit = getattr(conversion, "audit", None)
+    kernels = audit.to_json() if audit is not None else None
+    gates = gates or Gates.default()
+    kernel_gate = evaluate_kernel_gate(gates.kernels, kernels, conversion_json)
     return VerificationResult(
         verified=False,
         reference={"path": str(reference) if reference else None, "dialects": [], "quant_points": None},
         candidate={"path": str(candidate) if candidate else None, "optimization_level": None},
         data=None,
-        gate_settings=(gates or Gates.default()).to_json(),
-        kernels=audit.to_json() if audit is not None else None,
+        gates=[kernel_gate] if kernel_gate else [],
+        gate_settings=gates.to_json() | kernel_gate_setting(kernel_gate),
+        kernels=kernels,
         conversion=conversion_json,
         warnings=[reason],
     )

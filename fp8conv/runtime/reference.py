@@ -209,10 +209,11 @@ class ReferenceRunner:
                 problems.append(f"unknown {', '.join(extra)}")
             raise Fp8ConvError(f"feeds: {'; '.join(problems)} (the model's inputs are {', '.join(expected)})")
         for name, array in feeds.items():
-            _check_feed(expected[name], array)
+            check_feed(expected[name], array)
 
 
-def _check_feed(info: TensorInfo, array: object) -> None:
+def check_feed(info: TensorInfo, array: object) -> None:
+    """Raise :class:`Fp8ConvError` unless ``array`` has the dtype, rank and static dimensions of ``info``."""
     if not isinstance(array, np.ndarray):
         raise Fp8ConvError(f"input {info.name!r}: expected a NumPy array, got {type(array).__name__}")
     if info.dtype is not None and array.dtype != info.dtype:
