@@ -36,7 +36,13 @@ from onnxscript import version_converter
 from fp8conv.converter.data_movement import trace_movement
 from fp8conv.converter.plan import Layer, QuantizationPlan, is_integer_op, values_by_name
 from fp8conv.errors import Fp8ConvError
-from fp8conv.passes.canonical import CANONICAL_DOMAIN, is_fake_quantize, is_fp8_weight_dequantize
+from fp8conv.passes.canonical import (
+    CANONICAL_DOMAIN,
+    constant_array,
+    is_fake_quantize,
+    is_fp8_weight_dequantize,
+    read_fake_quantize,
+)
 from fp8conv.passes.dequantize_fp8 import exact_weights, remove_fake_quantize
 from fp8conv.passes.values import take_over
 
@@ -374,10 +380,35 @@ class EmitQdqPass(ir.passes.InPlacePass):
     # -- leftovers ------------------------------------------------------------------------------
 
     def _remove_remaining_fp8(self, graph: ir.Graph) -> None:
-        """Drop the FP8 activation quantizers that have no integer consumer (the value flows through)."""
+        """Drop the FP8 activation quantizers that have no integer consumer (the value flows through).
+
+        A saturating per-tensor quantizer on a graph output keeps its saturation:
+        ``y = clip(x, -m·s, m·s)`` (``m`` the format's max), since an FP8 model's outputs stop at ``±m·s``
+        (tools calibrate output scales on data, and logits past the FP8 range were clipped in the model the
+        user trained or validated); only the rounding to the FP8 grid is dropped.
+        """
         for node in list(graph):
-            if is_fake_quantize(node):
-                remove_fake_quantize(node)
+            if not is_fake_quantize(node):
+                continue
+            if node.outputs[0].is_graph_output() and self._clip_output_at_fp8_range(graph, node):
+                continue
+            remove_fake_quantize(node)
+
+    def _clip_output_at_fp8_range(self, graph: ir.Graph, node: ir.Node) -> bool:
+        """Replace an output FakeQuantize by a Clip at its FP8 range; False where that is not its function."""
+        spec = read_fake_quantize(node)
+        scale = constant_array(node.inputs[1])
+        if not spec.saturate or scale is None or scale.size != 1:
+            return False
+        bound = np.asarray(spec.format.max_value * scale.reshape(()), dtype=scale.dtype)
+        base = node.outputs[0].name or node.name or "output"
+        low = self._initializer(graph, f"{base}_fp8_min", ir.tensor(-bound))
+        high = self._initializer(graph, f"{base}_fp8_max", ir.tensor(bound))
+        clip = ir.node("Clip", [node.inputs[0], low, high], name=self._names.new(f"{base}_fp8_saturation"))
+        graph.insert_before(node, clip)
+        take_over(node.outputs[0], clip.outputs[0])
+        graph.remove(node, safe=True)
+        return True
 
     def _needs_opset_21(self) -> bool:
         wide = any(q.dtype in ("int16", "uint16") for q in self.activations.values())
