@@ -243,12 +243,12 @@ def test_converts_and_runs_on_integer_kernels(entry, target, tmp_path):
             problems.append(f"int8 vs the tool's FP8 outputs: cosine {cosine:.4f}, top-1 agreement {agreement:.1%}")
     elif target == "int4":
         if weight_bits.count(4) < with_weights:
-            problems.append(f"4-bit weight initializers in {weight_bits.count(4)} of {with_weights}; bits {weight_bits}")
+            problems.append(f"4-bit weight initializers: {weight_bits.count(4)}/{with_weights}, bits {weight_bits}")
     elif target == "w8a16":
         if activation_bits.count(16) < quantized:
             problems.append(f"16-bit activations in {activation_bits.count(16)} of {quantized}; bits {activation_bits}")
         if weight_bits.count(8) < with_weights:
-            problems.append(f"8-bit weight initializers in {weight_bits.count(8)} of {with_weights}; bits {weight_bits}")
+            problems.append(f"8-bit weight initializers: {weight_bits.count(8)}/{with_weights}, bits {weight_bits}")
     elif kernels.count("MatMulNBits") != entry["weight_matmuls"]:
         problems.append(
             f"{kernels.count('MatMulNBits')} MatMulNBits for {entry['weight_matmuls']} quantized weight "
