@@ -30,9 +30,19 @@ __all__ = ["expects_integer_kernel"]
 logger = logging.getLogger(__name__)
 
 
-def expects_integer_kernel(layer: Layer) -> bool:
-    """Whether onnxruntime CPU runs the planned layer on an integer kernel (see the module docstring)."""
+def expects_integer_kernel(layer: Layer, output_bits: int | None = None) -> bool:
+    """Whether onnxruntime CPU runs the planned layer on an integer kernel (see the module docstring).
+
+    Args:
+        layer: The planned layer.
+        output_bits: Width of the integer ``QuantizeLinear`` the written layer's output feeds (through a
+            Relu/Clip onnxruntime folds), None without one. An 8-bit layer whose output is quantized to 16
+            bits for its reader (an ``--int16`` or auto-INT16 consumer) has no kernel: onnxruntime's
+            selectors take an 8-bit output quantizer or none.
+    """
     if not layer.is_integer:
+        return False
+    if output_bits is not None and output_bits > 8:
         return False
     if layer.activation_bits == 8:
         return layer.precision == "int8"

@@ -184,8 +184,31 @@ def check_written(model: ir.Model, layers: Sequence[Layer], *, kept_float: Itera
                 raise InternalError(f"layer {_name(layer)}: planned {layer.precision}, not in the written model")
             continue
         _check_layer(layer, written[index])
-        written[index] = dataclasses.replace(written[index], planned_integer_kernel=expects_integer_kernel(layer))
+        expected = expects_integer_kernel(layer, _output_quantizer_bits(nodes[index]))
+        written[index] = dataclasses.replace(written[index], planned_integer_kernel=expected)
     return WrittenModel(tuple(written))
+
+
+def _output_quantizer_bits(node: ir.Node) -> int | None:
+    """Width of the widest integer QuantizeLinear the layer's output reaches, if any.
+
+    Followed through one Relu/Clip (onnxruntime folds it) and through data movement (a Transpose/Reshape
+    merging attention heads): the quantizer there is the one onnxruntime's selector sees after its
+    propagation of Q/DQ across data movement.
+    """
+    readers = list(node.outputs[0].consumers())
+    if len(readers) == 1 and readers[0].op_type in ("Relu", "Clip") and readers[0].domain in ("", "ai.onnx"):
+        readers = list(readers[0].outputs[0].consumers())
+    widths: list[int] = []
+    while readers:
+        reader = readers.pop()
+        if reader.op_type in _PASS_THROUGH and reader.domain in ("", "ai.onnx"):
+            readers.extend(reader.outputs[0].consumers())
+        elif reader.op_type == "QuantizeLinear" and len(reader.inputs) > 2 and reader.inputs[2] is not None:
+            width = _BITS.get(reader.inputs[2].dtype)
+            if width is not None:
+                widths.append(width)
+    return max(widths, default=None)
 
 
 # -- postcondition 2: converted layers -------------------------------------------------------------------------
