@@ -17,7 +17,7 @@ from helpers import sqnr_against_reference as _sqnr_against_reference
 from helpers import write_model_and_data as _write
 from onnx import TensorProto, helper
 
-from fp8conv import load
+from fp8conv import fp8, load
 from fp8conv.cli import cli
 from fp8conv.converter.pipeline import convert, convert_file
 from fp8conv.converter.reference_run import run_reference
@@ -451,3 +451,29 @@ def test_data_for_an_initializer_input_is_refused_with_exit_2_and_nothing_writte
     converted = convert_file(source, tmp_path / "out.onnx", data=good, audit=False).output_path
     with pytest.raises(Fp8ConvError, match=r"would override the initializer 'conv1\.bias'"):
         verify(source, converted, data)
+
+
+def test_fp8_weight_in_a_constant_node_converts_like_an_initializer(tmp_path):
+    """``DequantizeLinear(Constant(FLOAT8E4M3FN), Constant(scale))`` → Conv: the stored weight is found."""
+    rng = np.random.default_rng(3)
+    codes = fp8.encode(rng.standard_normal((2, 4, 1, 1)).astype(np.float32), "e4m3fn")
+    weight = helper.make_tensor("w", TensorProto.FLOAT8E4M3FN, [2, 4, 1, 1], codes.tobytes(), raw=True)
+    nodes = [
+        helper.make_node("Constant", [], ["w_fp8"], value=weight),
+        helper.make_node("Constant", [], ["w_scale"], value=helper.make_tensor("s", TensorProto.FLOAT, [], [0.05])),
+        helper.make_node("DequantizeLinear", ["w_fp8", "w_scale"], ["w_dequantized"]),
+        helper.make_node("Conv", ["input", "w_dequantized"], ["output"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "constant_weight",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4, 6, 6])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 2, 6, 6])],
+    )
+    source, data = _write(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]))
+    result = convert_file(source, tmp_path / "out.onnx", data=data)
+    written = onnx.load(tmp_path / "out.onnx")
+    stored = {t.name: t.data_type for t in written.graph.initializer}
+    assert TensorProto.INT8 in stored.values()
+    assert not {TensorProto.FLOAT8E4M3FN} & set(stored.values())
+    assert [layer.precision for layer in result.layers] == ["int8"]

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 
 import onnx_ir as ir
+import onnx_ir.passes.common as ir_common
 
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.canonical import collect_quant_points
@@ -53,11 +54,14 @@ class NormalizationResult:
 def normalization_passes() -> ir.passes.Sequential:
     """The normalization passes in their fixed order.
 
-    Casts of constants are folded first (every reader then sees a constant operand as one), then
+    ``Constant`` nodes become initializers first (an FP8 weight stored in a ``Constant`` is then the same
+    stored weight as an FP8 initializer), casts of constants are folded (every reader then sees a
+    constant operand as one), then
     TRT (it turns stored TRT weights into standard DequantizeLinear nodes, which the weight pass then
     checks), standard Q/DQ, stored FP8 weights, QONNX FloatQuant and Cast pairs.
     """
     return ir.passes.Sequential(
+        ir_common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
         FoldConstantCastsPass(),
         NormalizeTrtFp8Pass(),
         NormalizeQdqPass(),
