@@ -741,13 +741,30 @@ def test_cast_pair_computed_in_float16_is_left_alone(caplog):
     assert "computed in FLOAT16, not float32" in caplog.text
 
 
-def test_cast_pair_with_a_shared_intermediate_is_left_alone(caplog):
+def test_cast_pair_with_a_shared_intermediate_becomes_a_unit_scale_fake_quantize(caplog):
+    """The chain cannot become one FakeQuantize (``scaled`` is an output too), so the Cast pair alone does:
+    ``FakeQuantize(scaled, 1)``, with the Div and Mul left as float ops; bit-exact against onnxruntime."""
     model = _cast_model()
     model.graph.output.append(_vi("scaled"))
     with caplog.at_level(logging.WARNING):
         result = _normalize(model)
-    assert not result.modified
     assert "'scaled' of the FP8 Cast chain is read outside it" in caplog.text
+    assert result.modified
+    [point] = collect_quant_points(result.model)
+    assert (point.tensor, np.asarray(point.scale).reshape(-1).tolist(), point.spec.format.name) == (
+        "scaled",
+        [1.0],
+        "e4m3fn",
+    )
+    ops = [node.op_type for node in result.model.graph]
+    assert "Cast" not in ops
+    assert {"Div", "Mul"} <= set(ops)
+    x = np.random.default_rng(5).standard_normal((2, 8)).astype(np.float32) * 300
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"x": x})
+    actual = ReferenceRunner(result.model).run({"x": x})
+    for want, name in zip(expected, ("y", "scaled"), strict=True):
+        np.testing.assert_array_equal(actual[name], want)
 
 
 def test_trt_model_with_unknown_trt_version_is_left_alone(caplog):
@@ -874,14 +891,16 @@ def test_casts_of_constants_are_folded_into_initializers_that_keep_the_tensor_na
     )
     result = _normalize(model)
     graph = result.model.graph
-    assert [(p.tensor, p.dialect) for p in collect_quant_points(result.model)] == [("w_shared", "dq-weight")]
+    # The bare Cast pair of a constant is a quantizer (scale 1), never folded.
+    points = [(p.tensor, p.dialect) for p in collect_quant_points(result.model)]
+    assert points == [("w_shared", "dq-weight"), ("w_float", "cast")]
     assert "w" not in graph.initializers  # read only by the Identity
     gemm = next(node for node in graph if node.op_type == "Gemm")
     bias = gemm.inputs[2]
     assert (bias.name, bias.dtype, bias.is_initializer()) == ("b", ir.DataType.FLOAT, True)
     np.testing.assert_array_equal(bias.const_value.numpy(), np.array([0.1, 1 / 3, 1e-40]).astype(np.float32))
     # A cast to FP8 is not folded (it is a quantizer, or data the readers must see).
-    assert [node.op_type for node in graph] == ["DequantizeLinear", "Gemm", "Cast", "Cast"]
+    assert [node.op_type for node in graph] == ["DequantizeLinear", "Gemm", "FakeQuantize"]
     onnx.checker.check_model(ir.to_proto(result.model), full_check=True)
 
 

@@ -169,8 +169,9 @@ class NormalizeCastPairPass(NodeRewritePass):
     The FakeQuantize keeps the final node's output (name, type, graph-output position) and takes
     the name of the FP8 Cast. Left alone (logged): a clamp that could change the result; a scaling
     computed in float16 or bfloat16 before the cast (two roundings, not one); scales that differ or
-    are not exact reciprocal powers of two; intermediates read outside the chain; bare Cast pairs
-    without the scaling Div and Mul.
+    are not exact reciprocal powers of two; intermediates read outside the chain. In those cases, and
+    for bare Cast pairs without the scaling Div and Mul, the Cast pair alone becomes a FakeQuantize with
+    scale 1 (exact), so no FP8 Cast is left.
 
     Raises (through the pass manager): :class:`~fp8conv.errors.Fp8ConvError` for a scale that is
     <= 0, NaN or Inf or does not broadcast; :class:`~fp8conv.errors.UnsupportedModelError` for a
@@ -188,7 +189,7 @@ class NormalizeCastPairPass(NodeRewritePass):
             return False
         chain = self._match(to_fp8)
         if chain is None:
-            return False
+            return self._rewrite_bare_pair(to_fp8, target)
         fmt = FORMATS[FP8_DATA_TYPES[ir.DataType(target)]]
         saturate = self._absorbed_saturate(chain, fmt)
         scale_value = None if saturate is None else self._scale(chain)
@@ -204,6 +205,31 @@ class NormalizeCastPairPass(NodeRewritePass):
         )
         remove_unused_constants(constants)
         logger.debug("node %r: FP8 Cast pair -> FakeQuantize (%s)", to_fp8.name, spec)
+        return True
+
+    @staticmethod
+    def _rewrite_bare_pair(to_fp8: ir.Node, target: int) -> bool:
+        """``Cast(Cast(v, to=FP8), to=float)`` alone is ``FakeQuantize(v, 1)``: exact, whatever surrounds it.
+
+        The first Cast rounds ``v`` to the FP8 grid (round half to even, its saturate rule), the second
+        is exact, so the pair is the FakeQuantize with scale 1. Used where the full chain does not match
+        (no scaling, or an intermediate read outside it): the scaling ops stay as float ops, and no
+        FP8 Cast is left behind.
+        """
+        back_cast = _only_consumer(to_fp8.outputs[0])
+        if back_cast is None or back_cast.op_type != "Cast" or back_cast.domain != "":
+            return False
+        result_type = back_cast.attributes.get_int("to", 0)
+        x = to_fp8.inputs[0]
+        if result_type not in _BACK_TYPES or x is None or x.dtype not in _BACK_TYPES:
+            return False
+        fmt = FORMATS[FP8_DATA_TYPES[ir.DataType(target)]]
+        spec = QuantSpec(fmt, saturate=bool(to_fp8.attributes.get_int("saturate", 1)))
+        one = add_initializer(to_fp8, x, np.ones((), np.float32), "fp8_unit_scale")
+        replace_with_fake_quantize(
+            [to_fp8, back_cast], x, one, spec, source="cast", name=to_fp8.name, result_type=ir.DataType(result_type)
+        )
+        logger.info("node %r: bare FP8 Cast pair -> FakeQuantize with scale 1 (%s)", to_fp8.name, spec)
         return True
 
     @staticmethod

@@ -269,7 +269,7 @@ def add_initializer(node: ir.Node, like: ir.Value, array: np.ndarray, suffix: st
     graph = node.graph
     assert graph is not None
     dtype = constant_dtype(like)
-    tensor = ir.tensor(np.ascontiguousarray(array), dtype=dtype)
+    tensor = ir.tensor(np.asarray(array, order="C"), dtype=dtype)  # (ascontiguousarray makes 0-d arrays 1-d)
     base = f"{like.name}_{suffix}"
     name, counter = base, 0
     while name in graph.initializers:
