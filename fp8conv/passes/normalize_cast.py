@@ -200,6 +200,9 @@ class NormalizeCastPairPass(NodeRewritePass):
         spec = QuantSpec(fmt, axis=axis, saturate=saturate)
         constants = [chain.front.constant, chain.back.constant, *(v for node in chain.clamps for v in node.inputs)]
         result_type = ir.DataType(chain.back_cast.attributes.get_int("to"))
+        if x.dtype is None and chain.front.constant.dtype is not None:
+            # Div(x, s) types x as s (an exporter's custom op upstream can leave x untyped).
+            x.type = ir.TensorType(chain.front.constant.dtype)
         replace_with_fake_quantize(
             chain.nodes, x, scale_value, spec, source="cast", name=to_fp8.name, result_type=result_type
         )
