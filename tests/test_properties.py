@@ -184,3 +184,27 @@ def test_cast_chain_on_a_tensor_of_unknown_type() -> None:
     canonical = load(rm.build(spec).model).model
     assert "Cast" not in [node.op_type for node in canonical.graph]
     check_conversion(spec, "int8")
+
+
+def test_float_layer_merged_by_onnxruntime_is_not_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Found by the property test: a Conv that ``w4a16`` keeps float and onnxruntime merges away
+    (Transpose → MatMul → Transpose → Relu → Conv) was a "kernel audit" warning on every run."""
+    q = rm.Quantizer
+    ops = (
+        rm.Op("nhwc_matmul", channels=4, act=q("floatquant", margin=1.5), weight=q("qdq", per_channel=True)),
+        rm.Op("relu"),
+        rm.Op("conv", channels=4, act=q("floatquant", margin=1.5)),
+    )
+    net = rm.build(rm.NetSpec(3, 6, ops, "mixed", 31243))
+    with tempfile.TemporaryDirectory() as tmp:
+        source, data = Path(tmp, "model.onnx"), Path(tmp, "data.npz")
+        onnx.save(net.model, source)
+        np.savez(data, input=net.samples)
+        with caplog.at_level("DEBUG", logger="fp8conv.runtime.audit"):
+            result = convert_file(source, Path(tmp, "out.onnx"), to="w4a16", data=data)
+    assert result.audit is not None
+    conv = [record for record in result.audit.records if record.op_type == "Conv"]
+    assert [record.reason.split(":")[0] for record in conv] == ["not found in the optimized graph"]
+    assert [
+        r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "kernel audit" in r.getMessage()
+    ] == []
