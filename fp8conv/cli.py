@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from fp8conv import __version__
+from fp8conv.converter.calibration.registry import RANGE_METHODS
 from fp8conv.errors import Fp8ConvError, InternalError
 from fp8conv.runtime.formats import FORMATS
 
@@ -275,7 +276,7 @@ def _finish(result: VerificationResult, report_dir: Path | None, as_json: bool, 
 )
 @click.option(
     "--activations-range",
-    type=click.Choice(["mse", "minmax", "percentile", "entropy", "fp8"]),
+    type=click.Choice(list(RANGE_METHODS)),
     default=None,
     help="Activation range method (default mse; fp8 = data-free).",
 )

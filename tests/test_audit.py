@@ -404,4 +404,3 @@ def test_derived_names_match_the_suffix_grammar():
         expected = re.fullmatch("(?:fused )?" + re.escape(base) + f"(?:{audit._SUFFIXES})*", name) is not None
         assert audit._derives(base, name) == expected, (base, name)
     assert not audit._derives("", "x")
-

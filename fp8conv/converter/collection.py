@@ -3,12 +3,12 @@
 Every activation group of the plan gets one statistic (:mod:`fp8conv.converter.calibration`):
 
 * a :class:`~fp8conv.converter.calibration.CodeHistogram` when every tensor of the group is the float32
-  output of a per-tensor FP8 quantizer, all of one format and scale, and the range method evaluates the
-  grid (mse, minmax, fp8): the
+  output of a per-tensor FP8 quantizer, all of one format and scale, and the range method's entry in
+  :data:`~fp8conv.converter.calibration.registry.RANGE_METHODS` does not ask for a float histogram: the
   reference returns those tensors as float16 grid values (``ReferenceRunner(capture_grid=...)``), whose
   bit patterns name the FP8 codes, so counting is one exact pass over two bytes per value;
 * a :class:`~fp8conv.converter.calibration.StreamingHistogram` otherwise (tensors that no FP8 quantizer
-  produced, and the continuous methods entropy and percentile).
+  produced, and the continuous methods such as entropy and percentile).
 
 Each value is counted once, where it leaves the group's data movement (``ActivationPoint.counted``): a
 tensor that a data-movement op copied from another tensor of its group (a Reshape, a Concat's output)
@@ -38,7 +38,7 @@ import onnx_ir as ir
 from tqdm import tqdm
 
 from fp8conv.converter import calibration
-from fp8conv.converter.config import ActivationRange, ConversionConfig
+from fp8conv.converter.config import ConversionConfig
 from fp8conv.converter.data import LABELS_KEY, SampleSet
 from fp8conv.converter.plan import ActivationPoint, QuantizationPlan
 from fp8conv.passes.canonical import is_fake_quantize
@@ -191,9 +191,10 @@ def _statistics_layout(
     factories: dict[str, Callable[[], calibration.Statistics]] = {}
     captures: dict[str, str] = {}
     dtypes = _fake_quantize_dtypes(model)
-    # The exact FP8-code histogram serves the methods that evaluate the grid (mse, minmax); entropy and
-    # percentile assume a continuous distribution and get the float histogram.
-    continuous = config.activations_range in (ActivationRange.ENTROPY, ActivationRange.PERCENTILE)
+    # The exact FP8-code histogram serves the methods that evaluate the grid (mse, minmax); the continuous
+    # ones (entropy, percentile) get the float histogram. See calibration.StatisticKind.
+    statistic = calibration.range_method(config.activations_range).statistic
+    continuous = statistic is calibration.StatisticKind.STREAMING_HISTOGRAM
     for group, tensors in plan.groups().items():
         points = [plan.points[t] for t in tensors]
         counted = [point for point in points if point.counted] or points

@@ -610,9 +610,10 @@ def _calibrated_ranges(
     One thread: the searches are many small NumPy calls, which two threads only make slower (GIL).
     """
     method = config.activations_range.value
-    options = {"percentile": config.percentile} if method == "percentile" else {}
+    spec = calibration.range_method(method)
+    options = spec.config_options(config)
     return {
-        group: calibration.compute_range(stats, method, qtypes[group], **options)
+        group: spec(stats, qtypes[group], **options)
         for group, stats in statistics.items()
         if method != "fp8" and stats.count > 0 and group in qtypes
     }
