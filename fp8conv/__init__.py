@@ -7,13 +7,12 @@ checks accuracy gates (:mod:`fp8conv.report`), :func:`write_reports` writes its 
 """
 
 from fp8conv import fp8
+from fp8conv._version import __version__
 from fp8conv.converter.inspection import Inspection, inspect
 from fp8conv.converter.loading import LoadedModel, load
 from fp8conv.converter.pipeline import ConversionResult, convert, convert_file
 from fp8conv.errors import Fp8ConvError, InternalError
 from fp8conv.report import Gates, VerificationResult, verify, write_reports
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ConversionResult",

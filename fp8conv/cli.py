@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fp8conv import __version__
+from fp8conv._version import __version__
 from fp8conv.converter.calibration.registry import RANGE_METHODS
 from fp8conv.errors import Fp8ConvError, InternalError
 from fp8conv.runtime.formats import FORMATS
@@ -401,7 +401,7 @@ def convert_command(
     bad input (nothing is written), 3 an internal error. The model and the --report files are written
     in every case but 2 and 3.
     """
-    from fp8conv.converter.config import ConversionConfig, load_config_file
+    from fp8conv.config import ConversionConfig, load_config_file
     from fp8conv.converter.pipeline import convert_file, default_output_path
     from fp8conv.converter.preflight import check_before_writing
 
@@ -612,7 +612,7 @@ def verify_command(
 
     Exit codes: 0 all gates pass, 1 a gate failed (reports are still written), 2 bad input or usage.
     """
-    from fp8conv.converter.config import load_config_file
+    from fp8conv.config import load_config_file
     from fp8conv.converter.preflight import check_before_writing
     from fp8conv.report.verify import verify
 

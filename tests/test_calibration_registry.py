@@ -16,10 +16,10 @@ from fp8_models import residual_cnn
 
 from fp8conv import load
 from fp8conv.cli import cli
+from fp8conv.config import ActivationRange, ConversionConfig
 from fp8conv.converter import calibration as cal
 from fp8conv.converter.calibration.registry import RANGE_METHODS, RangeMethodSpec, StatisticKind
 from fp8conv.converter.collection import _statistics_layout
-from fp8conv.converter.config import ActivationRange, ConversionConfig
 from fp8conv.converter.plan import plan_conversion
 
 

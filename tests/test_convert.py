@@ -129,8 +129,8 @@ def test_calibration_batch_size_does_not_change_the_statistics_or_the_file(tmp_p
 
 def _captured(model_proto) -> tuple[dict, set[str]]:
     """The plan's points and the tensors calibration captures, for the default config."""
+    from fp8conv.config import ConversionConfig
     from fp8conv.converter.collection import StatisticsCollector
-    from fp8conv.converter.config import ConversionConfig
     from fp8conv.converter.plan import plan_conversion
 
     model = load(model_proto).model

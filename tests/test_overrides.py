@@ -13,7 +13,7 @@ from fp8_models import mlp, residual_cnn
 
 from fp8conv import load
 from fp8conv.cli import cli
-from fp8conv.converter.config import ConversionConfig
+from fp8conv.config import ConversionConfig
 from fp8conv.converter.inspection import inspect
 from fp8conv.converter.pipeline import convert
 from fp8conv.converter.plan import plan_conversion

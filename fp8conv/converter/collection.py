@@ -37,8 +37,8 @@ import numpy as np
 import onnx_ir as ir
 from tqdm import tqdm
 
+from fp8conv.config import ConversionConfig
 from fp8conv.converter import calibration
-from fp8conv.converter.config import ConversionConfig
 from fp8conv.converter.data import LABELS_KEY, SampleSet
 from fp8conv.converter.plan import ActivationPoint, QuantizationPlan
 from fp8conv.passes.canonical import is_fake_quantize

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import onnx_ir as ir
 
-from fp8conv.converter.config import ConversionConfig, LayerPrecision
+from fp8conv.config import ConversionConfig, LayerPrecision
 from fp8conv.errors import Fp8ConvError
 
 __all__ = ["OVERRIDE_OPTIONS", "LayerNames", "layer_names", "select_overrides"]

@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from fp8conv._version import __version__
+from fp8conv.config import ActivationRange, ConversionConfig, Target
 from fp8conv.converter import calibration
 from fp8conv.converter.collection import StatisticsCollector
-from fp8conv.converter.config import ActivationRange, ConversionConfig, Target
 from fp8conv.converter.data import SampleSet, load_samples
 from fp8conv.converter.files import atomic_write
 from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
@@ -679,8 +680,6 @@ def _downstream_fp8_range(
 
 
 def _record_metadata(model: ir.Model, config: ConversionConfig) -> None:
-    from fp8conv import __version__
-
     model.metadata_props["fp8conv.version"] = __version__
     model.metadata_props["fp8conv.target"] = config.target.value
     model.metadata_props["fp8conv.weights_range"] = config.weights_range.value

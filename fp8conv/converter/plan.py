@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import onnx_ir as ir
 
-from fp8conv.converter.config import ConversionConfig, LayerPrecision, Target
+from fp8conv.config import ConversionConfig, LayerPrecision, Target
 from fp8conv.converter.data_movement import trace_movement
 from fp8conv.converter.overrides import layer_names, select_overrides
 from fp8conv.converter.weights import WeightCodes

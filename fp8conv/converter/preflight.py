@@ -10,9 +10,9 @@ they check, and what is left to the steps that follow (which also run before any
   (every sample is checked again when it is run); random inputs (``--random-inputs``) can be generated;
 * **gates**: per-output thresholds name outputs the model has; rate gates (top-1, accuracy) apply to
   outputs that can be classifier outputs (``[N, C]``, ``C >= 2`` where static);
-* the config file and the options are checked when they are read (:func:`~fp8conv.converter.config.
-  load_config_file`, :class:`~fp8conv.converter.config.ConversionConfig`); the calibration data when the
-  conversion opens it, before it writes.
+* the config file and the options are checked when they are read (:func:`~fp8conv.config.load_config_file`,
+  :class:`~fp8conv.config.ConversionConfig`); the calibration data when the conversion opens it, before it
+  writes.
 
 The model's interface is read without its external data; a model that cannot be read is left to the
 loader, whose error is the precise one.

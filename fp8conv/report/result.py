@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from fp8conv._version import __version__
 from fp8conv.report.gates import GateResult
 from fp8conv.report.metrics import HISTOGRAM_EDGES, ErrorStats, LabelAccuracy, TopKAgreement
 
@@ -226,8 +227,6 @@ class VerificationResult:
 
     def to_json(self) -> dict[str, Any]:
         """The ``report.json`` document (JSON-safe: no NaN or infinity)."""
-        from fp8conv import __version__
-
         first = self.first_failing_layer
         document = {
             "schema_version": SCHEMA_VERSION,
