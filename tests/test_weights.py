@@ -15,8 +15,8 @@ from helpers import run_unoptimized
 from onnx import TensorProto, helper
 
 from fp8conv import fp8
-from fp8conv.converter import weights as weights_module
-from fp8conv.converter.weights import (
+from fp8conv.runtime import integer_quantization as weights_module
+from fp8conv.runtime.integer_quantization import (
     QuantizedWeights,
     WeightCodes,
     dequantize,
@@ -445,7 +445,7 @@ def test_bias_matches_rint_and_onnxruntime_dequantizes_it_back() -> None:
 
 def test_bias_saturates_to_int32_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     bias = np.array([1e6, -1e6, 1e-4], dtype=np.float32)
-    with caplog.at_level(logging.WARNING, logger="fp8conv.converter.weights"):
+    with caplog.at_level(logging.WARNING, logger="fp8conv.runtime.integer_quantization"):
         q, _ = quantize_bias(bias, 1e-4, np.float32(1e-6))  # 1e6 / 1e-10 = 1e16 > 2^31
     np.testing.assert_array_equal(
         q,

@@ -25,8 +25,8 @@ import logging
 import numpy as np
 import onnx_ir as ir
 
-from fp8conv.converter.weights import WeightCodes
 from fp8conv.passes.canonical import constant_array
+from fp8conv.runtime.integer_quantization import WeightCodes
 
 __all__ = ["MOVEMENT_OPS", "Movement", "moved_axis", "trace_movement"]
 

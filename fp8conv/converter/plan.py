@@ -38,7 +38,6 @@ import onnx_ir as ir
 from fp8conv.config import ConversionConfig, LayerPrecision, Target
 from fp8conv.converter.data_movement import trace_movement
 from fp8conv.converter.overrides import layer_names, select_overrides
-from fp8conv.converter.weights import WeightCodes
 from fp8conv.passes.canonical import (
     FP8_DATA_TYPES,
     QuantPoint,
@@ -51,6 +50,7 @@ from fp8conv.passes.canonical import (
 from fp8conv.passes.dequantize_fp8 import exact_weights
 from fp8conv.runtime.emulator import decode, encode
 from fp8conv.runtime.formats import resolve_format
+from fp8conv.runtime.integer_quantization import WeightCodes
 
 __all__ = [
     "ActivationPoint",
