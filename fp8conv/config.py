@@ -114,7 +114,7 @@ class ConversionConfig:
             (or ARM) or sets ``session.x64quantprecision=1``.
         int4_block_size: INT4 block length along K (32, 64 or 128); None for per-channel INT4.
         keep_float: Regexes selecting layers that stay float. A layer is selected when a pattern is found
-            in its node name, a weight name or its output name (:mod:`fp8conv.converter.overrides`); a
+            in its node name, a weight name or its output name (:mod:`fp8conv.passes.overrides`); a
             pattern that selects no layer is an error.
         int16: Regexes selecting layers whose activations get INT16 (as ``keep_float``).
         int4: Regexes selecting layers whose weights get INT4 (as ``keep_float``; blocked along K for

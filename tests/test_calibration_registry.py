@@ -20,7 +20,7 @@ from fp8conv.config import ActivationRange, ConversionConfig
 from fp8conv.converter import calibration as cal
 from fp8conv.converter.calibration.registry import RANGE_METHODS, RangeMethodSpec, StatisticKind
 from fp8conv.converter.collection import _statistics_layout
-from fp8conv.converter.plan import plan_conversion
+from fp8conv.passes.plan import plan_conversion
 
 
 def _cli_choices() -> list[str]:

@@ -131,7 +131,7 @@ def _captured(model_proto) -> tuple[dict, set[str]]:
     """The plan's points and the tensors calibration captures, for the default config."""
     from fp8conv.config import ConversionConfig
     from fp8conv.converter.collection import StatisticsCollector
-    from fp8conv.converter.plan import plan_conversion
+    from fp8conv.passes.plan import plan_conversion
 
     model = load(model_proto).model
     config = ConversionConfig()

@@ -16,8 +16,8 @@ from fp8conv.cli import cli
 from fp8conv.config import ConversionConfig
 from fp8conv.converter.inspection import inspect
 from fp8conv.converter.pipeline import convert
-from fp8conv.converter.plan import plan_conversion
 from fp8conv.errors import Fp8ConvError
+from fp8conv.passes.plan import plan_conversion
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 SEQ = MODELS / "seq_transformer"

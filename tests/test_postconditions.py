@@ -100,7 +100,7 @@ def test_a_converted_int8_layer_with_float_activations_is_an_internal_error():
 def _plan(model: onnx.ModelProto):
     from fp8conv import load
     from fp8conv.config import ConversionConfig
-    from fp8conv.converter.plan import plan_conversion
+    from fp8conv.passes.plan import plan_conversion
 
     return plan_conversion(load(model).model, ConversionConfig()).layers
 

@@ -24,9 +24,9 @@ from fp8_models import linear, modelopt_transformer
 from helpers import sqnr_against_reference, write_model_and_data
 from onnx import TensorProto, helper, numpy_helper
 
-from fp8conv.converter.data_movement import moved_axis, trace_movement
 from fp8conv.converter.pipeline import ConversionResult, convert, convert_file
 from fp8conv.converter.summary import conversion_summary
+from fp8conv.passes.data_movement import moved_axis, trace_movement
 
 WEIGHT_LAYERS = frozenset({"q_matmul_node", "k_matmul_node", "v_matmul_node", "o_matmul_node", "fc1_node", "fc2_node"})
 ATTENTION = frozenset({"scores_node", "context_heads_node"})

@@ -40,8 +40,8 @@ from tqdm import tqdm
 from fp8conv.config import ConversionConfig
 from fp8conv.converter import calibration
 from fp8conv.converter.data import LABELS_KEY, SampleSet
-from fp8conv.converter.plan import ActivationPoint, QuantizationPlan
 from fp8conv.passes.canonical import is_fake_quantize
+from fp8conv.passes.plan import ActivationPoint, QuantizationPlan
 from fp8conv.runtime.reference import ReferenceRunner
 
 __all__ = ["StatisticsCollector", "calibration_workers"]

@@ -23,7 +23,7 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fp8conv.converter.plan import Layer
+    from fp8conv.passes.plan import Layer
 
 __all__ = ["expects_integer_kernel"]
 

@@ -6,9 +6,9 @@ import dataclasses
 import logging
 
 from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
-from fp8conv.converter.overrides import LayerNames, layer_names
-from fp8conv.converter.plan import layer_nodes
 from fp8conv.passes.canonical import QuantPoint
+from fp8conv.passes.overrides import LayerNames, layer_names
+from fp8conv.passes.plan import layer_nodes
 
 __all__ = ["INSPECT_SCHEMA_VERSION", "Inspection", "inspect"]
 
@@ -27,7 +27,7 @@ class Inspection:
         quant_points: Quantization points in graph order.
         integer_qdq: Integer Q/DQ nodes kept as they are.
         layers: Every Conv / MatMul / Gemm with the names ``--keep-float``, ``--int16`` and ``--int4``
-            patterns are matched against (:mod:`fp8conv.converter.overrides`).
+            patterns are matched against (:mod:`fp8conv.passes.overrides`).
     """
 
     source: SourceInfo

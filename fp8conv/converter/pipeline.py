@@ -3,7 +3,7 @@
 Steps (each delegated to the module that owns it):
 
 1. :func:`fp8conv.load`: read any FP8 dialect into canonical form.
-2. :func:`~fp8conv.converter.plan.plan_conversion`: which layers become integer, where quantizers go.
+2. :func:`~fp8conv.passes.plan.plan_conversion`: which layers become integer, where quantizers go.
 3. Weights: the exact FP8 weights, requantized per output channel (INT8/7-bit) or per channel/block
    (INT4) with the chosen range method (:mod:`fp8conv.runtime.integer_quantization`).
 4. Activations: the exact FP8 reference (:class:`~fp8conv.runtime.reference.ReferenceRunner`) runs over
@@ -39,12 +39,12 @@ from fp8conv.converter.collection import StatisticsCollector
 from fp8conv.converter.data import SampleSet, load_samples
 from fp8conv.converter.files import atomic_write
 from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
-from fp8conv.converter.plan import ActivationPoint, Layer, QuantizationPlan, plan_conversion, values_by_name
 from fp8conv.converter.postconditions import LAYER_OPS, WrittenModel, check_written
 from fp8conv.converter.preflight import check_writable
 from fp8conv.converter.stopwatch import Stopwatch
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.emit_qdq import ActivationQuantization, EmitQdqPass, WeightQuantization
+from fp8conv.passes.plan import ActivationPoint, Layer, QuantizationPlan, plan_conversion, values_by_name
 from fp8conv.runtime.audit import audit_integer_kernels
 from fp8conv.runtime.integer_quantization import QuantizedWeights, quantize_weights
 

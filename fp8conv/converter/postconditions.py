@@ -35,7 +35,7 @@ from fp8conv.errors import InternalError
 from fp8conv.passes.canonical import CANONICAL_DOMAIN
 
 if TYPE_CHECKING:
-    from fp8conv.converter.plan import Layer
+    from fp8conv.passes.plan import Layer
 
 __all__ = ["LAYER_OPS", "WrittenLayer", "WrittenModel", "check_written", "written_model"]
 

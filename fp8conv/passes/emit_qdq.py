@@ -33,8 +33,6 @@ import onnx_ir as ir
 import onnx_ir.passes.common as ir_common
 from onnxscript import version_converter
 
-from fp8conv.converter.data_movement import trace_movement
-from fp8conv.converter.plan import Layer, QuantizationPlan, is_integer_op, values_by_name
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.canonical import (
     CANONICAL_DOMAIN,
@@ -43,7 +41,9 @@ from fp8conv.passes.canonical import (
     is_fp8_weight_dequantize,
     read_fake_quantize,
 )
+from fp8conv.passes.data_movement import trace_movement
 from fp8conv.passes.dequantize_fp8 import exact_weights, remove_fake_quantize
+from fp8conv.passes.plan import Layer, QuantizationPlan, is_integer_op, values_by_name
 from fp8conv.passes.values import take_over
 
 __all__ = ["ActivationQuantization", "EmitQdqPass", "WeightQuantization"]

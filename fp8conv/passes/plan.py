@@ -8,7 +8,7 @@ The plan is pure analysis (the graph is not changed). It answers, for onnxruntim
    as ``Transpose``/``Reshape``) and no override keeps it float. Its weight is read exactly as the FP8
    model used it (``decode(codes)·scale`` or ``fake_quantize(w)``) and as the layer reads it: data
    movement between the weight's quantizer and the layer is replayed on the stored weight
-   (:mod:`fp8conv.converter.data_movement`), so the integer weight is stored in the layer's layout.
+   (:mod:`fp8conv.passes.data_movement`), so the integer weight is stored in the layer's layout.
    For ``w4a16`` a ``Gemm(transB=1)`` also gets its weight stored transposed (``[K, N]``) and
    ``transB=0``: ``A·Bᵀ = A·(Bᵀ)``, the layout onnxruntime's MatMulNBits fusion needs.
 2. **Activation points** (tensors that get ``QuantizeLinear → DequantizeLinear``):
@@ -36,8 +36,6 @@ import numpy as np
 import onnx_ir as ir
 
 from fp8conv.config import ConversionConfig, LayerPrecision, Target
-from fp8conv.converter.data_movement import trace_movement
-from fp8conv.converter.overrides import layer_names, select_overrides
 from fp8conv.passes.canonical import (
     FP8_DATA_TYPES,
     QuantPoint,
@@ -47,7 +45,9 @@ from fp8conv.passes.canonical import (
     is_fp8_weight_dequantize,
     read_fake_quantize,
 )
+from fp8conv.passes.data_movement import trace_movement
 from fp8conv.passes.dequantize_fp8 import exact_weights
+from fp8conv.passes.overrides import layer_names, select_overrides
 from fp8conv.runtime.emulator import decode, encode
 from fp8conv.runtime.formats import resolve_format
 from fp8conv.runtime.integer_quantization import WeightCodes
