@@ -35,7 +35,7 @@ import onnxruntime as ort
 from fp8conv import load
 from fp8conv.converter.pipeline import convert_file
 from fp8conv.passes.dequantize_fp8 import DequantizeFp8Pass
-from fp8conv.runtime.reference import ReferenceRunner
+from fp8conv.passes.reference_runner import ReferenceRunner
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 TARGETS = ("int8", "w8a16", "int4")

@@ -387,7 +387,7 @@ def sqnr_db(reference: np.ndarray, other: np.ndarray) -> float:
 def agreement(fp8_model: Path, paths: dict[str, Path], samples: int) -> dict[str, tuple[float, float]]:
     """SQNR (dB) and top-1 agreement of each model's logits against the exact FP8 reference."""
     import fp8conv
-    from fp8conv.runtime.reference import ReferenceRunner
+    from fp8conv.passes.reference_runner import ReferenceRunner
 
     images = np.random.default_rng(3).standard_normal((samples, 3, 224, 224)).astype(np.float32)
     runner = ReferenceRunner(fp8conv.load(fp8_model).model)

@@ -35,8 +35,8 @@ from machine import cpu_model
 
 from fp8conv import fp8
 from fp8conv.passes.canonical import CANONICAL_DOMAIN, QuantSpec, make_fake_quantize
+from fp8conv.passes.reference_runner import ReferenceRunner
 from fp8conv.runtime.ort_backend import create_session
-from fp8conv.runtime.reference import ReferenceRunner
 
 STAGES = [(64, 1), (128, 2), (256, 2), (512, 2)]  # (channels, stride of the first block)
 VARIANTS = {  # label: (format, native_qdq)

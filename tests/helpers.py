@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from fp8conv import load
-from fp8conv.runtime.reference import ReferenceRunner
+from fp8conv.passes.reference_runner import ReferenceRunner
 
 CALIBRATION = 32
 

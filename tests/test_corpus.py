@@ -32,7 +32,7 @@ from onnx import TensorProto
 
 import fp8conv
 from fp8conv.converter.pipeline import convert_file
-from fp8conv.runtime.reference import ReferenceRunner
+from fp8conv.passes.reference_runner import ReferenceRunner
 
 CORPUS = Path(__file__).parent / "corpus"
 MANIFEST = json.loads((CORPUS / "manifest.json").read_text())

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper
 
 from fp8conv import fp8, load
 from fp8conv.passes.dequantize_fp8 import DequantizeFp8Pass
-from fp8conv.runtime.reference import ReferenceRunner
+from fp8conv.passes.reference_runner import ReferenceRunner
 
 
 def test_weights_are_exact_fp8_values_and_no_quantizer_is_left():

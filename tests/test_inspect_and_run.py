@@ -13,7 +13,7 @@ from golden_models import GOLDEN
 
 import fp8conv
 from fp8conv.cli import cli
-from fp8conv.runtime.reference import ReferenceRunner
+from fp8conv.passes.reference_runner import ReferenceRunner
 
 RUNNABLE = sorted(name for name in GOLDEN if name != "mx_unsupported")
 

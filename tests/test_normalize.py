@@ -18,7 +18,7 @@ from fp8conv.errors import Fp8ConvError, UnsupportedModelError
 from fp8conv.passes.canonical import CANONICAL_DOMAIN, QuantPoint, collect_quant_points, is_fake_quantize
 from fp8conv.passes.detect_unsupported import find_block_format_nodes, find_integer_qdq
 from fp8conv.passes.normalize import normalize_fp8
-from fp8conv.runtime.reference import ReferenceRunner
+from fp8conv.passes.reference_runner import ReferenceRunner
 
 SUPPORTED = [name for name, case in GOLDEN.items() if not case.unsupported]
 STANDARD = [name for name in GOLDEN if not any(o.domain for o in GOLDEN[name].build().opset_import)]

@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fp8conv import Fp8ConvError, convert_file, fp8, load
-from fp8conv.runtime.reference import ReferenceRunner
+from fp8conv.passes.reference_runner import ReferenceRunner
 
 TARGETS = ("int8", "int4", "w8a16", "w4a16")
 _ACTIVATION_BITS = {"int8": 8, "int4": 8, "w8a16": 16, "w4a16": None}

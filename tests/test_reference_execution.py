@@ -41,8 +41,9 @@ from fp8conv.passes.canonical import (
 )
 from fp8conv.passes.lower_fake_quantize import LowerFakeQuantizePass
 from fp8conv.passes.normalize import normalize_fp8
+from fp8conv.passes.reference_runner import ReferenceRunner
 from fp8conv.runtime.ort_backend import create_session
-from fp8conv.runtime.reference import DISABLED_OPTIMIZERS, SESSION_CONFIG, ReferenceRunner
+from fp8conv.runtime.reference import DISABLED_OPTIMIZERS, SESSION_CONFIG
 
 FLOAT = ir.DataType.FLOAT
 

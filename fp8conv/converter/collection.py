@@ -42,7 +42,7 @@ from fp8conv.converter import calibration
 from fp8conv.converter.data import LABELS_KEY, SampleSet
 from fp8conv.passes.canonical import is_fake_quantize
 from fp8conv.passes.plan import ActivationPoint, QuantizationPlan
-from fp8conv.runtime.reference import ReferenceRunner
+from fp8conv.passes.reference_runner import ReferenceRunner
 
 __all__ = ["StatisticsCollector", "calibration_workers"]
 

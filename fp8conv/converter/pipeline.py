@@ -6,8 +6,8 @@ Steps (each delegated to the module that owns it):
 2. :func:`~fp8conv.passes.plan.plan_conversion`: which layers become integer, where quantizers go.
 3. Weights: the exact FP8 weights, requantized per output channel (INT8/7-bit) or per channel/block
    (INT4) with the chosen range method (:mod:`fp8conv.runtime.integer_quantization`).
-4. Activations: the exact FP8 reference (:class:`~fp8conv.runtime.reference.ReferenceRunner`) runs over
-   the calibration data once; streaming statistics per activation group (an exact FP8-code histogram
+4. Activations: the exact FP8 reference (:class:`~fp8conv.passes.reference_runner.ReferenceRunner`) runs
+   over the calibration data once; streaming statistics per activation group (an exact FP8-code histogram
    where an FP8 quantizer produced the tensor, a growing histogram elsewhere); ranges by the chosen
    method; scale and zero point (:mod:`fp8conv.converter.calibration`). Without data, ranges come from
    the FP8 quantizers' formats and scales (``fp8`` method) and the result says so.

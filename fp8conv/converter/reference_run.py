@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from fp8conv.converter.data import load_samples, save_arrays
 from fp8conv.converter.loading import ModelInput, load
-from fp8conv.runtime.reference import ReferenceRunner
+from fp8conv.passes.reference_runner import ReferenceRunner
 
 __all__ = ["ReferenceRunResult", "run_reference"]
 

@@ -3,7 +3,7 @@
 Three executions run batch by batch over the same inputs:
 
 * **reference**: the reference model brought to canonical form by :func:`fp8conv.load` and executed by
-  :class:`~fp8conv.runtime.reference.ReferenceRunner` — exact FP8 numerics at every FP8 quantization
+  :class:`~fp8conv.passes.reference_runner.ReferenceRunner` — exact FP8 numerics at every FP8 quantization
   point; for a model without FP8 points (float or integer QDQ) it is plain onnxruntime with its
   quantization-sensitive rewrites off. Intermediate tensors are captured for the per-layer comparison.
 * **deployed candidate**: the candidate on onnxruntime's CPU provider at the deployment optimization
@@ -40,6 +40,7 @@ from tqdm import tqdm
 from fp8conv.converter.data import LABELS_KEY, SampleSet
 from fp8conv.converter.loading import LoadedModel, ModelInput, load, read_model
 from fp8conv.errors import Fp8ConvError
+from fp8conv.passes.reference_runner import ReferenceRunner
 from fp8conv.report.gates import Gates, evaluate_gates
 from fp8conv.report.inputs import DataInput, open_data, random_samples
 from fp8conv.report.kernel_gate import evaluate_kernel_gate, kernel_gate_setting
@@ -48,7 +49,6 @@ from fp8conv.report.metrics import LabelAccuracy, TopKAgreement, is_classifier
 from fp8conv.report.result import LayerReport, OutputReport, VerificationResult
 from fp8conv.runtime.audit import OPTIMIZATION_LEVELS, audit_integer_kernels
 from fp8conv.runtime.ort_backend import TensorInfo, create_session, session_inputs, session_outputs
-from fp8conv.runtime.reference import ReferenceRunner
 
 if TYPE_CHECKING:
     from fp8conv.converter.pipeline import ConversionResult

@@ -1,9 +1,11 @@
-"""Exact FP8 reference execution of a canonical model, on onnxruntime.
+"""Exact FP8 reference execution of a lowered canonical model, on onnxruntime.
 
-:class:`ReferenceRunner` lowers every canonical ``FakeQuantize`` to standard ops that compute
-:func:`fp8conv.fp8.fake_quantize` bit for bit (:class:`~fp8conv.passes.lower_fake_quantize.LowerFakeQuantizePass`)
-and runs the result on onnxruntime's CPU provider. Quantization points are exact; the float ops between
-them (Conv, MatMul, Add, ...) are onnxruntime's float32 kernels, as in any float32 run.
+:class:`ReferenceSession` runs a model whose canonical ``FakeQuantize`` nodes are already lowered to standard
+ops that compute :func:`fp8conv.fp8.fake_quantize` bit for bit on onnxruntime's CPU provider, with the session
+settings below. :class:`fp8conv.passes.reference_runner.ReferenceRunner` is the one to use on a canonical
+model: it lowers a copy (:class:`~fp8conv.passes.lower_fake_quantize.LowerFakeQuantizePass`) and runs it
+here. Quantization points are exact; the float ops between them (Conv, MatMul, Add, ...) are onnxruntime's
+float32 kernels, as in any float32 run.
 
 Lowering: float ops for every format by default. Both lowerings are exact (the tests sweep both), but
 onnxruntime's float8 ``QuantizeLinear`` is not multi-threaded: the float-op lowering of e4m3fn is 2-7×
@@ -45,7 +47,7 @@ break the same lowered model.
 ``capture_grid`` asks, for FakeQuantize outputs, for their FP8 grid values instead (``x``'s grid value
 ``q`` before the scale, as float16: exact for every 8-bit format whose values are float16s, see
 ``LowerFakeQuantizePass``): half the bytes of the float32 tensor, and its bit pattern names the code, so
-counting codes needs no search. :attr:`ReferenceRunner.grid_outputs` says which ones got it.
+counting codes needs no search. :attr:`ReferenceSession.grid_outputs` says which ones got it.
 
 ``capture`` makes intermediate tensors extra graph outputs. That can keep onnxruntime from fusing the
 node that produces them (a captured Conv output is not fused with its Relu), which changes float
@@ -62,10 +64,9 @@ import onnx_ir as ir
 import onnxruntime as ort
 
 from fp8conv.errors import Fp8ConvError
-from fp8conv.passes.lower_fake_quantize import LowerFakeQuantizePass
 from fp8conv.runtime.ort_backend import TensorInfo, create_session, session_inputs
 
-__all__ = ["DISABLED_OPTIMIZERS", "SESSION_CONFIG", "ReferenceRunner"]
+__all__ = ["DISABLED_OPTIMIZERS", "SESSION_CONFIG", "ReferenceSession", "check_feed"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,16 +81,16 @@ SESSION_CONFIG: Mapping[str, str] = {
 """Session config entries of the reference session (see the module docstring)."""
 
 
-class ReferenceRunner:
-    """Runs a canonical model with exact FP8 numerics at every quantization point.
+class ReferenceSession:
+    """Runs a lowered canonical model (standard ops only) with the reference's session settings.
+
+    Subclasses lower in :meth:`_lower` (:class:`fp8conv.passes.reference_runner.ReferenceRunner`); this
+    class runs the model as given.
 
     Args:
-        model: A model in canonical form (FakeQuantize nodes and FP8-weight DequantizeLinear). It is
-            cloned; the caller's object is never modified.
+        model: The model to run. It is cloned; the caller's object is never modified.
         capture: Names of intermediate tensors to return with the outputs (node outputs of the main
             graph, graph inputs or initializers).
-        native_qdq: Lower ONNX float8 formats to QuantizeLinear/DequantizeLinear where that is exact
-            instead of float ops (slower on onnxruntime 1.32; see the module docstring).
         capture_grid: FakeQuantize output names whose grid values :meth:`run` should return under the
             same name (float16 ``q``; the output itself is ``q * scale``). Those in :attr:`grid_outputs`
             get them; the others (native lowering, a format wider than float16, also a graph output or in
@@ -98,8 +99,7 @@ class ReferenceRunner:
             called from several threads at once; with 1, each run computes on its caller's thread.
 
     Raises:
-        Fp8ConvError: A capture name that is not a tensor of the main graph, a FakeQuantize that cannot
-            be lowered, or a model onnxruntime rejects.
+        Fp8ConvError: A capture name that is not a tensor of the main graph, or a model onnxruntime rejects.
     """
 
     def __init__(
@@ -107,18 +107,16 @@ class ReferenceRunner:
         model: ir.Model,
         *,
         capture: Sequence[str] = (),
-        native_qdq: bool = False,
         capture_grid: Sequence[str] = (),
         intra_op_threads: int = 0,
     ) -> None:
         graph_outputs = [value.name or "" for value in model.graph.outputs]
         float_wanted = {*graph_outputs, *capture}
         lowered = model.clone()  # tensors shared: lowering adds and removes initializers, never edits one
-        lowering = LowerFakeQuantizePass(native=native_qdq, grid=[n for n in capture_grid if n not in float_wanted])
-        lowering(lowered)
-        self.grid_outputs: frozenset[str] = frozenset(lowering.grid_outputs)
+        grid_outputs = self._lower(lowered, [n for n in capture_grid if n not in float_wanted])
+        self.grid_outputs: frozenset[str] = frozenset(grid_outputs)
         """The names of ``capture_grid`` that :meth:`run` returns as float16 grid values."""
-        self._grid_tensors = {lowering.grid_outputs[name]: name for name in sorted(self.grid_outputs)}
+        self._grid_tensors = {grid_outputs[name]: name for name in sorted(self.grid_outputs)}
         plain = [name for name in capture_grid if name not in self.grid_outputs]
         self._constants = _add_captures(lowered, [*self._grid_tensors, *capture, *plain])
         self.model = lowered
@@ -139,6 +137,13 @@ class ReferenceRunner:
             len(graph_outputs),
             len(self._output_names) - len(graph_outputs),
         )
+
+    def _lower(self, model: ir.Model, grid: Sequence[str]) -> Mapping[str, str]:
+        """Lower ``model`` in place; return ``{FakeQuantize output of grid: its float16 grid tensor}``.
+
+        Here the model is already lowered: nothing to do, no grid tensors.
+        """
+        return {}
 
     @property
     def input_names(self) -> tuple[str, ...]:

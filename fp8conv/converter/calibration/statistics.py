@@ -124,7 +124,7 @@ class CodeHistogram(_Counters):
     def update_grid(self, grid: np.typing.ArrayLike) -> CodeHistogram:
         """Count a batch given by its grid values: the fake-quantizer's output is ``grid * scale``.
 
-        ``grid`` is float16 (what :class:`~fp8conv.runtime.reference.ReferenceRunner` returns for
+        ``grid`` is float16 (what :class:`~fp8conv.passes.reference_runner.ReferenceRunner` returns for
         ``capture_grid``): each bit pattern names one code, so this is one counting pass, exact, with no
         division by the scale.
 

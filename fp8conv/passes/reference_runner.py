@@ -1,0 +1,58 @@
+"""The exact FP8 reference of a canonical model: lower its FakeQuantize nodes, then run it on onnxruntime.
+
+:class:`ReferenceRunner` lowers a copy of the model
+(:class:`~fp8conv.passes.lower_fake_quantize.LowerFakeQuantizePass`) and runs it as a
+:class:`~fp8conv.runtime.reference.ReferenceSession`, whose module docstring gives the session settings and
+the evidence that the result is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import onnx_ir as ir
+
+from fp8conv.passes.lower_fake_quantize import LowerFakeQuantizePass
+from fp8conv.runtime.reference import ReferenceSession
+
+__all__ = ["ReferenceRunner"]
+
+
+class ReferenceRunner(ReferenceSession):
+    """Runs a canonical model with exact FP8 numerics at every quantization point.
+
+    Args:
+        model: A model in canonical form (FakeQuantize nodes and FP8-weight DequantizeLinear). It is
+            cloned; the caller's object is never modified.
+        capture: Names of intermediate tensors to return with the outputs (node outputs of the main
+            graph, graph inputs or initializers).
+        native_qdq: Lower ONNX float8 formats to QuantizeLinear/DequantizeLinear where that is exact
+            instead of float ops (slower on onnxruntime 1.32; see :mod:`fp8conv.runtime.reference`).
+        capture_grid: FakeQuantize output names whose grid values :meth:`run` should return under the
+            same name (float16 ``q``; the output itself is ``q * scale``). Those in :attr:`grid_outputs`
+            get them; the others (native lowering, a format wider than float16, also a graph output or in
+            ``capture``) return the output itself.
+        intra_op_threads: Threads one :meth:`run` may use (0: onnxruntime's default). :meth:`run` may be
+            called from several threads at once; with 1, each run computes on its caller's thread.
+
+    Raises:
+        Fp8ConvError: A capture name that is not a tensor of the main graph, a FakeQuantize that cannot
+            be lowered, or a model onnxruntime rejects.
+    """
+
+    def __init__(
+        self,
+        model: ir.Model,
+        *,
+        capture: Sequence[str] = (),
+        native_qdq: bool = False,
+        capture_grid: Sequence[str] = (),
+        intra_op_threads: int = 0,
+    ) -> None:
+        self._native_qdq = native_qdq
+        super().__init__(model, capture=capture, capture_grid=capture_grid, intra_op_threads=intra_op_threads)
+
+    def _lower(self, model: ir.Model, grid: Sequence[str]) -> Mapping[str, str]:
+        lowering = LowerFakeQuantizePass(native=self._native_qdq, grid=grid)
+        lowering(model)
+        return lowering.grid_outputs
