@@ -25,8 +25,8 @@ from fp8conv.runtime.formats import FORMATS
 
 if TYPE_CHECKING:
     from fp8conv.converter.pipeline import ConversionResult
-    from fp8conv.report.gates import Gates
-    from fp8conv.report.result import VerificationResult
+    from fp8conv.verification.gates import Gates
+    from fp8conv.verification.result import VerificationResult
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ _GATE_HELP = "Global, or per output as OUTPUT:VALUE (repeatable); 'off' disables
 
 
 def _default(name: str) -> str:
-    from fp8conv.report.gates import DEFAULT_THRESHOLDS
+    from fp8conv.verification.gates import DEFAULT_THRESHOLDS
 
     value = DEFAULT_THRESHOLDS[name]
     return "default off" if value is None else f"default {value:g}"
@@ -196,7 +196,7 @@ class _VerifyOptions:
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> _VerifyOptions:
-        from fp8conv.report.gates import GATE_NAMES, KERNEL_GATE
+        from fp8conv.verification.gates import GATE_NAMES, KERNEL_GATE
 
         kernel_spec = kwargs[KERNEL_GATE]
         return cls(
@@ -209,7 +209,7 @@ class _VerifyOptions:
 
     def gates(self, config_gates: Mapping[str, Any] | None, config_path: Path | None = None) -> Gates:
         """Defaults, then the config file's ``gates`` table, then the gate flags."""
-        from fp8conv.report.gates import Gates
+        from fp8conv.verification.gates import Gates
 
         gates = Gates.default()
         if config_gates is not None:
@@ -403,7 +403,7 @@ def convert_command(
     """
     from fp8conv.config import ConversionConfig, load_config_file
     from fp8conv.converter.pipeline import convert_file, default_output_path
-    from fp8conv.converter.preflight import check_before_writing
+    from fp8conv.verification.preflight import check_before_writing
 
     checks = _VerifyOptions.from_kwargs(verification)
     if verify_data is not None and checks.random_inputs is not None:
@@ -483,7 +483,7 @@ def _verify_conversion(
     checks: _VerifyOptions,
 ) -> VerificationResult:
     """Verify a conversion; a not-verified result (with the integer-kernel gate) when skipped."""
-    from fp8conv.report.verify import not_verified, verify
+    from fp8conv.verification.verify import not_verified, verify
 
     output_path = result.output_path
     random_inputs = checks.random_inputs
@@ -613,8 +613,8 @@ def verify_command(
     Exit codes: 0 all gates pass, 1 a gate failed (reports are still written), 2 bad input or usage.
     """
     from fp8conv.config import load_config_file
-    from fp8conv.converter.preflight import check_before_writing
-    from fp8conv.report.verify import verify
+    from fp8conv.verification.preflight import check_before_writing
+    from fp8conv.verification.verify import verify
 
     checks = _VerifyOptions.from_kwargs(verification)
     if data_path is not None and checks.random_inputs is not None:

@@ -167,7 +167,7 @@ def test_verify_checks_where_its_reports_go_before_it_runs(tmp_path, monkeypatch
     def not_reached(*args, **kwargs):
         raise AssertionError("verification ran although its reports cannot be written")
 
-    monkeypatch.setattr(importlib.import_module("fp8conv.report.verify"), "verify", not_reached)
+    monkeypatch.setattr(importlib.import_module("fp8conv.verification.verify"), "verify", not_reached)
     report = tmp_path / "a_file" / "report"
     outcome = CliRunner().invoke(
         cli, ["verify", str(source), str(source), "--data", str(data), "--report", str(report)]

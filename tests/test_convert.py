@@ -23,7 +23,7 @@ from fp8conv.converter.pipeline import convert, convert_file
 from fp8conv.converter.reference_run import run_reference
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.reference_runner import ReferenceRunner
-from fp8conv.report.verify import verify
+from fp8conv.verification.verify import verify
 
 
 @pytest.mark.parametrize(("builder", "min_sqnr"), [(residual_cnn, 28.0), (mlp, 28.0)], ids=["cnn", "mlp"])

@@ -20,9 +20,9 @@ import fp8conv
 from fp8conv.cli import cli
 from fp8conv.converter.pipeline import convert_file
 from fp8conv.errors import Fp8ConvError
-from fp8conv.report.gates import Gates, KernelThreshold
 from fp8conv.report.schema import validate_report
-from fp8conv.report.verify import not_verified
+from fp8conv.verification.gates import Gates, KernelThreshold
+from fp8conv.verification.verify import not_verified
 
 DIGITS = Path(__file__).resolve().parents[1] / "models" / "digits_cnn"
 FAILED = "FAILED min_integer_kernels: 3, needs >= 4"

@@ -22,7 +22,7 @@ from fp8conv.errors import Fp8ConvError
 from fp8conv.report.html import render_html
 from fp8conv.report.markdown import render_markdown
 from fp8conv.report.schema import SCHEMA_VERSION, report_schema, validate_report
-from fp8conv.report.verify import not_verified
+from fp8conv.verification.verify import not_verified
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

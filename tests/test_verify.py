@@ -23,10 +23,10 @@ import fp8conv
 from fp8conv.converter.pipeline import convert_file
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.reference_runner import ReferenceRunner
-from fp8conv.report.gates import Gates, evaluate_gates
-from fp8conv.report.matching import matched_tensors
-from fp8conv.report.metrics import ErrorStats, LabelAccuracy, TopKAgreement, is_classifier, wilson_lower_bound
-from fp8conv.report.result import OutputReport
+from fp8conv.verification.gates import Gates, evaluate_gates
+from fp8conv.verification.matching import matched_tensors
+from fp8conv.verification.metrics import ErrorStats, LabelAccuracy, TopKAgreement, is_classifier, wilson_lower_bound
+from fp8conv.verification.result import OutputReport
 
 # --- model builders (also used by test_report.py) ---------------------------------------------------
 

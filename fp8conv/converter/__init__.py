@@ -1,1 +1,1 @@
-"""Orchestration of a conversion: configuration, calibration, the pass pipeline, convert()/convert_file()."""
+"""Orchestration of a conversion: loading, calibration, the pass pipeline, convert()/convert_file(), checks."""

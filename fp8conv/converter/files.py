@@ -1,4 +1,4 @@
-"""Atomic file output: a result is either completely written or not there at all."""
+"""File output: a result is either completely written or not there at all; whether a path can be written."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_path", "atomic_write"]
+from fp8conv.errors import Fp8ConvError
+
+__all__ = ["atomic_path", "atomic_write", "check_writable"]
 
 
 @contextlib.contextmanager
@@ -48,3 +50,25 @@ def atomic_write(destination: Path) -> Iterator[BinaryIO]:
         yield handle
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def check_writable(path: Path, *, directory: bool, what: str) -> None:
+    """Raise unless ``path`` (a file, or with ``directory`` a directory) can be created or replaced.
+
+    Raises:
+        Fp8ConvError: Something of the wrong kind is in the way, or the first existing ancestor is not a
+            writable directory.
+    """
+    if path.exists():
+        if directory and not path.is_dir():
+            raise Fp8ConvError(f"{path}: cannot write the {what} there: it is a file, not a directory")
+        if not directory and path.is_dir():
+            raise Fp8ConvError(f"{path}: cannot write the {what} there: it is a directory")
+    parent = path if directory and path.is_dir() else path.parent
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise Fp8ConvError(f"{path}: cannot write the {what}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise Fp8ConvError(f"{path}: cannot write the {what}: {existing} is not writable")

@@ -37,10 +37,9 @@ from fp8conv.config import ActivationRange, ConversionConfig, Target
 from fp8conv.converter import calibration
 from fp8conv.converter.collection import StatisticsCollector
 from fp8conv.converter.data import SampleSet, load_samples
-from fp8conv.converter.files import atomic_write
+from fp8conv.converter.files import atomic_write, check_writable
 from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
 from fp8conv.converter.postconditions import LAYER_OPS, WrittenModel, check_written
-from fp8conv.converter.preflight import check_writable
 from fp8conv.converter.stopwatch import Stopwatch
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.emit_qdq import ActivationQuantization, EmitQdqPass, WeightQuantization

@@ -1,1 +1,1 @@
-"""Graph passes over onnx_ir models, one pass per module."""
+"""Graph passes and analyses over onnx_ir models: normalization, canonical form, lowering, planning, emission."""

@@ -5,11 +5,11 @@
   is report.json (schema: ``report.schema.json``).
 * :func:`write_reports` — report.json, report.md and report.html into a directory, atomically.
 
-Modules: :mod:`~fp8conv.report.metrics` (streaming error statistics), :mod:`~fp8conv.report.gates`,
-:mod:`~fp8conv.report.matching` (tensors matched by name), :mod:`~fp8conv.report.inputs` (data and random
-inputs), :mod:`~fp8conv.report.verify`, :mod:`~fp8conv.report.result`, :mod:`~fp8conv.report.schema`,
-:mod:`~fp8conv.report.markdown`, :mod:`~fp8conv.report.html` + :mod:`~fp8conv.report.plots`,
-:mod:`~fp8conv.report.terminal`, :mod:`~fp8conv.report.writer`.
+The comparison itself lives one layer down, in :mod:`fp8conv.verification` (:mod:`~fp8conv.verification.verify`,
+:mod:`~fp8conv.verification.metrics`, :mod:`~fp8conv.verification.gates`, :mod:`~fp8conv.verification.result`, …);
+this package re-exports its public names and holds what turns a result into files and text:
+:mod:`~fp8conv.report.schema`, :mod:`~fp8conv.report.markdown`, :mod:`~fp8conv.report.html` +
+:mod:`~fp8conv.report.plots`, :mod:`~fp8conv.report.terminal`, :mod:`~fp8conv.report.writer`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fp8conv.report.gates import DEFAULT_THRESHOLDS, GateResult, Gates
-from fp8conv.report.result import SCHEMA_VERSION, LayerReport, OutputReport, VerificationResult
-from fp8conv.report.verify import verify
+from fp8conv.verification.gates import DEFAULT_THRESHOLDS, Gates
+from fp8conv.verification.result import SCHEMA_VERSION, GateResult, LayerReport, OutputReport, VerificationResult
+from fp8conv.verification.verify import verify
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

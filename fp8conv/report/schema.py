@@ -1,6 +1,6 @@
 """The JSON Schema of ``report.json`` (``report.schema.json``, shipped as package data).
 
-The schema is versioned by :data:`~fp8conv.report.result.SCHEMA_VERSION` (``MAJOR.MINOR``): a minor
+The schema is versioned by :data:`~fp8conv.verification.result.SCHEMA_VERSION` (``MAJOR.MINOR``): a minor
 version only adds keys, a major one may change or remove them. Validation needs the optional
 ``jsonschema`` package (in the ``test`` extra); fp8conv itself never needs it to write reports.
 """
@@ -12,7 +12,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from fp8conv.report.result import SCHEMA_VERSION
+from fp8conv.verification.result import SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "report_schema", "validate_report"]
 

@@ -15,7 +15,7 @@ from fp8conv.converter.files import atomic_write
 from fp8conv.errors import Fp8ConvError
 from fp8conv.report.html import render_html
 from fp8conv.report.markdown import render_markdown
-from fp8conv.report.result import VerificationResult
+from fp8conv.verification.result import VerificationResult
 
 __all__ = ["REPORT_FILES", "write_reports"]
 

@@ -1,1 +1,1 @@
-"""Numerics and execution: number formats, the FP8 emulator, onnxruntime sessions, reference runs."""
+"""Numerics and execution: number formats, the FP8 emulator, integer weight math, onnxruntime, reference runs."""

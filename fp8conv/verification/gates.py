@@ -41,7 +41,7 @@ rate.
 Independently of these, a ``nonfinite`` gate always fails an output where the candidate produces NaN or
 Inf at a position where the reference does not (or vice versa).
 
-One more gate is about the model, not an output: ``min_integer_kernels`` (:mod:`fp8conv.report.kernel_gate`),
+One more gate is about the model, not an output: ``min_integer_kernels`` (:mod:`fp8conv.verification.kernel_gate`),
 the number of layers onnxruntime runs on integer kernels. Default: every layer the conversion plans on an
 integer kernel (only when the candidate was converted in the same run); a number overrides it; ``off``.
 """
@@ -52,19 +52,16 @@ import dataclasses
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fp8conv.errors import Fp8ConvError
-from fp8conv.report.metrics import wilson_lower_bound
-
-if TYPE_CHECKING:
-    from fp8conv.report.result import OutputReport
+from fp8conv.verification.metrics import wilson_lower_bound
+from fp8conv.verification.result import GateResult, OutputReport
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "GATE_NAMES",
     "KERNEL_GATE",
-    "GateResult",
     "Gates",
     "KernelThreshold",
     "evaluate_gates",
@@ -99,44 +96,6 @@ _METRIC = {
 }
 _OFF = frozenset({"off", "none", "null", "disable", "disabled"})
 _GLOBAL_KEYS = frozenset({"*", "default", "all"})
-
-
-@dataclasses.dataclass(frozen=True)
-class GateResult:
-    """One gate checked on one output.
-
-    Attributes:
-        name: Gate name (``min_sqnr``, …, or ``nonfinite``).
-        output: The output it was checked on (None when it could not be applied to any).
-        metric: The metric compared (a key of the output's report entry).
-        comparison: ``>=`` (minimum gates) or ``<=`` (maximum gates).
-        threshold: The threshold.
-        value: The measured value (None when it could not be measured).
-        passed: Whether the gate passed.
-        source: Where the threshold came from: ``default``, ``config``, ``cli`` or ``api``.
-        decision_value: For rate gates, the 95 % lower confidence bound the decision used (pp).
-        note: Why a gate could not be applied, or how a rate was counted.
-    """
-
-    name: str
-    output: str | None
-    metric: str
-    comparison: str
-    threshold: float
-    value: float | None
-    passed: bool
-    source: str
-    decision_value: float | None = None
-    note: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON view (infinite values as the strings ``"inf"``/``"-inf"``)."""
-        from fp8conv.report.result import json_number
-
-        data = dataclasses.asdict(self)
-        data["value"] = json_number(self.value)
-        data["threshold"] = json_number(self.threshold)
-        return data
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,9 +29,10 @@ from pathlib import Path
 import onnx
 
 from fp8conv.converter.data import load_samples
+from fp8conv.converter.files import check_writable
 from fp8conv.errors import Fp8ConvError
-from fp8conv.report.gates import Gates
 from fp8conv.runtime.ort_backend import TensorInfo
+from fp8conv.verification.gates import Gates
 
 __all__ = [
     "ModelInterface",
@@ -39,7 +40,6 @@ __all__ = [
     "check_data",
     "check_gates",
     "check_random_inputs",
-    "check_writable",
     "model_interface",
 ]
 
@@ -79,28 +79,6 @@ def model_interface(path: str | os.PathLike) -> ModelInterface | None:
     return ModelInterface(tuple(map(_info, inputs)), tuple(map(_info, proto.graph.output)), unranked)
 
 
-def check_writable(path: Path, *, directory: bool, what: str) -> None:
-    """Raise unless ``path`` (a file, or with ``directory`` a directory) can be created or replaced.
-
-    Raises:
-        Fp8ConvError: Something of the wrong kind is in the way, or the first existing ancestor is not a
-            writable directory.
-    """
-    if path.exists():
-        if directory and not path.is_dir():
-            raise Fp8ConvError(f"{path}: cannot write the {what} there: it is a file, not a directory")
-        if not directory and path.is_dir():
-            raise Fp8ConvError(f"{path}: cannot write the {what} there: it is a directory")
-    parent = path if directory and path.is_dir() else path.parent
-    existing = parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise Fp8ConvError(f"{path}: cannot write the {what}: {existing} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise Fp8ConvError(f"{path}: cannot write the {what}: {existing} is not writable")
-
-
 def check_data(path: str | os.PathLike, interface: ModelInterface) -> None:
     """Open verification data for the model's inputs and check its first samples' dtype and shape.
 
@@ -125,7 +103,7 @@ def check_data(path: str | os.PathLike, interface: ModelInterface) -> None:
 
 def check_random_inputs(count: int, interface: ModelInterface) -> None:
     """Raise when random inputs cannot be generated for the model (symbolic dimensions, odd types)."""
-    from fp8conv.report.inputs import random_samples
+    from fp8conv.verification.inputs import random_samples
 
     random_samples(list(interface.inputs), count)
 
@@ -134,7 +112,7 @@ def check_gates(gates: Gates, interface: ModelInterface) -> None:
     """Per-output thresholds must name outputs the model has; rate gates outputs that can be classifiers.
 
     Raises:
-        Fp8ConvError: As :func:`~fp8conv.report.gates.evaluate_gates` would after the run.
+        Fp8ConvError: As :func:`~fp8conv.verification.gates.evaluate_gates` would after the run.
     """
     names = {info.name for info in interface.outputs}
     unknown = sorted(gates.per_output_names() - names)

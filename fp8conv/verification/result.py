@@ -16,10 +16,17 @@ from typing import Any
 import numpy as np
 
 from fp8conv._version import __version__
-from fp8conv.report.gates import GateResult
-from fp8conv.report.metrics import HISTOGRAM_EDGES, ErrorStats, LabelAccuracy, TopKAgreement
+from fp8conv.verification.metrics import HISTOGRAM_EDGES, ErrorStats, LabelAccuracy, TopKAgreement
 
-__all__ = ["SCHEMA_VERSION", "LayerReport", "OutputReport", "VerificationResult", "json_number", "json_safe"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "GateResult",
+    "LayerReport",
+    "OutputReport",
+    "VerificationResult",
+    "json_number",
+    "json_safe",
+]
 
 SCHEMA_VERSION = "1.0"
 """Version of the report.json schema (major bumps break readers; minor ones add keys)."""
@@ -43,6 +50,42 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
+
+
+@dataclasses.dataclass(frozen=True)
+class GateResult:
+    """One gate checked on one output.
+
+    Attributes:
+        name: Gate name (``min_sqnr``, …, or ``nonfinite``).
+        output: The output it was checked on (None when it could not be applied to any).
+        metric: The metric compared (a key of the output's report entry).
+        comparison: ``>=`` (minimum gates) or ``<=`` (maximum gates).
+        threshold: The threshold.
+        value: The measured value (None when it could not be measured).
+        passed: Whether the gate passed.
+        source: Where the threshold came from: ``default``, ``config``, ``cli`` or ``api``.
+        decision_value: For rate gates, the 95 % lower confidence bound the decision used (pp).
+        note: Why a gate could not be applied, or how a rate was counted.
+    """
+
+    name: str
+    output: str | None
+    metric: str
+    comparison: str
+    threshold: float
+    value: float | None
+    passed: bool
+    source: str
+    decision_value: float | None = None
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON view (infinite values as the strings ``"inf"``/``"-inf"``)."""
+        data = dataclasses.asdict(self)
+        data["value"] = json_number(self.value)
+        data["threshold"] = json_number(self.threshold)
+        return data
 
 
 def _range(stats: ErrorStats) -> list[float] | None:

@@ -15,9 +15,9 @@ Three executions run batch by batch over the same inputs:
 Per output: deployed vs reference (the gated error), unfused vs reference (*quantization error*: what
 the INT8 QDQ graph computes differently from FP8) and deployed vs unfused (*kernel error*: what fusion and
 the integer kernels change, e.g. the u8×s8 saturation of x86 CPUs without VNNI). Per layer: unfused vs
-reference for every tensor present in both graphs under the same name (:mod:`fp8conv.report.matching`).
+reference for every tensor present in both graphs under the same name (:mod:`fp8conv.verification.matching`).
 
-Memory: statistics are streamed (:mod:`fp8conv.report.metrics`); only one batch's tensors exist at a
+Memory: statistics are streamed (:mod:`fp8conv.verification.metrics`); only one batch's tensors exist at a
 time.
 """
 
@@ -41,14 +41,14 @@ from fp8conv.converter.data import LABELS_KEY, SampleSet
 from fp8conv.converter.loading import LoadedModel, ModelInput, load, read_model
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.reference_runner import ReferenceRunner
-from fp8conv.report.gates import Gates, evaluate_gates
-from fp8conv.report.inputs import DataInput, open_data, random_samples
-from fp8conv.report.kernel_gate import evaluate_kernel_gate, kernel_gate_setting
-from fp8conv.report.matching import TensorSite, matched_tensors
-from fp8conv.report.metrics import LabelAccuracy, TopKAgreement, is_classifier
-from fp8conv.report.result import LayerReport, OutputReport, VerificationResult
 from fp8conv.runtime.audit import OPTIMIZATION_LEVELS, audit_integer_kernels
 from fp8conv.runtime.ort_backend import TensorInfo, create_session, session_inputs, session_outputs
+from fp8conv.verification.gates import Gates, evaluate_gates
+from fp8conv.verification.inputs import DataInput, open_data, random_samples
+from fp8conv.verification.kernel_gate import evaluate_kernel_gate, kernel_gate_setting
+from fp8conv.verification.matching import TensorSite, matched_tensors
+from fp8conv.verification.metrics import LabelAccuracy, TopKAgreement, is_classifier
+from fp8conv.verification.result import LayerReport, OutputReport, VerificationResult
 
 if TYPE_CHECKING:
     from fp8conv.converter.pipeline import ConversionResult
@@ -83,7 +83,7 @@ def verify(
         data: Inputs: ``.npz`` file or directory keyed by input name (optional ``labels``), a
             :class:`~fp8conv.converter.data.SampleSet`, or ``{name: array}``. None only with
             ``random_inputs``.
-        gates: Thresholds (:class:`~fp8conv.report.gates.Gates`, or a mapping in config-file form over
+        gates: Thresholds (:class:`~fp8conv.verification.gates.Gates`, or a mapping in config-file form over
             the defaults); None for the defaults.
         optimization_level: onnxruntime level the candidate is deployed at: ``all`` (default),
             ``layout``, ``extended``, ``basic`` or ``disable``.
@@ -202,7 +202,7 @@ def not_verified(
 
     Returns:
         A result with ``verified`` False and the reason as the first warning; its only gate is the
-        integer-kernel gate (:mod:`~fp8conv.report.kernel_gate`) on the conversion's audit, so ``passed`` is
+        integer-kernel gate (:mod:`~fp8conv.verification.kernel_gate`) on the conversion's audit, so ``passed`` is
         False only when that fails.
     """
     conversion_json = _conversion_json(conversion)

@@ -24,7 +24,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from fp8conv.report.gates import KERNEL_GATE, GateResult, KernelThreshold
+from fp8conv.verification.gates import KERNEL_GATE, KernelThreshold
+from fp8conv.verification.result import GateResult
 
 __all__ = ["evaluate_kernel_gate", "kernel_gate_setting"]
 
