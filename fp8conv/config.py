@@ -37,6 +37,7 @@ __all__ = [
     "ActivationRange",
     "ActivationType",
     "ConversionConfig",
+    "IntegerType",
     "LayerPrecision",
     "Target",
     "WeightRange",
@@ -92,11 +93,45 @@ class ActivationType(str, enum.Enum):
 
 
 class LayerPrecision(str, enum.Enum):
-    """Per-layer override of the target: float, INT16 activations, INT4 weights."""
+    """A layer's precision: as planned (``Layer.precision``: float, INT8 or INT4 weights) and as overridden.
+
+    The per-layer overrides of the target are float, INT16 activations and INT4 weights.
+
+    ``str()`` and f-strings give the value (``int8``), as in messages and reports.
+    """
 
     FLOAT = "float"
-    INT16 = "int16"
+    INT8 = "int8"
     INT4 = "int4"
+    INT16 = "int16"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class IntegerType(str, enum.Enum):
+    """Integer type of a quantized activation tensor (what its ``QuantizeLinear`` produces).
+
+    ``str()`` and f-strings give the value (``uint8``).
+    """
+
+    UINT8 = "uint8"
+    INT8 = "int8"
+    UINT16 = "uint16"
+    INT16 = "int16"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def bits(self) -> int:
+        """8 or 16."""
+        return 16 if self in (IntegerType.UINT16, IntegerType.INT16) else 8
+
+    @classmethod
+    def for_activations(cls, bits: int, activation_type: ActivationType) -> IntegerType:
+        """The type of activations of ``bits`` bits: ``int16`` for 16, else the configured 8-bit type."""
+        return cls.INT16 if bits == 16 else cls(activation_type.value)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,7 @@ import numpy as np
 import onnx_ir as ir
 
 from fp8conv._version import __version__
-from fp8conv.config import ActivationRange, ConversionConfig, Target
+from fp8conv.config import ActivationRange, ConversionConfig, IntegerType, LayerPrecision, Target
 from fp8conv.converter import calibration
 from fp8conv.converter.collection import StatisticsCollector
 from fp8conv.converter.data import SampleSet, load_samples
@@ -43,11 +43,25 @@ from fp8conv.converter.postconditions import LAYER_OPS, WrittenModel, check_writ
 from fp8conv.converter.stopwatch import Stopwatch
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.emit_qdq import ActivationQuantization, EmitQdqPass, WeightQuantization
-from fp8conv.passes.plan import ActivationPoint, Layer, QuantizationPlan, plan_conversion, values_by_name
+from fp8conv.passes.plan import (
+    ActivationPoint,
+    DecisionCode,
+    Layer,
+    QuantizationPlan,
+    plan_conversion,
+    values_by_name,
+)
 from fp8conv.runtime.audit import audit_integer_kernels
 from fp8conv.runtime.integer_quantization import QuantizedWeights, quantize_weights
 
-__all__ = ["ConversionResult", "convert", "convert_file", "default_output_path", "save_model"]
+__all__ = [
+    "ConversionResult",
+    "convert",
+    "convert_file",
+    "default_output_path",
+    "promote_outliers_to_int16",
+    "save_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -235,17 +249,17 @@ def convert(
         weights, weight_ranges = weights_done.result()
         stopwatch.lap("weights")
     if statistics and config.auto_int16_below_db is not None:
-        _promote_outliers_to_int16(plan, statistics, config)
+        plan = promote_outliers_to_int16(plan, statistics, config)
     activations, activation_records = _activation_quantization(canonical, plan, statistics, config, warnings)
     stopwatch.lap("ranges")
     converted = canonical
     EmitQdqPass(plan, _emission_weights(weights), activations)(converted)
     _record_metadata(converted, config)
-    kept_float = [layer.node for layer in plan.layers if layer.reason.startswith("kept float")]
+    kept_float = [layer.node for layer in plan.layers if layer.decision.code is DecisionCode.KEPT_FLOAT]
     written = check_written(converted, plan.layers, kept_float=kept_float)
     stopwatch.lap("emission")
     for layer in plan.layers:
-        if layer.precision == "float" and layer.reason != "not quantized in the FP8 source":
+        if not layer.is_integer and layer.decision.code is not DecisionCode.NOT_QUANTIZED:
             warnings.append(f"layer {layer.node} ({layer.op_type}) stays float: {layer.reason}")
     return ConversionResult(
         model=converted,
@@ -285,7 +299,7 @@ def _nothing_to_convert(loaded: LoadedModel) -> str:
 
 def _require_work(plan: QuantizationPlan, loaded: LoadedModel, config: ConversionConfig) -> None:
     """Refuse a conversion that would convert no layer although the user kept none float (nothing to do)."""
-    if any(layer.is_integer or layer.reason.startswith("kept float") for layer in plan.layers):
+    if any(layer.is_integer or layer.decision.code is DecisionCode.KEPT_FLOAT for layer in plan.layers):
         return
     reasons: dict[str, int] = {}
     for layer in plan.layers:
@@ -418,7 +432,7 @@ def _write_atomically(data: bytes, destination: Path) -> int:
 
 def _weight_granularity(layer: Layer, config: ConversionConfig) -> tuple[int | None, int | None]:
     """(axis, block_size) for the layer's integer weight."""
-    if layer.precision == "int4" and layer.op_type != "Conv" and config.int4_block_size:
+    if layer.precision is LayerPrecision.INT4 and layer.op_type != "Conv" and config.int4_block_size:
         return layer.block_axis, config.int4_block_size
     return layer.weight_axis, None
 
@@ -445,7 +459,7 @@ def _quantize_layer_weights(
             ranges[node] = (float(values.min()), float(values.max()))
             continue
         axis, block_size = _weight_granularity(layer, config)
-        bits = 4 if layer.precision == "int4" else config.weight_bits
+        bits = 4 if layer.precision is LayerPrecision.INT4 else config.weight_bits
         try:
             quantized = quantize_weights(
                 layer.weight_codes if layer.weight_codes is not None else layer.weight_values,  # type: ignore[arg-type]
@@ -471,7 +485,7 @@ def _emission_weights(weights: Mapping[ir.Node, QuantizedWeights]) -> dict[ir.No
 def _layer_record(
     layer: Layer, weights: QuantizedWeights | None, weight_range: tuple[float, float] | None
 ) -> LayerRecord:
-    record = LayerRecord(layer.node, layer.op_type, layer.precision, layer.activation_bits, layer.reason)
+    record = LayerRecord(layer.node, layer.op_type, layer.precision.value, layer.activation_bits, layer.reason)
     if weights is not None:
         record.weight_bits = weights.qmax.bit_length() + 1
         record.weight_method = weights.method
@@ -512,13 +526,21 @@ def int8_sqnr_db(stats: calibration.Statistics, qtype: str) -> float:
     return 10.0 * float(np.log10(max(power, 1e-300) / error))
 
 
-def _promote_outliers_to_int16(
+def promote_outliers_to_int16(
     plan: QuantizationPlan, statistics: Mapping[str, calibration.Statistics], config: ConversionConfig
-) -> None:
-    """Give INT16 to activation groups whose INT8 SQNR is below ``config.auto_int16_below_db``.
+) -> QuantizationPlan:
+    """The plan with INT16 for the activation groups whose INT8 SQNR is below ``config.auto_int16_below_db``.
 
     The layers reading a promoted tensor get 16-bit activations (they then run in float between DQ and
-    Q on onnxruntime CPU: accuracy bought with speed, recorded in each layer's reason).
+    Q on onnxruntime CPU: accuracy bought with speed, noted in each layer's decision message).
+
+    Args:
+        plan: The plan (not changed).
+        statistics: Calibration statistics per activation group.
+        config: The options (``auto_int16_below_db`` set; ``activation_type`` is the INT8 type measured).
+
+    Returns:
+        The new plan (``plan`` itself when the threshold promotes nothing).
     """
     threshold = config.auto_int16_below_db
     assert threshold is not None
@@ -530,18 +552,26 @@ def _promote_outliers_to_int16(
         sqnr = int8_sqnr_db(statistics[group], config.activation_type.value)
         if sqnr < threshold:
             for point in points:
-                point.bits = 16
                 promoted[point.tensor] = sqnr
+    layers = []
     for layer in plan.layers:
         hits = [promoted[tensor] for tensor in layer.inputs if tensor in promoted]
         if hits and layer.activation_bits == 8:
-            layer.activation_bits = 16
-            layer.reason += f"; INT16 activations: INT8 SQNR {min(hits):.1f} dB < {threshold:g} dB (auto)"
+            note = f"INT16 activations: INT8 SQNR {min(hits):.1f} dB < {threshold:g} dB (auto)"
+            layers.append(dataclasses.replace(layer, activation_bits=16, decision=layer.decision.noted(note)))
+        else:
+            layers.append(layer)
     logger.info("auto INT16: %d activation tensors promoted", len(promoted))
+    if not promoted:
+        return plan
+    points = {
+        name: dataclasses.replace(point, bits=16) if name in promoted else point for name, point in plan.points.items()
+    }
+    return dataclasses.replace(plan, layers=tuple(layers), points=points)
 
 
-def _qtype(point: ActivationPoint, config: ConversionConfig) -> str:
-    return "int16" if point.bits == 16 else config.activation_type.value
+def _qtype(point: ActivationPoint, config: ConversionConfig) -> IntegerType:
+    return IntegerType.for_activations(point.bits, config.activation_type)
 
 
 def _activation_quantization(
@@ -555,7 +585,7 @@ def _activation_quantization(
     records: list[ActivationRecord] = []
     groups = plan.groups()
     qtypes = {
-        group: max((_qtype(plan.points[t], config) for t in tensors), key=lambda name: name.endswith("16"))
+        group: max((_qtype(plan.points[t], config) for t in tensors), key=lambda qtype: qtype.bits)
         for group, tensors in groups.items()
     }
     ranges = _calibrated_ranges(statistics, qtypes, config)
@@ -584,12 +614,12 @@ def _activation_quantization(
                     "(scale 1): calibrate on data that represents the task"
                 )
         low, high = _inside_clip_bounds(points, low, high)
-        scale, zero_point = calibration.quantization_params(low, high, qtype)
+        scale, zero_point = calibration.quantization_params(low, high, qtype.value)
         quantizations[group] = ActivationQuantization(float(scale), int(zero_point), qtype)
         records.append(
             ActivationRecord(
                 tensors=tuple(tensors),
-                dtype=qtype,
+                dtype=qtype.value,
                 method=method,
                 low=float(low),
                 high=float(high),
@@ -603,7 +633,7 @@ def _activation_quantization(
 
 
 def _calibrated_ranges(
-    statistics: Mapping[str, calibration.Statistics], qtypes: Mapping[str, str], config: ConversionConfig
+    statistics: Mapping[str, calibration.Statistics], qtypes: Mapping[str, IntegerType], config: ConversionConfig
 ) -> dict[str, tuple[float, float]]:
     """``{group: (low, high)}`` from the statistics by the configured method (not for ``fp8``).
 
@@ -613,7 +643,7 @@ def _calibrated_ranges(
     spec = calibration.range_method(method)
     options = spec.config_options(config)
     return {
-        group: spec(stats, qtypes[group], **options)
+        group: spec(stats, qtypes[group].value, **options)
         for group, stats in statistics.items()
         if method != "fp8" and stats.count > 0 and group in qtypes
     }
@@ -634,11 +664,11 @@ def _inside_clip_bounds(points: list[ActivationPoint], low: float, high: float) 
 
 
 def _data_free_range(
-    model: ir.Model, plan: QuantizationPlan, points: list[ActivationPoint], qtype: str
+    model: ir.Model, plan: QuantizationPlan, points: list[ActivationPoint], qtype: IntegerType
 ) -> tuple[float, float, str]:
     """Range from FP8 quantizers alone: the group's own, else the nearest one downstream (symmetric)."""
     ranges = [
-        calibration.fp8_range(p.fp8.spec.format, float(np.max(p.fp8.scale)), qtype, non_negative=p.non_negative)
+        calibration.fp8_range(p.fp8.spec.format, float(np.max(p.fp8.scale)), qtype.value, non_negative=p.non_negative)
         for p in points
         if p.fp8 is not None and p.fp8.spec.format.fits_code
     ]
@@ -651,11 +681,11 @@ def _data_free_range(
             "pass calibration data (--data)"
         )
     high = max(abs(borrowed[0]), abs(borrowed[1]))
-    return (-high if qtype != "uint8" or not points[0].non_negative else 0.0), high, "borrowed"
+    return (-high if qtype is not IntegerType.UINT8 or not points[0].non_negative else 0.0), high, "borrowed"
 
 
 def _downstream_fp8_range(
-    model: ir.Model, plan: QuantizationPlan, tensor: str, qtype: str, depth: int = 4
+    model: ir.Model, plan: QuantizationPlan, tensor: str, qtype: IntegerType, depth: int = 4
 ) -> tuple[float, float] | None:
     frontier = [values_by_name(model.graph).get(tensor)]
     for _ in range(depth):
@@ -668,7 +698,7 @@ def _downstream_fp8_range(
                     point = plan.points.get(output.name or "")
                     if point is not None and point.fp8 is not None:
                         return calibration.fp8_range(
-                            point.fp8.spec.format, float(np.max(point.fp8.scale)), qtype, non_negative=False
+                            point.fp8.spec.format, float(np.max(point.fp8.scale)), qtype.value, non_negative=False
                         )
                     next_frontier.append(output)
         frontier = next_frontier

@@ -29,8 +29,10 @@ The plan is pure analysis (the graph is not changed). It answers, for onnxruntim
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
-from collections.abc import Callable, Iterable
+import types
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import onnx_ir as ir
@@ -54,6 +56,8 @@ from fp8conv.runtime.integer_quantization import WeightCodes
 
 __all__ = [
     "ActivationPoint",
+    "Decision",
+    "DecisionCode",
     "Layer",
     "QuantizationPlan",
     "is_integer_op",
@@ -73,16 +77,58 @@ INTEGER_OPS = SHARED_SCALE_OPS | {"Add", "Mul", "AveragePool", "GlobalAveragePoo
 NON_NEGATIVE_OPS = frozenset({"Relu", "Sigmoid", "Softmax"})
 
 
-@dataclasses.dataclass
+class DecisionCode(str, enum.Enum):
+    """Which rule decided a layer's precision (what code branches on; the message is for people)."""
+
+    KEPT_FLOAT = "kept_float"
+    """A keep_float pattern selects the layer."""
+    NOT_QUANTIZED = "not_quantized"
+    """Neither its weight nor its input went through an FP8 quantizer."""
+    TRANS_A = "trans_a"
+    """``Gemm(transA=1)``: no integer kernel."""
+    WEIGHT_NOT_CONSTANT = "weight_not_constant"
+    """The second input is computed, and the layer is not an activation × activation MatMul."""
+    WEIGHT_ONLY_ACTIVATION_MATMUL = "weight_only_activation_matmul"
+    """``w4a16`` is weight-only: an activation × activation MatMul stays float."""
+    WEIGHT_ONLY_CONV = "weight_only_conv"
+    """``w4a16`` is weight-only INT4 for MatMul/Gemm: a Conv stays float."""
+    ACTIVATION_MATMUL = "activation_matmul"
+    """An activation × activation MatMul with FP8 inputs: integer inputs, no weight."""
+    WEIGHT_ONLY_INT4 = "weight_only_int4"
+    """``w4a16``: INT4 weights, float activations (MatMulNBits)."""
+    FP8_WEIGHT = "fp8_weight"
+    """The FP8 source quantized the layer's weight."""
+    FP8_INPUT = "fp8_input"
+    """The FP8 source quantized the layer's input (not its weight)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """Why a layer has its precision: the rule (``code``) and the sentence reports show (``message``).
+
+    Attributes:
+        code: The rule that decided.
+        message: What reports, logs and warnings say (notes such as a folded ``transB`` appended).
+    """
+
+    code: DecisionCode
+    message: str
+
+    def noted(self, note: str) -> Decision:
+        """The same decision with ``; <note>`` appended to its message."""
+        return Decision(self.code, f"{self.message}; {note}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Layer:
-    """A Conv / MatMul / Gemm and what the conversion does with it.
+    """A Conv / MatMul / Gemm and what the conversion does with it (frozen: change it with ``dataclasses.replace``).
 
     Attributes:
         node: Node name (for reports; :func:`fp8conv.load` gives every node a name of its own).
         op_type: Conv, MatMul or Gemm.
-        precision: ``int8``, ``int4`` or ``float``.
+        precision: ``LayerPrecision.INT8``, ``INT4`` or ``FLOAT``.
         activation_bits: 8 or 16 for integer activations, None when activations stay float.
-        reason: Why this precision (for reports).
+        decision: Why this precision (its code for code, its message for reports).
         graph_node: The node itself, in the planned model: what the emission rewrites (nodes are
             identified by object, never by name).
         weight: Name of the value the layer reads as its weight (None for activation × activation).
@@ -109,9 +155,9 @@ class Layer:
 
     node: str
     op_type: str
-    precision: str
+    precision: LayerPrecision
     activation_bits: int | None
-    reason: str
+    decision: Decision
     graph_node: ir.Node = dataclasses.field(repr=False, compare=False)
     weight: str | None = None
     weight_source: str | None = None
@@ -141,12 +187,17 @@ class Layer:
     @property
     def is_integer(self) -> bool:
         """Whether the layer computes with integer weights."""
-        return self.precision != "float"
+        return self.precision is not LayerPrecision.FLOAT
+
+    @property
+    def reason(self) -> str:
+        """Why this precision, for people (``decision.message``)."""
+        return self.decision.message
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ActivationPoint:
-    """A tensor that gets an integer ``QuantizeLinear → DequantizeLinear``.
+    """A tensor that gets an integer ``QuantizeLinear → DequantizeLinear`` (frozen).
 
     Attributes:
         tensor: The float tensor quantized (kept under its source name).
@@ -178,21 +229,32 @@ class ActivationPoint:
     counted: bool = True
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class QuantizationPlan:
-    """Everything the emission needs to know.
+    """Everything the emission needs to know (frozen: a changed plan is a new one, ``dataclasses.replace``).
 
     Attributes:
         layers: Every Conv/MatMul/Gemm, converted or not.
-        points: Activation points by tensor name.
+        points: Activation points by tensor name (read-only).
         fp8_points: The source model's FP8 quantization points.
         dropped_fp8: FP8 activation quantizers that become float (their consumer stays float).
+        integer_readers: The nodes that read an activation point's dequantized tensor rather than the float
+            one, decided on the graph as planned: the layers with integer activations and the integer-capable
+            ops all of whose float inputs are points (:func:`is_integer_op`).
     """
 
-    layers: list[Layer]
-    points: dict[str, ActivationPoint]
-    fp8_points: list[QuantPoint]
-    dropped_fp8: list[QuantPoint]
+    layers: tuple[Layer, ...]
+    points: Mapping[str, ActivationPoint]
+    fp8_points: tuple[QuantPoint, ...]
+    dropped_fp8: tuple[QuantPoint, ...]
+    integer_readers: frozenset[ir.Node] = frozenset()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "points", types.MappingProxyType(dict(self.points)))
+        object.__setattr__(self, "fp8_points", tuple(self.fp8_points))
+        object.__setattr__(self, "dropped_fp8", tuple(self.dropped_fp8))
+        object.__setattr__(self, "integer_readers", frozenset(self.integer_readers))
 
     def groups(self) -> dict[str, list[str]]:
         """Tensors per shared-scale group, in a deterministic order."""
@@ -224,7 +286,7 @@ def plan_conversion(model: ir.Model, config: ConversionConfig) -> QuantizationPl
 
     def add(tensor: str, bits: int, why: str) -> None:
         if tensor in points:
-            points[tensor].bits = max(points[tensor].bits, bits)
+            points[tensor] = dataclasses.replace(points[tensor], bits=max(points[tensor].bits, bits))
             return
         value = values[tensor]
         fp8 = _fp8_point_reading(value, by_output) or _fp8_point_behind_cast(value, by_output)
@@ -245,7 +307,9 @@ def plan_conversion(model: ir.Model, config: ConversionConfig) -> QuantizationPl
     dropped = [p for p in fp8_points if p.role == "activation" and p.output not in used]
     for point in dropped:
         logger.info("FP8 quantizer %s on %s has no integer consumer; it becomes float", point.node, point.tensor)
-    return QuantizationPlan(layers, points, fp8_points, dropped)
+    integer_layers = {layer.graph_node for layer in layers if layer.activation_bits is not None}
+    readers = frozenset(node for node in graph if node in integer_layers or is_integer_op(node, points))
+    return QuantizationPlan(layers, points, fp8_points, dropped, readers)
 
 
 def values_by_name(graph: ir.Graph) -> dict[str, ir.Value]:
@@ -454,12 +518,15 @@ def _plan_layer(
         bias = None
     bias_add = _bias_add(node) if node.op_type == "MatMul" and has_weight else None
     needs_zero_bias = node.op_type == "MatMul" and has_weight and bias_add is None and _feeds_add(node)
+    precision, bits, decision = _decide(
+        node, has_weight, inputs, fp8_weight is not None, bool(fp8_inputs), override, config
+    )
     layer = Layer(
         node=name,
         op_type=node.op_type,
-        precision="float",
-        activation_bits=None,
-        reason="",
+        precision=precision,
+        activation_bits=bits,
+        decision=decision,
         weight=weight_value.name if has_weight and weight_value is not None else None,
         weight_source=weight_source,
         weight_array=weight,
@@ -473,25 +540,28 @@ def _plan_layer(
         fp8_weight=fp8_weight,
         graph_node=node,
     )
-    precision, bits, reason = _decide(node, layer, fp8_weight is not None, bool(fp8_inputs), override, config)
-    layer.precision, layer.activation_bits, layer.reason = precision, bits, reason
-    weight_only_gemm = config.target is Target.W4A16 and precision == "int4" and node.op_type == "Gemm"
+    weight_only_gemm = config.target is Target.W4A16 and precision is LayerPrecision.INT4 and node.op_type == "Gemm"
     if weight_only_gemm and node.attributes.get_int("transB", 0):
-        _fold_trans_b(layer)
+        return _fold_trans_b(layer)
     return layer
 
 
-def _fold_trans_b(layer: Layer) -> None:
-    """Give a ``Gemm(transB=1)`` layer its weight as ``Bᵀ`` (``[K, N]``), to be emitted with ``transB=0``."""
-    if layer.weight_codes is not None:
-        codes = layer.weight_codes
+def _fold_trans_b(layer: Layer) -> Layer:
+    """``layer`` with its weight as ``Bᵀ`` (``[K, N]``) for a ``Gemm(transB=1)``, to be emitted with ``transB=0``."""
+    codes = layer.weight_codes
+    if codes is not None:
         axis = None if codes.axis is None else 1 - codes.axis
-        layer.weight_codes = dataclasses.replace(codes, codes=np.ascontiguousarray(codes.codes.T), axis=axis)
-    if layer.weight_array is not None:
-        layer.weight_array = np.ascontiguousarray(layer.weight_array.T)
-    layer.weight_axis, layer.block_axis = 1, 0
-    layer.folds_trans_b = True
-    layer.reason += "; transB folded into the stored weight ([K, N], transB=0)"
+        codes = dataclasses.replace(codes, codes=np.ascontiguousarray(codes.codes.T), axis=axis)
+    array = np.ascontiguousarray(layer.weight_array.T) if layer.weight_array is not None else None
+    return dataclasses.replace(
+        layer,
+        weight_codes=codes,
+        weight_array=array,
+        weight_axis=1,
+        block_axis=0,
+        folds_trans_b=True,
+        decision=layer.decision.noted("transB folded into the stored weight ([K, N], transB=0)"),
+    )
 
 
 def _feeds_add(node: ir.Node) -> bool:
@@ -519,41 +589,49 @@ def _bias_add(node: ir.Node) -> ir.Node | None:
 
 def _decide(
     node: ir.Node,
-    layer: Layer,
+    has_weight: bool,
+    inputs: tuple[str, ...],
     fp8_weight: bool,
     fp8_input: bool,
     override: frozenset[LayerPrecision],
     config: ConversionConfig,
-) -> tuple[str, int | None, str]:
+) -> tuple[LayerPrecision, int | None, Decision]:
+    """(precision, activation bits, decision) of a layer."""
     target = config.target
     if LayerPrecision.FLOAT in override:
-        return "float", None, "kept float by a keep_float pattern"
+        return LayerPrecision.FLOAT, None, Decision(DecisionCode.KEPT_FLOAT, "kept float by a keep_float pattern")
     if not (fp8_weight or fp8_input):
-        return "float", None, "not quantized in the FP8 source"
+        return LayerPrecision.FLOAT, None, Decision(DecisionCode.NOT_QUANTIZED, "not quantized in the FP8 source")
     if node.op_type == "Gemm" and node.attributes.get_int("transA", 0):
-        return "float", None, "Gemm with transA=1 has no integer kernel"
-    if not layer.has_weight:
-        if node.op_type != "MatMul" or len(layer.inputs) != 2:
-            return "float", None, "weight is not a constant"
+        return LayerPrecision.FLOAT, None, Decision(DecisionCode.TRANS_A, "Gemm with transA=1 has no integer kernel")
+    if not has_weight:
+        if node.op_type != "MatMul" or len(inputs) != 2:
+            return LayerPrecision.FLOAT, None, Decision(DecisionCode.WEIGHT_NOT_CONSTANT, "weight is not a constant")
         if target is Target.W4A16:
-            return "float", None, "w4a16 is weight-only; activation × activation MatMul stays float"
+            message = "w4a16 is weight-only; activation × activation MatMul stays float"
+            return LayerPrecision.FLOAT, None, Decision(DecisionCode.WEIGHT_ONLY_ACTIVATION_MATMUL, message)
         bits = 16 if (LayerPrecision.INT16 in override or target is Target.W8A16) else 8
-        reason = "activation × activation MatMul with FP8 inputs"
+        decision = Decision(DecisionCode.ACTIVATION_MATMUL, "activation × activation MatMul with FP8 inputs")
         if LayerPrecision.INT4 in override:
-            reason += "; an int4 pattern selects it, but it has no constant weight to make INT4"
-        return "int8", bits, reason
+            decision = decision.noted("an int4 pattern selects it, but it has no constant weight to make INT4")
+        return LayerPrecision.INT8, bits, decision
     if target is Target.W4A16:
         if node.op_type == "Conv":
-            return "float", None, "w4a16 is weight-only INT4 for MatMul/Gemm (MatMulNBits); Conv stays float"
-        return "int4", None, "weight-only INT4 (MatMulNBits)"
+            message = "w4a16 is weight-only INT4 for MatMul/Gemm (MatMulNBits); Conv stays float"
+            return LayerPrecision.FLOAT, None, Decision(DecisionCode.WEIGHT_ONLY_CONV, message)
+        return LayerPrecision.INT4, None, Decision(DecisionCode.WEIGHT_ONLY_INT4, "weight-only INT4 (MatMulNBits)")
     bits = 16 if (LayerPrecision.INT16 in override or target is Target.W8A16) else 8
-    precision = "int4" if (target is Target.INT4 or LayerPrecision.INT4 in override) else "int8"
-    reason = f"FP8 {'weight' if fp8_weight else 'input'} quantized in the source"
+    int4 = target is Target.INT4 or LayerPrecision.INT4 in override
+    precision = LayerPrecision.INT4 if int4 else LayerPrecision.INT8
+    if fp8_weight:
+        decision = Decision(DecisionCode.FP8_WEIGHT, "FP8 weight quantized in the source")
+    else:
+        decision = Decision(DecisionCode.FP8_INPUT, "FP8 input quantized in the source")
     if LayerPrecision.INT16 in override:
-        reason += "; INT16 activations by an int16 pattern"
+        decision = decision.noted("INT16 activations by an int16 pattern")
     if LayerPrecision.INT4 in override and target is not Target.INT4:
-        reason += "; INT4 weights by an int4 pattern"
-    return precision, bits, reason
+        decision = decision.noted("INT4 weights by an int4 pattern")
+    return precision, bits, decision
 
 
 def _after_fusable_activation(value: ir.Value) -> ir.Value:
@@ -652,14 +730,14 @@ def _group_shared_scales(graph: ir.Graph, points: dict[str, ActivationPoint]) ->
         for root in roots[1:]:
             parent[root] = roots[0]
     for name, point in points.items():
-        point.group = find(name)
+        points[name] = dataclasses.replace(point, group=find(name))
     for node in graph:
         if node.op_type not in SHARED_SCALE_OPS - {"Resize"} or node.domain not in ("", "ai.onnx"):
             continue
         output = points.get(node.outputs[0].name or "")
         inputs = [points.get(_look_through_fake_quantize(v).name or "") for v in _float_inputs(node)]
         if output is not None and inputs and all(p is not None and p.group == output.group for p in inputs):
-            output.copied = True
+            points[output.tensor] = dataclasses.replace(output, copied=True)
     _mark_counted(graph, points)
 
 
@@ -673,8 +751,8 @@ def _mark_counted(graph: ir.Graph, points: dict[str, ActivationPoint]) -> None:
     the values that survive, the ones an integer consumer meets (and on the FP8 grid of the quantizer that
     follows, when the source quantized there). Chains hand on step by step (Relu → MaxPool → Reshape).
     """
-    for point in points.values():
-        point.counted = not point.copied
+    for name, point in points.items():
+        points[name] = dataclasses.replace(point, counted=not point.copied)
     for node in graph:
         if node.op_type not in SHARED_SCALE_OPS - {"Resize"} or node.domain not in ("", "ai.onnx"):
             continue
@@ -685,8 +763,8 @@ def _mark_counted(graph: ir.Graph, points: dict[str, ActivationPoint]) -> None:
         members = [points[v.name or ""] for v in sources]  # all in the output's group: it is copied
         if all(p.counted for p in members) and all(_forwarded(v, node) for v in sources):
             for point in members:
-                point.counted = False
-            output.counted = True
+                points[point.tensor] = dataclasses.replace(point, counted=False)
+            points[output.tensor] = dataclasses.replace(output, counted=True)
 
 
 def _forwarded(value: ir.Value, reader: ir.Node) -> bool:
