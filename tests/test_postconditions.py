@@ -21,7 +21,8 @@ from fp8conv.converter.pipeline import convert, convert_file
 from fp8conv.converter.postconditions import check_written, written_model
 from fp8conv.converter.summary import conversion_summary
 from fp8conv.errors import Fp8ConvError, InternalError
-from fp8conv.passes.emit_qdq import EmitQdqPass
+from fp8conv.passes.emit_weights import EmitWeightsPass
+from fp8conv.passes.fold_fp8_constants import FoldFp8ConstantsPass
 
 DIGITS = Path(__file__).resolve().parents[1] / "models" / "digits_cnn"
 
@@ -49,19 +50,17 @@ def _calibration(tmp_path: Path, model: onnx.ModelProto) -> Path:
     ids=["weight-left-float", "weight-left-fp8"],
 )
 def test_a_layer_the_emission_skips_is_an_internal_error_naming_it(tmp_path, monkeypatch, skip, named):
-    """Force the emission to leave conv2 unconverted: float weight (layer named) or its FP8 DQ (tensor named)."""
-    original = EmitQdqPass._emit_weight
+    """Force the emission to leave conv2 unconverted: float weight (layer named) or its FP8 DQ (tensor named).
 
-    def emit_all_but_conv2(self, graph, node, layer, weight):
-        if node.name != "conv2_node":
-            return original(self, graph, node, layer, weight)
-        if skip == "float":
-            return self._materialize_float_weight(graph, node, layer)
-        return None
-
-    monkeypatch.setattr(EmitQdqPass, "_emit_weight", emit_all_but_conv2)
+    The passes' own contracts would stop this first (next test); here they are off, so the check of the
+    written model is what catches it.
+    """
+    _skip_conv2_weight(monkeypatch, skip)
+    monkeypatch.setattr(EmitWeightsPass, "ensures", lambda self, model: None)
+    monkeypatch.setattr(FoldFp8ConstantsPass, "requires", lambda self, model: None)
+    monkeypatch.setattr(FoldFp8ConstantsPass, "ensures", lambda self, model: None)
     if skip == "fp8":  # the leftover FP8 weight DQ stays as it is (no exact-float fold either)
-        monkeypatch.setattr(EmitQdqPass, "_fold_constant_quantizers", lambda self, graph: None)
+        monkeypatch.setattr(FoldFp8ConstantsPass, "call", lambda self, model: ir.passes.PassResult(model, False))
     source = _save(tmp_path, residual_cnn())
     with pytest.raises(InternalError, match=named):
         convert_file(source, data=_calibration(tmp_path, residual_cnn()))
@@ -73,6 +72,38 @@ def test_a_layer_the_emission_skips_is_an_internal_error_naming_it(tmp_path, mon
     assert outcome.output.startswith("fp8conv: internal error: ")
     assert named in outcome.output
     assert not (tmp_path / "model.int8.onnx").exists()
+
+
+@pytest.mark.parametrize("skip", ["float", "fp8"])
+def test_an_emission_pass_that_breaks_its_postcondition_is_an_internal_error_naming_pass_and_layer(
+    tmp_path, monkeypatch, skip
+):
+    _skip_conv2_weight(monkeypatch, skip)
+    source = _save(tmp_path, residual_cnn())
+    named = (
+        "emission pass EmitWeightsPass: postcondition violated: layer conv2_node: planned int8 but its weight is "
+        "not read from a DequantizeLinear of an INT8 initializer"
+    )
+    with pytest.raises(InternalError, match=named):
+        convert_file(source, data=_calibration(tmp_path, residual_cnn()))
+    outcome = CliRunner().invoke(cli, [str(source), "--to", "int8", "--no-verify"])
+    assert outcome.exit_code == 3, outcome.output
+    assert named in outcome.output
+    assert not (tmp_path / "model.int8.onnx").exists()
+
+
+def _skip_conv2_weight(monkeypatch, skip: str) -> None:
+    """Make the weight pass leave conv2's weight float (``float``) or as it is (``fp8``)."""
+    original = EmitWeightsPass._emit_weight
+
+    def emit_all_but_conv2(self, graph, node, layer, weight):
+        if node.name != "conv2_node":
+            return original(self, graph, node, layer, weight)
+        if skip == "float":
+            self._materialize_float_weight(graph, node, layer)
+        return None
+
+    monkeypatch.setattr(EmitWeightsPass, "_emit_weight", emit_all_but_conv2)
 
 
 def test_a_planned_layer_missing_from_the_written_model_is_an_internal_error():

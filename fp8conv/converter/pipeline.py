@@ -11,8 +11,8 @@ Steps (each delegated to the module that owns it):
    where an FP8 quantizer produced the tensor, a growing histogram elsewhere); ranges by the chosen
    method; scale and zero point (:mod:`fp8conv.converter.calibration`). Without data, ranges come from
    the FP8 quantizers' formats and scales (``fp8`` method) and the result says so.
-5. :class:`~fp8conv.passes.emit_qdq.EmitQdqPass` writes the integer QDQ graph; metadata records the
-   fp8conv version, target and methods.
+5. :func:`~fp8conv.passes.emit_qdq.emission_pipeline` writes the integer QDQ graph (a sequence of
+   passes, each recorded in the result); metadata records the fp8conv version, target and methods.
 6. :func:`convert_file` saves atomically and audits which layers onnxruntime runs on integer kernels.
 """
 
@@ -42,7 +42,7 @@ from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
 from fp8conv.converter.postconditions import LAYER_OPS, WrittenModel, check_written
 from fp8conv.converter.stopwatch import Stopwatch
 from fp8conv.errors import Fp8ConvError
-from fp8conv.passes.emit_qdq import ActivationQuantization, EmitQdqPass, WeightQuantization
+from fp8conv.passes.emit_qdq import ActivationQuantization, PassRecord, WeightQuantization, emission_pipeline
 from fp8conv.passes.plan import (
     ActivationPoint,
     DecisionCode,
@@ -133,6 +133,8 @@ class ConversionResult:
             :func:`convert_file`).
         written: What the emitted model holds, read from its graph and checked against the plan
             (:mod:`~fp8conv.converter.postconditions`); the summary's counts come from it.
+        emission_passes: The emission's passes in order, each with whether it modified the model and its
+            wall time (:func:`~fp8conv.passes.emit_qdq.emission_pipeline`).
         audit: The integer-kernel audit (set by :func:`convert_file`).
         output_path: Where the model was written (set by :func:`convert_file`).
         output_size_bytes: Size of the written model (set by :func:`convert_file`).
@@ -149,6 +151,7 @@ class ConversionResult:
     seconds: float
     stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     written: WrittenModel | None = None
+    emission_passes: tuple[PassRecord, ...] = ()
     audit: Any = None
     output_path: Path | None = None
     output_size_bytes: int | None = None
@@ -253,7 +256,7 @@ def convert(
     activations, activation_records = _activation_quantization(canonical, plan, statistics, config, warnings)
     stopwatch.lap("ranges")
     converted = canonical
-    EmitQdqPass(plan, _emission_weights(weights), activations)(converted)
+    emitted = emission_pipeline(plan, _emission_weights(weights), activations)(converted)
     _record_metadata(converted, config)
     kept_float = [layer.node for layer in plan.layers if layer.decision.code is DecisionCode.KEPT_FLOAT]
     written = check_written(converted, plan.layers, kept_float=kept_float)
@@ -276,6 +279,7 @@ def convert(
         seconds=stopwatch.total,
         stage_seconds=stopwatch.seconds,
         written=written,
+        emission_passes=emitted.passes,
     )
 
 

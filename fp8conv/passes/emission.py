@@ -1,0 +1,212 @@
+"""What the emission passes share: the frozen plan, the integer quantizations, one name allocator.
+
+Every pass of :func:`fp8conv.passes.emit_qdq.emission_pipeline` gets one :class:`EmissionContext` in its
+constructor and keeps no state of its own between runs. The context's name allocator is made from the
+names the graph holds when the first pass asks for it (before anything is emitted) and hands out each
+name once across all passes, as one pass rewriting the whole model would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import numpy as np
+import onnx_ir as ir
+
+from fp8conv.config import IntegerType
+from fp8conv.passes.canonical import is_fake_quantize, is_fp8_weight_dequantize
+from fp8conv.passes.plan import QuantizationPlan
+from fp8conv.passes.values import take_over
+
+__all__ = [
+    "ActivationQuantization",
+    "EmissionContext",
+    "EmissionPass",
+    "NameAllocator",
+    "WeightQuantization",
+    "insert_after_producer",
+    "is_fp8_quantizer",
+    "reads_integer_weight",
+    "swap_producer",
+]
+
+INTEGER_DATA_TYPES: Mapping[IntegerType, ir.DataType] = {
+    IntegerType.UINT8: ir.DataType.UINT8,
+    IntegerType.INT8: ir.DataType.INT8,
+    IntegerType.INT16: ir.DataType.INT16,
+    IntegerType.UINT16: ir.DataType.UINT16,
+}
+"""The ONNX type of each activation integer type."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ActivationQuantization:
+    """Integer quantization of one activation group.
+
+    Attributes:
+        scale: float32 scale.
+        zero_point: Zero point (0 for symmetric types).
+        dtype: The integer type (a plain name such as ``"uint8"`` is accepted and converted).
+    """
+
+    scale: float
+    zero_point: int
+    dtype: IntegerType
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", IntegerType(self.dtype))
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightQuantization:
+    """Integer weights of one layer, ready for ``DequantizeLinear``.
+
+    Attributes:
+        q: Integer values (int8 storage; INT4 values in [-8, 7]).
+        scale: float32 scales shaped for DequantizeLinear (scalar, 1-D per axis, or blocked).
+        axis: Per-channel or block axis; None per tensor.
+        block_size: INT4 block length; None otherwise.
+        bits: 4 or 8 (7-bit weights are stored as int8).
+    """
+
+    q: np.ndarray
+    scale: np.ndarray
+    axis: int | None
+    block_size: int | None
+    bits: int
+
+    @property
+    def data_type(self) -> ir.DataType:
+        """The ONNX type ``q`` is stored as: INT4 or INT8."""
+        return ir.DataType.INT4 if self.bits == 4 else ir.DataType.INT8
+
+
+class NameAllocator:
+    """Deterministic unique names: ``base``, then ``base_1``, ``base_2`` and so on."""
+
+    def __init__(self, graph: ir.Graph) -> None:
+        self._taken = {value.name for value in graph.inputs if value.name}
+        self._taken |= {name for name in graph.initializers}
+        for node in ir.traversal.RecursiveGraphIterator(graph):
+            if node.name:
+                self._taken.add(node.name)
+            self._taken |= {value.name for value in node.outputs if value.name}
+
+    def new(self, base: str) -> str:
+        """A name not taken yet, now taken."""
+        name, counter = base, 0
+        while name in self._taken:
+            counter += 1
+            name = f"{base}_{counter}"
+        self._taken.add(name)
+        return name
+
+
+@dataclasses.dataclass(frozen=True)
+class EmissionContext:
+    """The inputs every emission pass reads (the passes hold nothing else).
+
+    Nodes are identified by object: the plan's ``Layer.graph_node`` (and ``bias_add``) are nodes of the
+    model the passes rewrite, and ``weights`` is keyed by them; no node is looked up by its name.
+
+    Attributes:
+        plan: Where the integer quantizers go.
+        weights: Integer weights per converted layer (by the layer's node).
+        activations: Quantization per activation group (by group name).
+    """
+
+    plan: QuantizationPlan
+    weights: Mapping[ir.Node, WeightQuantization]
+    activations: Mapping[str, ActivationQuantization]
+    _allocators: dict[ir.Graph, NameAllocator] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def names(self, graph: ir.Graph) -> NameAllocator:
+        """The emission's one name allocator for ``graph``, made from its names the first time it is asked for.
+
+        Each pass asks for it before changing the graph, so the first pass makes it from the graph as planned.
+        """
+        allocator = self._allocators.get(graph)
+        if allocator is None:
+            allocator = self._allocators[graph] = NameAllocator(graph)
+        return allocator
+
+    def initializer(self, graph: ir.Graph, name: str, tensor: ir.TensorProtocol) -> ir.Value:
+        """Register ``tensor`` as an initializer of ``graph`` under a new name made from ``name``."""
+        value = ir.Value(
+            name=self.names(graph).new(name), const_value=tensor, shape=tensor.shape, type=ir.TensorType(tensor.dtype)
+        )
+        graph.register_initializer(value)
+        return value
+
+    @property
+    def needs_opset_21(self) -> bool:
+        """Whether the emitted Q/DQ need ai.onnx 21: 16-bit activations, INT4 or blocked weights."""
+        wide = any(quantization.dtype.bits == 16 for quantization in self.activations.values())
+        return wide or any(weight.bits == 4 or weight.block_size for weight in self.weights.values())
+
+
+class EmissionPass(ir.passes.InPlacePass):
+    """An in-place emission pass over a model planned by ``context.plan``.
+
+    Its ``requires`` checks at least that the plan was made for the model: every layer's node is a node
+    of its main graph.
+
+    Attributes:
+        context: The plan, the quantizations and the name allocator.
+    """
+
+    def __init__(self, context: EmissionContext) -> None:
+        super().__init__()
+        self.context = context
+
+    def requires(self, model: ir.Model) -> None:
+        """The plan was made for this model (every layer's node is a node of its main graph).
+
+        Raises:
+            ir.passes.PreconditionError: A layer's node is not in the model's main graph.
+        """
+        for layer in self.context.plan.layers:
+            if layer.graph_node.graph is not model.graph:
+                raise ir.passes.PreconditionError(f"layer {layer.node}: its node is not in the model being rewritten")
+
+
+def is_fp8_quantizer(node: ir.Node | None) -> bool:
+    """Whether ``node`` is an FP8 quantizer: a canonical FakeQuantize or a DequantizeLinear of FP8 codes."""
+    return node is not None and (is_fake_quantize(node) or is_fp8_weight_dequantize(node))
+
+
+def reads_integer_weight(node: ir.Node, weight: WeightQuantization) -> bool:
+    """Whether ``node`` reads its weight (input 1) from a DequantizeLinear of an initializer of ``weight``'s type."""
+    value = node.inputs[1] if len(node.inputs) > 1 else None
+    producer = value.producer() if value is not None else None
+    if producer is None or producer.op_type != "DequantizeLinear" or producer.domain not in ("", "ai.onnx"):
+        return False
+    stored = producer.inputs[0]
+    return stored is not None and stored.is_initializer() and stored.dtype == weight.data_type
+
+
+def swap_producer(graph: ir.Graph, old: ir.Node, new: ir.Node) -> None:
+    """Let ``new`` (already in the graph) take over ``old``'s output (name, declared type and shape) and node name.
+
+    ``old`` is removed.
+    """
+    node_name = old.name
+    take_over(old.outputs[0], new.outputs[0])
+    graph.remove(old, safe=True)
+    new.name = node_name
+
+
+def insert_after_producer(graph: ir.Graph, value: ir.Value, node: ir.Node) -> None:
+    """Insert ``node`` right after the producer of ``value`` (first in the graph for a graph input)."""
+    producer = value.producer()
+    if producer is None:
+        first = next(iter(graph), None)
+        if first is None:
+            graph.append(node)
+        else:
+            graph.insert_before(first, node)
+    else:
+        graph.insert_after(producer, node)
