@@ -458,6 +458,15 @@ def test_bias_saturates_to_int32_with_a_warning(caplog: pytest.LogCaptureFixture
     assert "2 of 3 bias values saturate int32" in caplog.text
 
 
+def test_bias_with_one_weight_scale_for_all_channels_is_the_scalar_case() -> None:
+    bias = np.array([0.3, -1.7, 2.2], dtype=np.float32)
+    q_one, scale_one = quantize_bias(bias, 0.02, np.array([0.05], dtype=np.float32))
+    q_scalar, scale_scalar = quantize_bias(bias, 0.02, np.float32(0.05))
+    np.testing.assert_array_equal(q_one, q_scalar)
+    np.testing.assert_array_equal(scale_one, scale_scalar)
+    assert scale_one.shape == (3,)
+
+
 @pytest.mark.parametrize(
     ("bias", "s_x", "s_w", "match"),
     [

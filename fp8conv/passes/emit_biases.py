@@ -3,7 +3,7 @@
 * **Bias** of a converted Conv/Gemm with 8-bit activations (or of the ``Add(MatMul, bias)`` onnxruntime
   fuses into a Gemm): ``b`` becomes int32 ``q_b = round_half_even(b / (s_x·s_W))`` with
   ``DequantizeLinear(q_b, s_x·s_W, axis 0)``, the form onnxruntime folds into QLinearConv/QGemm, computed
-  in float64 from the float32 values and saturated to int32.
+  by :func:`fp8conv.runtime.integer_quantization.quantize_bias` (the one bias quantizer, with its checks).
 * **Zero bias**: a MatMul whose only reader is a residual Add gets ``+ DequantizeLinear(int32 zeros)``
   (a float zero for weight-only layers), exact, so onnxruntime fuses QGemm / MatMulNBits instead of a
   float Gemm.
@@ -14,8 +14,10 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.emission import EmissionPass, WeightQuantization, is_fp8_quantizer
 from fp8conv.passes.plan import Layer
+from fp8conv.runtime.integer_quantization import quantize_bias
 
 __all__ = ["EmitBiasesPass"]
 
@@ -29,6 +31,10 @@ class EmitBiasesPass(EmissionPass):
     (:class:`~fp8conv.passes.fold_fp8_constants.FoldFp8ConstantsPass` ran) and their layers' input groups
     have a quantization. ``ensures``: no bias it quantizes is left a float constant, and every planned zero
     bias is in place (the MatMul's only reader is its Add).
+
+    Raises:
+        Fp8ConvError: From ``call``, for a bias :func:`~fp8conv.runtime.integer_quantization.quantize_bias` refuses
+            (not finite, a weight scale of another length, a scale product that underflows).
     """
 
     def requires(self, model: ir.Model) -> None:
@@ -153,16 +159,19 @@ class EmitBiasesPass(EmissionPass):
 
         Returns:
             Whether the bias was such a constant (and is now quantized).
+
+        Raises:
+            Fp8ConvError: :func:`~fp8conv.runtime.integer_quantization.quantize_bias` refuses the bias.
         """
         bias_value = node.inputs[index]
         if not _quantizable(bias_value):
             return False
         assert bias_value is not None
         assert bias_value.const_value is not None
-        bias = bias_value.const_value.numpy().astype(np.float32)
-        weight_scale = np.broadcast_to(np.asarray(weight.scale, np.float32), bias.shape)
-        bias_scale = (input_scale * weight_scale).astype(np.float32)
-        quantized = np.clip(np.rint(bias.astype(np.float64) / bias_scale), -(2**31), 2**31 - 1).astype(np.int32)
+        try:
+            quantized, bias_scale = quantize_bias(bias_value.const_value.numpy(), input_scale, weight.scale)
+        except ValueError as error:
+            raise Fp8ConvError(f"layer {layer.node}: cannot quantize its bias: {error}") from error
         names = self.context.names(graph)
         base = bias_value.name or f"{node.name}_bias"
         q_value = self.context.initializer(graph, f"{base}_quantized", ir.tensor(quantized))

@@ -678,6 +678,7 @@ def quantize_bias(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Quantize a bias to int32 with scale ``input_scale * weight_scale`` (what QLinearConv/QGemm need).
 
+    The one bias quantizer: the emission's int32 biases are its results (``fp8conv.passes.emit_biases``).
     ``s_b = s_x * s_w`` is a float32 product (as onnxruntime computes it). ``q = round_half_even(b / s_b)``
     with the quotient of the two float32 values computed in float64, so the rounding decision is that of
     the exact quotient; the result saturates to ``[-2^31, 2^31 - 1]`` (a warning is logged when it does:
@@ -686,7 +687,7 @@ def quantize_bias(
     Args:
         bias: 1-D float bias of length N.
         input_scale: Per-tensor activation scale ``s_x`` (positive, finite).
-        weight_scale: Scalar or ``[N]`` weight scales ``s_w`` (positive, finite).
+        weight_scale: Scalar, ``[1]`` (one for all channels) or ``[N]`` weight scales ``s_w`` (positive, finite).
 
     Returns:
         ``(q int32 [N], s_b float32 [N])``.
@@ -702,9 +703,9 @@ def quantize_bias(
     s_w = np.asarray(weight_scale, dtype=np.float32)
     if not (math.isfinite(s_x) and s_x > 0):
         raise ValueError(f"input_scale must be positive and finite, got {input_scale!r}")
-    if s_w.ndim > 1 or (s_w.ndim == 1 and s_w.shape[0] != b.shape[0]):
+    if s_w.ndim > 1 or (s_w.ndim == 1 and s_w.shape[0] not in (1, b.shape[0])):
         raise ValueError(
-            f"weight_scale must be a scalar or 1-D with {b.shape[0]} entries (per channel), got shape {s_w.shape}"
+            f"weight_scale must be a scalar or 1-D with {b.shape[0]} entries (per channel) or 1, got shape {s_w.shape}"
         )
     if not (np.isfinite(s_w).all() and (s_w > 0).all()):
         raise ValueError("weight_scale must be positive and finite")
