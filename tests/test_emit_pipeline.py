@@ -36,6 +36,9 @@ def test_the_conversion_keeps_one_record_per_pass_in_order():
     }
     assert all(record.seconds >= 0 for record in records)
     assert sum(record.seconds for record in records) <= result.stage_seconds["emission"]
+    assert result.to_json()["emission_passes"] == [
+        {"name": record.name, "modified": record.modified, "seconds": record.seconds} for record in records
+    ]
 
 
 def test_the_emission_passes_share_one_context_and_keep_no_run_state():

@@ -104,9 +104,20 @@ def test_report_json_validates_for_passing_failing_and_skipped_runs(passing, fai
     (output,) = passing["outputs"]
     assert {"name", "sqnr_db", "cosine", "max_abs_err", "top1_agreement", "kernel_sqnr_db"} <= set(output)
     assert passing["conversion"]["activations"][0]["method"] == "mse"
+    assert [record["name"] for record in passing["conversion"]["emission_passes"]][:2] == [
+        "EmitWeightsPass",
+        "FoldFp8ConstantsPass",
+    ]
     assert passing["kernels"]["counts_by_op"]["MatMul"] == {"integer": 2, "float": 0}
     assert failing["first_failing_layer"] == "conv1"
     assert all({"tensor", "sqnr_db", "rank"} <= set(layer) for layer in failing["layers"])
+
+
+def test_schema_checks_the_emission_pass_records(passing):
+    document = json.loads(json.dumps(passing, allow_nan=False))
+    document["conversion"]["emission_passes"][0]["modified"] = "yes"
+    with pytest.raises(jsonschema.ValidationError, match="'yes' is not of type 'boolean'"):
+        validate_report(document)
 
 
 def test_schema_rejects_a_report_missing_required_keys_or_with_bare_infinity(failing):

@@ -177,6 +177,7 @@ class ConversionResult:
             "activations": [record.to_json() for record in self.activations],
             "warnings": list(self.warnings),
             "written": self.written.to_json() if self.written is not None else None,
+            "emission_passes": [record.to_json() for record in self.emission_passes],
             "kernels": self.audit.to_json() if self.audit is not None else None,
         }
 
