@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import pytest
 from click.testing import CliRunner
 from fp8_models import concat_cnn, mlp, residual_cnn
@@ -477,3 +478,34 @@ def test_fp8_weight_in_a_constant_node_converts_like_an_initializer(tmp_path):
     assert TensorProto.INT8 in stored.values()
     assert not {TensorProto.FLOAT8E4M3FN} & set(stored.values())
     assert [layer.precision for layer in result.layers] == ["int8"]
+
+
+_SEQ = Path(__file__).resolve().parent.parent / "models" / "seq_transformer"
+
+
+@pytest.mark.parametrize(
+    ("options", "widened"),
+    [
+        # The key projection alone selected: query and value read the same LayerNorm output.
+        ({"int16": ("layers.0.attention.key",)}, {"node_matmul_1", "node_matmul_3"}),
+        # auto-INT16 promotes K's transposed output; Q·Kᵀ's other input must follow.
+        ({"auto_int16_below_db": 45.0}, {"node_matmul_4"}),
+    ],
+)
+def test_a_tensor_read_by_8_and_16_bit_layers_gets_one_width(options: dict, widened: set[str]) -> None:
+    """Found by the emission refactor: mixed widths on one tensor were an internal error (exit 3)."""
+    result = convert(_SEQ / "model.onnx", "int8", _SEQ / "calib.npz", **options)
+    by_node = {layer.node: layer for layer in result.layers}
+    written = {node.name: node for node in result.model.graph}
+    sixteen = {ir.DataType.INT16, ir.DataType.UINT16}
+    for name in widened:
+        assert by_node[name].activation_bits == 16, by_node[name]
+        activations = [v for v in written[name].inputs if v is not None and not v.producer().inputs[0].const_value]
+        assert activations, name
+        for value in activations:  # DequantizeLinear(Q(x)) of 16 bits on every activation input
+            dequantize = value.producer()
+            assert dequantize.op_type == "DequantizeLinear", (name, dequantize.op_type)
+            zero_point = dequantize.inputs[2]
+            assert zero_point is not None, (name, value.name)
+            assert zero_point.dtype in sixteen, (name, value.name)
+    assert any(layer.activation_bits == 8 for layer in result.layers)

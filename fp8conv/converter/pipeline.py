@@ -49,6 +49,7 @@ from fp8conv.passes.plan import (
     Layer,
     QuantizationPlan,
     plan_conversion,
+    unify_activation_bits,
     values_by_name,
 )
 from fp8conv.runtime.audit import audit_integer_kernels
@@ -572,7 +573,7 @@ def promote_outliers_to_int16(
     points = {
         name: dataclasses.replace(point, bits=16) if name in promoted else point for name, point in plan.points.items()
     }
-    return dataclasses.replace(plan, layers=tuple(layers), points=points)
+    return unify_activation_bits(dataclasses.replace(plan, layers=tuple(layers), points=points))
 
 
 def _qtype(point: ActivationPoint, config: ConversionConfig) -> IntegerType:

@@ -309,7 +309,55 @@ def plan_conversion(model: ir.Model, config: ConversionConfig) -> QuantizationPl
         logger.info("FP8 quantizer %s on %s has no integer consumer; it becomes float", point.node, point.tensor)
     integer_layers = {layer.graph_node for layer in layers if layer.activation_bits is not None}
     readers = frozenset(node for node in graph if node in integer_layers or is_integer_op(node, points))
-    return QuantizationPlan(layers, points, fp8_points, dropped, readers)
+    return unify_activation_bits(QuantizationPlan(layers, points, fp8_points, dropped, readers))
+
+
+def unify_activation_bits(plan: QuantizationPlan) -> QuantizationPlan:
+    """The plan with one integer width per tensor: a tensor is quantized once, whoever reads it.
+
+    A tensor read by an 8-bit and a 16-bit layer (``--int16`` selecting the key projection but not the
+    query and value that share its input; an attention MatMul whose other input auto-INT16 promoted), or
+    a shared-scale group (Concat, data movement) with points of both widths, gets the widest width, and so
+    does every layer reading it, noted in the layer's decision; repeated until nothing changes (a widened
+    layer widens its other inputs). Widening is the safe direction: 16-bit activations can only be more
+    accurate, at the cost of the integer kernel (onnxruntime CPU has none for 16 bits).
+
+    Args:
+        plan: The plan (not changed).
+
+    Returns:
+        ``plan`` itself when every tensor already has one width, else the widened plan.
+    """
+    points, layers = dict(plan.points), list(plan.layers)
+    widened = False
+    while True:
+        changed = False
+        widths: dict[str, int] = {}
+        for point in points.values():
+            widths[point.group] = max(widths.get(point.group, 0), point.bits)
+        for name, point in points.items():
+            if point.bits != widths[point.group]:
+                points[name] = dataclasses.replace(point, bits=widths[point.group])
+                changed = True
+        for index, layer in enumerate(layers):
+            if layer.activation_bits is None:
+                continue
+            inputs = [t for t in layer.inputs if t in points]
+            bits = max([layer.activation_bits, *(points[t].bits for t in inputs)])
+            if bits > layer.activation_bits:
+                wider = next(t for t in inputs if points[t].bits == bits)
+                note = f"INT{bits} activations: its input {wider} is also read by a {bits}-bit layer"
+                layers[index] = dataclasses.replace(layer, activation_bits=bits, decision=layer.decision.noted(note))
+                logger.info("layer %s: %s", layer.node, note)
+                changed = True
+            for tensor in inputs:
+                if points[tensor].bits < bits:  # the other inputs of a widened layer
+                    points[tensor] = dataclasses.replace(points[tensor], bits=bits)
+                    changed = True
+        if not changed:
+            break
+        widened = True
+    return dataclasses.replace(plan, layers=tuple(layers), points=points) if widened else plan
 
 
 def values_by_name(graph: ir.Graph) -> dict[str, ir.Value]:
