@@ -1614,8 +1614,11 @@ def signature(case: Case, outcome: Outcome, workdir: Path) -> tuple[str, str, st
 
 
 class Fuzzer:
-    def __init__(self, seeds: list[SeedModel], seconds: float, crash_dir: Path, seed: int) -> None:
+    def __init__(
+        self, seeds: list[SeedModel], seconds: float, crash_dir: Path, seed: int, log: io.TextIOBase | None = None
+    ) -> None:
         self.seeds = seeds
+        self.log = log
         self.deadline = time.monotonic() + seconds
         self.crash_dir = crash_dir
         self.seed = seed
@@ -1649,6 +1652,11 @@ class Fuzzer:
             shutil.rmtree(workdir, ignore_errors=True)
             return
         self.seconds_running += outcome.seconds
+        if self.log is not None:
+            argv = [arg.replace(str(workdir), ".") for arg in outcome.argv]
+            entry = {"kind": case.kind, "seed_model": case.seed.name, "argv": argv, "mutations": outcome.mutations}
+            entry |= {"exit_code": outcome.exit_code, "finding": outcome.finding}
+            self.log.write(json.dumps(entry) + "\n")
         self.tried[case.kind] += 1
         self.commands[case.command if case.kind in COMMANDS_BY_KIND else f"{case.kind}:{case.head[0]}"] += 1
         self.exits[(case.kind, "timeout" if outcome.exit_code is None else str(outcome.exit_code))] += 1
@@ -1671,7 +1679,12 @@ class Fuzzer:
         budget = 25
         for field in ("proto_steps", "byte_steps", "options"):
             index = len(getattr(case, field)) - 1
-            while index >= 0 and budget > 0 and len(getattr(case, field)) > (0 if field == "options" else 1):
+            while (
+                index >= 0
+                and budget > 0
+                and not self.time_up()
+                and len(getattr(case, field)) > (0 if field == "options" else 1)
+            ):
                 items = getattr(case, field)
                 smaller = dataclasses.replace(case, **{field: items[:index] + items[index + 1 :]})
                 budget -= 1
@@ -1812,6 +1825,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="seed (default: random, printed)")
     parser.add_argument("--crash-dir", type=Path, default=None, help="where repros go (default: a temp dir)")
     parser.add_argument("--replay", type=Path, default=None, help="run the repros saved in this crash dir again")
+    parser.add_argument("--log", type=Path, default=None, help="write one JSON line per input tried here")
     args = parser.parse_args(argv)
     ort.set_default_logger_severity(3)
     if args.replay is not None:
@@ -1824,7 +1838,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = find_seeds()
     print(f"fuzz: {len(seeds)} seed models, seed {seed}, {args.seconds:g} s, crash repros in {crash_dir}", flush=True)
     started = time.monotonic()
-    fuzzer = Fuzzer(seeds, args.seconds, crash_dir, seed)
+    log = args.log.open("w") if args.log is not None else None
+    fuzzer = Fuzzer(seeds, args.seconds, crash_dir, seed, log)
     native_log = crash_dir / "native-stderr.log"
     saved_stderr = os.dup(2)  # onnxruntime's own warnings and errors go to fd 2, not to the runner
     with native_log.open("wb") as log:
@@ -1835,6 +1850,8 @@ def main(argv: list[str] | None = None) -> int:
             os.dup2(saved_stderr, 2)
             os.close(saved_stderr)
             shutil.rmtree(fuzzer.root, ignore_errors=True)
+            if log is not None:
+                log.close()
     print(report(fuzzer, args.seconds, time.monotonic() - started))
     return 1 if fuzzer.findings or fuzzer.harness_errors else 0
 
