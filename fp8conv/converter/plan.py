@@ -241,6 +241,7 @@ def plan_conversion(model: ir.Model, config: ConversionConfig) -> QuantizationPl
     if activation_bits == 8:
         _propagate_through_integer_ops(graph, points, add)
     _group_shared_scales(graph, points)
+    _share_int16(layers, points)
     used = {point.fp8.output for point in points.values() if point.fp8 is not None}
     dropped = [p for p in fp8_points if p.role == "activation" and p.output not in used]
     for point in dropped:
@@ -530,6 +531,9 @@ def _decide(
         return "float", None, "kept float by a keep_float pattern"
     if not (fp8_weight or fp8_input):
         return "float", None, "not quantized in the FP8 source"
+    constant = next((name for name in layer.inputs if name in layer.graph_node.graph.initializers), None)
+    if constant is not None:
+        return "float", None, f"its input {constant} is a constant, not an activation to calibrate"
     if node.op_type == "Gemm" and node.attributes.get_int("transA", 0):
         return "float", None, "Gemm with transA=1 has no integer kernel"
     if not layer.has_weight:
@@ -628,6 +632,24 @@ def is_integer_op(node: ir.Node, points: dict[str, ActivationPoint]) -> bool:
         return False
     inputs = _float_inputs(node)
     return bool(inputs) and all((_look_through_fake_quantize(v).name or "") in points for v in inputs)
+
+
+def _share_int16(layers: list[Layer], points: dict[str, ActivationPoint]) -> None:
+    """INT16 for every tensor of a group with an INT16 tensor, and for every 8-bit layer reading one.
+
+    One quantizer serves all the readers of a tensor (and one scale a group): when an ``--int16`` layer
+    shares its input with another layer (Q, K and V projections read one LayerNorm output), that layer
+    reads the INT16 activation too.
+    """
+    sixteen = {point.group for point in points.values() if point.bits == 16}
+    for point in points.values():
+        if point.group in sixteen:
+            point.bits = 16
+    for layer in layers:
+        shared = [tensor for tensor in layer.inputs if tensor in points and points[tensor].bits == 16]
+        if shared and layer.activation_bits == 8:
+            layer.activation_bits = 16
+            layer.reason += f"; INT16 activations: its input {shared[0]} is INT16 for another layer reading it"
 
 
 def _group_shared_scales(graph: ir.Graph, points: dict[str, ActivationPoint]) -> None:

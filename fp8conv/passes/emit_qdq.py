@@ -359,8 +359,8 @@ class EmitQdqPass(ir.passes.InPlacePass):
         if bias_value is None or bias_value.const_value is None:
             return
         bias = bias_value.const_value.numpy().astype(np.float32)
-        if bias.ndim != 1:
-            return
+        if bias.ndim != 1 or np.size(weight.scale) not in (1, bias.size):
+            return  # a bias broadcast over the channels (Gemm's C, an Add) stays float
         weight_scale = np.broadcast_to(np.asarray(weight.scale, np.float32), bias.shape)
         bias_scale = (input_scale * weight_scale).astype(np.float32)
         quantized = np.clip(np.rint(bias.astype(np.float64) / bias_scale), -(2**31), 2**31 - 1).astype(np.int32)

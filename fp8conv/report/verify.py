@@ -47,7 +47,13 @@ from fp8conv.report.matching import TensorSite, matched_tensors
 from fp8conv.report.metrics import LabelAccuracy, TopKAgreement, is_classifier
 from fp8conv.report.result import LayerReport, OutputReport, VerificationResult
 from fp8conv.runtime.audit import OPTIMIZATION_LEVELS, audit_integer_kernels
-from fp8conv.runtime.ort_backend import TensorInfo, create_session, session_inputs, session_outputs
+from fp8conv.runtime.ort_backend import (
+    TensorInfo,
+    create_session,
+    external_data_folder,
+    session_inputs,
+    session_outputs,
+)
 from fp8conv.runtime.reference import ReferenceRunner
 
 if TYPE_CHECKING:
@@ -340,6 +346,9 @@ def _with_outputs(model: ir.Model, names: Sequence[str]) -> ir.Model:
     if not names:
         return model
     copy = ir.from_proto(ir.to_proto(model))
+    folder = external_data_folder(model)
+    if folder is not None:  # the copy reads its external data where the model does
+        ir.external_data.set_base_dir(copy.graph, folder)
     produced = {value.name: value for node in copy.graph for value in node.outputs if value.name}
     present = {value.name for value in copy.graph.outputs}
     for name in names:
