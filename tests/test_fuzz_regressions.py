@@ -84,14 +84,21 @@ def _produced() -> onnx.ModelProto:
     return model
 
 
+def _with_metadata() -> onnx.ModelProto:
+    model = residual_cnn()
+    helper.set_model_props(model, {"source": "metadataX"})
+    return model
+
+
 @pytest.mark.parametrize(
     ("model", "old", "new", "message"),
     [
         (residual_cnn, b"Relu", b"R\xfflu", "not UTF-8"),  # the checker's message cannot be decoded
         (GOLDEN["trt_opset1"].build, b"TRT_FP8QuantizeLinear", b"TRT_FP8Q\xffantizeLinear", "not UTF-8"),
         (_produced, b"producerX", b"produc\xe3rX", "model.producer_name b'produc\\xe3rX' is not UTF-8"),
+        (_with_metadata, b"metadataX", b"metad\x80taX", "model.metadata_props.value b'metad\\x80taX' is not UTF-8"),
     ],
-    ids=["standard-op", "trt-op", "producer"],
+    ids=["standard-op", "trt-op", "producer", "metadata"],
 )
 def test_a_string_that_is_not_utf8_is_refused(tmp_path, model, old, new, message):
     """Fuzz: ``overwrite bytes with 0xff`` inside an op type, ``flip 1 bit from byte 7`` (the producer name):
@@ -154,6 +161,19 @@ def test_a_tensor_whose_data_does_not_fit_its_type_and_shape_is_refused(tmp_path
     path = _save(tmp_path, model)
     for command in (["inspect"], ["convert", "--no-verify"]):
         _refused(_invoke(*command, path), tensor.name, message)
+
+
+def test_per_axis_scales_that_do_not_match_the_weight_are_refused(tmp_path):
+    """Fuzz: ``reshape tensor 'v.layer.weight' [16, 16] -> [256] (flatten)`` while the value_info still says
+    [16, 16]: the Cast-pair reader took the declared shape, the planner met 16 scales for 256 values (a
+    broadcast ValueError, exit 3)."""
+    model = GOLDEN["cast_e5m2"].build()  # weights: Div(W, s [4,1,1,1]) -> Cast pair -> Mul(s)
+    weight = next(t for t in model.graph.initializer if t.name == "W1")
+    weight.dims[:] = [4 * 3 * 3 * 3]  # the same values, flat
+    model.graph.value_info.append(helper.make_tensor_value_info("W1", TensorProto.FLOAT, [4, 3, 3, 3]))  # stale
+    path = _save(tmp_path, model)
+    message = "4 scales along axis 0 of the weight 'W1' of shape [108]"
+    _refused(_invoke("convert", path, "--no-verify"), "node 'W1_cast_fp8'", message)
 
 
 def test_a_graph_output_of_no_onnx_type_is_refused(tmp_path):
@@ -242,6 +262,23 @@ def test_a_layer_no_output_depends_on_is_not_planned(tmp_path):
         "logits_node",
     ]
     assert "conv2_dup" not in _invoke("inspect", path).output
+
+
+def test_a_dead_copy_of_a_node_is_no_second_reader_of_an_fp8_cast(tmp_path):
+    """Fuzz: ``duplicate node 'node__to_copy_17' (Cast) with new output names``: the FP8 Cast then had two
+    readers, the chain was not read, and its FP8 Cast was left in the written model (exit 3)."""
+    model = GOLDEN["cast_e5m2"].build()
+    back = next(node for node in model.graph.node if node.name == "input_cast_float")
+    copy = model.graph.node.add()
+    copy.CopyFrom(back)
+    copy.name, copy.output[0] = "input_cast_float_dup", "input_float_dup"
+    path = _save(tmp_path, model)
+    points = json.loads(_invoke("inspect", path, "--json").stdout)["quant_points"]
+    original = json.loads(_invoke("inspect", _save(tmp_path, GOLDEN["cast_e5m2"].build(), "o.onnx"), "--json").stdout)
+    assert points == original["quant_points"]
+    data = _data(tmp_path, model)
+    outcome = _invoke("convert", path, "--data", data, "--no-verify", "-o", tmp_path / "out.onnx")
+    assert outcome.exit_code == 0, outcome.output
 
 
 def test_fp8_that_no_reader_takes_is_refused_before_converting(tmp_path):

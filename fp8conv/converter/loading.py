@@ -112,9 +112,11 @@ def load(model: ModelInput) -> LoadedModel:
     constant_inputs = _initializer_inputs_as_constants(ir_model, _label(source))
     from fp8conv.passes.normalize import normalize_fp8
 
+    # Nodes no graph output depends on are dropped, as the written model drops them: the readers see only
+    # what computes the outputs (a dead copy of a node is no second reader), and a layer is planned and
+    # reported only when it computes something. Again after the readers, for anything they left unread.
+    RemoveUnusedNodesPass()(ir_model)
     normalized = normalize_fp8(ir_model)
-    # Nodes no graph output depends on are dropped now, as the written model drops them: a layer is
-    # planned (and reported) only when it computes something.
     RemoveUnusedNodesPass()(normalized.model)
     UniqueNodeNamesPass()(normalized.model)  # nodes the readers added
     points = collect_quant_points(normalized.model)
@@ -339,7 +341,8 @@ def _check_names(proto: onnx.ModelProto, label: str) -> None:
     found = _non_utf8(proto, "model")
     if found is not None:
         where, value = found
-        raise ModelLoadError(f"{label}: {where} {value!r} is not UTF-8")
+        shown = repr(value[:40]) + ("..." if len(value) > 40 else "")
+        raise ModelLoadError(f"{label}: {where} {shown} is not UTF-8")
 
 
 def _non_utf8(message: Any, where: str) -> tuple[str, bytes] | None:
