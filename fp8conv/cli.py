@@ -402,7 +402,7 @@ def convert_command(
     in every case but 2 and 3.
     """
     from fp8conv.config import ConversionConfig, load_config_file
-    from fp8conv.converter.pipeline import convert_file, default_output_path
+    from fp8conv.converter.pipeline import convert_file, default_output_path, remove_written_model
     from fp8conv.verification.preflight import check_before_writing
 
     checks = _VerifyOptions.from_kwargs(verification)
@@ -449,7 +449,11 @@ def convert_command(
         progress=True,
         **options,
     )
-    verified = _verify_conversion(model, result, data_path, verify_data, no_verify, gates, checks)
+    try:
+        verified = _verify_conversion(model, result, data_path, verify_data, no_verify, gates, checks)
+    except Exception:  # bad verification data found only now (exit 2) or a bug (exit 3): nothing is left written
+        remove_written_model(destination)
+        raise
     if not verified.verified and checks.report_dir is None:
         _finish_unverified(result, verified, as_json, note=not no_verify)
         return

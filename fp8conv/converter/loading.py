@@ -5,6 +5,8 @@ an ``onnx_ir.Model`` or an ``onnx_graphsurgeon.Graph`` (with the ``gs`` extra in
 parsed without their external data, which stays on disk (memory-mapped by onnx_ir) until a pass reads
 it. The caller's object or file is never modified.
 
+Nodes that no graph output depends on are removed (the converted model would not have them either).
+
 Every problem is an :class:`~fp8conv.errors.Fp8ConvError` with a one-line message that names the file,
 node or tensor: not an ONNX file, truncated protobuf, missing or unsafe external data, a graph that fails
 ``onnx.checker``, an unsupported opset, a cycle.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Union
 
 import onnx
 import onnx_ir as ir
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
+from onnx_ir.passes.common import RemoveUnusedNodesPass
 
 from fp8conv.errors import ModelLoadError, UnsupportedModelError
 from fp8conv.passes.canonical import QuantPoint, collect_quant_points
@@ -108,7 +112,12 @@ def load(model: ModelInput) -> LoadedModel:
     constant_inputs = _initializer_inputs_as_constants(ir_model, _label(source))
     from fp8conv.passes.normalize import normalize_fp8
 
+    # Nodes no graph output depends on are dropped, as the written model drops them: the readers see only
+    # what computes the outputs (a dead copy of a node is no second reader), and a layer is planned and
+    # reported only when it computes something. Again after the readers, for anything they left unread.
+    RemoveUnusedNodesPass()(ir_model)
     normalized = normalize_fp8(ir_model)
+    RemoveUnusedNodesPass()(normalized.model)
     UniqueNodeNamesPass()(normalized.model)  # nodes the readers added
     points = collect_quant_points(normalized.model)
     logger.info("%s: dialects %s, %d quantization points", _label(source), normalized.dialects, len(points))
@@ -295,6 +304,166 @@ def _check_graph(proto: onnx.ModelProto, label: str, path: Path | None) -> None:
     except onnx.checker.ValidationError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"{label}: fails onnx.checker: {first_line}") from error
+    except UnicodeDecodeError as error:  # the checker's message quotes a name that is not UTF-8
+        raise ModelLoadError(f"{label}: fails onnx.checker: a name or string is not UTF-8 ({error})") from error
+    if not proto.graph.output:
+        raise ModelLoadError(f"{label}: the graph has no outputs")
+    _check_names(proto, label)
+    _check_attributes(proto.graph, label)
+    _check_value_types(proto.graph, label)
+    for tensor in _iter_tensors(proto):
+        _check_tensor(tensor, label)
+
+
+_KNOWN_TYPES = frozenset(onnx.TensorProto.DataType.values()) - {onnx.TensorProto.UNDEFINED}
+
+_TYPE_ATTRIBUTES = {"Cast": "to", "QuantizeLinear": "output_dtype"}
+"""ONNX ops whose attribute names an element type (``output_dtype`` is optional: 0 means none)."""
+
+_CUSTOM_DOMAINS = ("trt", "qonnx.custom_op.general", "qonnx.custom_op", "finn.custom_op.general")
+_CUSTOM_ATTRIBUTE_TYPES = {
+    **dict.fromkeys(
+        ("axis", "block_size", "saturate", "precision", "output_dtype", "saturation", "has_inf", "has_nan"),
+        onnx.AttributeProto.INT,
+    ),
+    "has_subnormal": onnx.AttributeProto.INT,
+    "rounding_mode": onnx.AttributeProto.STRING,
+}
+"""Attribute types of the custom-domain ops fp8conv reads (TensorRT, QONNX), which onnx.checker has no schema for."""
+
+
+def _check_names(proto: onnx.ModelProto, label: str) -> None:
+    """Refuse a string field (a name, op type, producer, ...) that is not UTF-8.
+
+    protobuf hands such a field over as bytes, and onnx.checker compares bytes; the first use as text
+    would fail. Tensor contents are not read: a tensor's name, doc string and external-data entries are.
+    """
+    found = _non_utf8(proto, "model")
+    if found is not None:
+        where, value = found
+        shown = repr(value[:40]) + ("..." if len(value) > 40 else "")
+        raise ModelLoadError(f"{label}: {where} {shown} is not UTF-8")
+
+
+def _non_utf8(message: Any, where: str) -> tuple[str, bytes] | None:
+    """The first string field of ``message`` (recursively) that protobuf returns as bytes, and its value."""
+    if isinstance(message, onnx.TensorProto):
+        fields = [("name", message.name), ("doc_string", message.doc_string)]
+        fields += [("external_data", text) for entry in message.external_data for text in (entry.key, entry.value)]
+        return next(((f"{where}.{name}", value) for name, value in fields if isinstance(value, bytes)), None)
+    for field, value in message.ListFields():
+        if field.type not in (field.TYPE_STRING, field.TYPE_MESSAGE):
+            continue
+        items = [value] if isinstance(value, (str, bytes, Message)) else list(value)  # else a repeated field
+        if field.type == field.TYPE_STRING:
+            bad = next((item for item in items if isinstance(item, bytes)), None)
+            if bad is not None:
+                return f"{where}.{field.name}", bad
+        elif field.type == field.TYPE_MESSAGE:
+            for index, item in enumerate(items):
+                label = f"{where}.{field.name}" + (f"[{index}]" if len(items) > 1 else "")
+                found = _non_utf8(item, label)
+                if found is not None:
+                    return found
+    return None
+
+
+def _node_label(node: onnx.NodeProto) -> str:
+    return f"node {node.name or node.op_type!r} ({node.op_type})"
+
+
+def _check_attributes(graph: onnx.GraphProto, label: str) -> None:
+    """Refuse attributes whose value the readers cannot take.
+
+    An element type that names no ONNX type (the checker does not look at the value); an attribute of a
+    TensorRT or QONNX op of the wrong type (the checker has no schema for them).
+    """
+    for node in graph.node:
+        custom = node.domain in _CUSTOM_DOMAINS
+        type_attribute = _TYPE_ATTRIBUTES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        for attribute in node.attribute:
+            if attribute.name == type_attribute:
+                value = onnx.helper.get_attribute_value(attribute)
+                optional_unset = attribute.name == "output_dtype" and value == 0
+                if not optional_unset and (attribute.type != onnx.AttributeProto.INT or value not in _KNOWN_TYPES):
+                    raise ModelLoadError(
+                        f"{label}: {_node_label(node)}: attribute {attribute.name}={value!r} is not an ONNX element "
+                        "type"
+                    )
+            expected = _CUSTOM_ATTRIBUTE_TYPES.get(attribute.name) if custom else None
+            if expected is not None and attribute.type != expected:
+                raise ModelLoadError(
+                    f"{label}: {_node_label(node)}: attribute {attribute.name} must be "
+                    f"{onnx.AttributeProto.AttributeType.Name(expected)}, not "
+                    f"{onnx.AttributeProto.AttributeType.Name(attribute.type)}"
+                )
+
+
+def _check_value_types(graph: onnx.GraphProto, label: str) -> None:
+    """Refuse a graph input, output or value_info whose element type is no ONNX type."""
+    for where, values in (("graph input", graph.input), ("graph output", graph.output), ("value", graph.value_info)):
+        for value in values:
+            if value.type.HasField("tensor_type"):
+                elem_type = value.type.tensor_type.elem_type
+                if elem_type and elem_type not in _KNOWN_TYPES:
+                    raise ModelLoadError(f"{label}: {where} {value.name!r} has element type {elem_type}, no ONNX type")
+
+
+_BITS = {
+    **dict.fromkeys(("UINT2", "INT2"), 2),
+    **dict.fromkeys(("UINT4", "INT4", "FLOAT4E2M1"), 4),
+    **dict.fromkeys(
+        ("UINT8", "INT8", "BOOL", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "FLOAT8E8M0"), 8
+    ),
+    **dict.fromkeys(("UINT16", "INT16", "FLOAT16", "BFLOAT16"), 16),
+    **dict.fromkeys(("FLOAT", "INT32", "UINT32"), 32),
+    **dict.fromkeys(("INT64", "UINT64", "DOUBLE", "COMPLEX64"), 64),
+    "COMPLEX128": 128,
+}
+"""Bits per element in ``raw_data`` (sub-byte types packed, the last byte padded)."""
+
+_TYPED_FIELDS = {
+    "FLOAT": ("float_data", 1),
+    "COMPLEX64": ("float_data", 2),
+    "DOUBLE": ("double_data", 1),
+    "COMPLEX128": ("double_data", 2),
+    "INT64": ("int64_data", 1),
+    "UINT32": ("uint64_data", 1),
+    "UINT64": ("uint64_data", 1),
+}
+"""Where a tensor without ``raw_data`` keeps its values, and how many per element (other types: ``int32_data``)."""
+
+
+def _check_tensor(tensor: onnx.TensorProto, label: str) -> None:
+    """Refuse a stored tensor of no ONNX type, with a negative dimension, or whose data is not its shape's size."""
+    what = f"tensor {tensor.name!r}"
+    if tensor.data_type not in _KNOWN_TYPES:
+        raise ModelLoadError(f"{label}: {what} has data type {tensor.data_type}, no ONNX type")
+    if any(dim < 0 for dim in tensor.dims):
+        raise ModelLoadError(f"{label}: {what} has a negative dimension {list(tensor.dims)}")
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        return
+    type_name = onnx.TensorProto.DataType.Name(tensor.data_type)
+    count = math.prod(tensor.dims)
+    if tensor.HasField("raw_data"):
+        bits = _BITS.get(type_name)
+        expected = -(-count * bits // 8) if bits else None
+        if expected is not None and len(tensor.raw_data) != expected:
+            raise ModelLoadError(
+                f"{label}: {what} ({type_name}, shape {list(tensor.dims)}) needs {expected} bytes of data, "
+                f"has {len(tensor.raw_data)}"
+            )
+        return
+    if type_name == "STRING":
+        found, expected = len(tensor.string_data), count
+    else:
+        field, per_element = _TYPED_FIELDS.get(type_name, ("int32_data", 1))
+        per_int32 = 32 // _BITS[type_name] if field == "int32_data" and _BITS.get(type_name, 8) < 8 else 1
+        found, expected = len(getattr(tensor, field)), -(-count * per_element // per_int32)
+    if found != expected:
+        raise ModelLoadError(
+            f"{label}: {what} ({type_name}, shape {list(tensor.dims)}) holds {found} values, its shape needs {expected}"
+        )
 
 
 def _find_cycle(graph: onnx.GraphProto) -> list[str]:
@@ -326,6 +495,15 @@ def _check_opset(proto: onnx.ModelProto, label: str) -> int:
     if not MIN_OPSET <= opset <= newest:
         raise UnsupportedModelError(
             f"{label}: ai.onnx opset {opset} is not supported (supported: {MIN_OPSET}..{newest})"
+        )
+    # Exporters write older IR versions than their opset's (onnxruntime: IR 8 with opset 19), so only IR
+    # versions older than the oldest supported opset are refused: before IR 4 every initializer had to be a
+    # graph input, which a converted model does not repeat.
+    needed = onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", MIN_OPSET)], ignore_unknown=True)
+    if proto.ir_version < needed:
+        raise UnsupportedModelError(
+            f"{label}: IR version {proto.ir_version} is not supported (ai.onnx opset {MIN_OPSET}, the oldest "
+            f"supported, needs IR {needed} or newer)"
         )
     return opset
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import glob
 import json
 import logging
 import os
@@ -39,9 +40,10 @@ from fp8conv.converter.collection import StatisticsCollector
 from fp8conv.converter.data import SampleSet, load_samples
 from fp8conv.converter.files import atomic_write, check_writable
 from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
-from fp8conv.converter.postconditions import LAYER_OPS, WrittenModel, check_written
+from fp8conv.converter.postconditions import LAYER_OPS, WrittenModel, check_written, is_low_precision_float
 from fp8conv.converter.stopwatch import Stopwatch
-from fp8conv.errors import Fp8ConvError
+from fp8conv.errors import Fp8ConvError, UnsupportedModelError
+from fp8conv.passes.canonical import is_fake_quantize, is_fp8_weight_dequantize
 from fp8conv.passes.emit_qdq import ActivationQuantization, PassRecord, WeightQuantization, emission_pipeline
 from fp8conv.passes.plan import (
     ActivationPoint,
@@ -226,6 +228,7 @@ def convert(
     warnings: list[str] = []
     if not loaded.quant_points:
         raise Fp8ConvError(_nothing_to_convert(loaded))
+    _refuse_unread_fp8(canonical, loaded)
     plan = plan_conversion(canonical, config)
     _require_work(plan, loaded, config)
     stopwatch.lap("plan")
@@ -303,6 +306,40 @@ def _nothing_to_convert(loaded: LoadedModel) -> str:
     return f"{label}: no FP8 quantization points, nothing to convert; found {found}"
 
 
+def _refuse_unread_fp8(model: ir.Model, loaded: LoadedModel) -> None:
+    """Refuse FP8 that the readers left as it was (each logged why): no integer model can be written for it.
+
+    In canonical form FP8 is only in FakeQuantize nodes and in the FP8 weights behind a DequantizeLinear;
+    an FP8 tensor, cast or zero point anywhere else is a quantizer fp8conv does not read (scales that
+    differ on both sides of a Q/DQ pair, a DequantizeLinear of a non-constant tensor, ...).
+
+    Raises:
+        UnsupportedModelError: Naming the first such node.
+    """
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        if is_fake_quantize(node) or is_fp8_weight_dequantize(node):
+            continue
+        values = [value for value in (*node.inputs, *node.outputs) if value is not None]
+        fp8 = [value for value in values if is_low_precision_float(value.dtype)]
+        types = [
+            attribute.as_int()
+            for name in ("to", "output_dtype")
+            if isinstance(attribute := node.attributes.get(name), ir.Attr) and attribute.type == ir.AttributeType.INT
+        ]
+        fp8_type = next((t for t in types if t in _DATA_TYPES and is_low_precision_float(ir.DataType(t))), None)
+        if fp8 or fp8_type is not None:
+            what = (
+                f"tensor {fp8[0].name!r} is {fp8[0].dtype.name}" if fp8 else f"it casts to {ir.DataType(fp8_type).name}"
+            )
+            raise UnsupportedModelError(
+                f"{loaded.source.path or 'model'}: node {node.name!r} ({node.op_type}): {what}, not part of a "
+                "quantizer fp8conv reads (warnings, or -v, say why a reader left it)"
+            )
+
+
+_DATA_TYPES = frozenset(member.value for member in ir.DataType)
+
+
 def _require_work(plan: QuantizationPlan, loaded: LoadedModel, config: ConversionConfig) -> None:
     """Refuse a conversion that would convert no layer although the user kept none float (nothing to do)."""
     if any(layer.is_integer or layer.decision.code is DecisionCode.KEPT_FLOAT for layer in plan.layers):
@@ -361,19 +398,27 @@ def convert_file(
     result.output_path = destination
     if audit and not external:
         # One serialization serves both: onnxruntime builds the audit session while the bytes are written.
+        # The file is renamed into place only once the audit has succeeded: a model onnxruntime refuses
+        # (bad input, exit code 2) leaves nothing behind.
         proto = ir.to_proto(result.model)
         serialized = proto.SerializeToString()
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fp8conv-audit") as pool:
             audited = pool.submit(audit_integer_kernels, proto, serialized=serialized)
-            result.output_size_bytes = _write_atomically(serialized, destination)
-            stopwatch.lap("save")
-            result.audit = audited.result()
+            with atomic_write(destination) as handle:
+                handle.write(serialized)
+                stopwatch.lap("save")
+                result.audit = audited.result()
+            result.output_size_bytes = len(serialized)
         stopwatch.lap("audit")
     else:
         result.output_size_bytes = save_model(result.model, destination, external_data=external)
         stopwatch.lap("save")
         if audit:
-            result.audit = audit_integer_kernels(destination)
+            try:
+                result.audit = audit_integer_kernels(destination)
+            except BaseException:
+                remove_written_model(destination)
+                raise
             stopwatch.lap("audit")
     result.stage_seconds.update(stopwatch.seconds)
     return result
@@ -419,6 +464,14 @@ def save_model(model: ir.Model, destination: str | os.PathLike, *, external_data
         return written
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_written_model(destination: str | os.PathLike) -> None:
+    """Remove a model :func:`save_model` wrote, with its external data files (``<name>.data*`` beside it)."""
+    destination = Path(destination)
+    destination.unlink(missing_ok=True)
+    for path in destination.parent.glob(f"{glob.escape(destination.name)}.data*"):
+        path.unlink(missing_ok=True)
 
 
 def _needs_external_data(model: ir.Model) -> bool:

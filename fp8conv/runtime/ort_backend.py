@@ -21,7 +21,15 @@ import onnxruntime as ort
 
 from fp8conv.errors import Fp8ConvError
 
-__all__ = ["CPU_PROVIDER", "TensorInfo", "create_session", "ort_log_severity", "session_inputs", "session_outputs"]
+__all__ = [
+    "CPU_PROVIDER",
+    "TensorInfo",
+    "create_session",
+    "external_data_folder",
+    "ort_log_severity",
+    "session_inputs",
+    "session_outputs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +87,19 @@ def ort_log_severity() -> int:
     return 2 if level <= logging.INFO else 3
 
 
+_EXTERNAL_FOLDER = "session.model_external_initializers_file_folder_path"
+
+
+def external_data_folder(model: ir.Model) -> str | None:
+    """The directory the model's external data is read from (None: no external data, or several directories)."""
+    folders = {
+        os.fspath(tensor.base_dir)
+        for value in model.graph.initializers.values()
+        if isinstance(tensor := value.const_value, ir.ExternalTensor) and tensor.base_dir
+    }
+    return folders.pop() if len(folders) == 1 else None
+
+
 def create_session(
     model: ir.Model | bytes | str | os.PathLike,
     *,
@@ -93,8 +114,9 @@ def create_session(
     The session logs at :func:`ort_log_severity`.
 
     Args:
-        model: An onnx_ir model (serialized with ``ir.to_proto``; the caller's object is not changed),
-            serialized model bytes or the path of an ``.onnx`` file (external data beside it).
+        model: An onnx_ir model (serialized with ``ir.to_proto``; the caller's object is not changed; its
+            external data is read from the directory it was loaded from), serialized model bytes or the
+            path of an ``.onnx`` file (external data beside it).
         optimization_level: onnxruntime graph optimization level.
         disabled_optimizers: Graph transformer or rewrite-rule names onnxruntime must not run
             (e.g. ``ReluQuantFusion``).
@@ -119,6 +141,10 @@ def create_session(
         options.add_session_config_entry(key, value)
     if isinstance(model, ir.Model):
         source: bytes | str = ir.to_proto(model).SerializeToString()
+        folder = external_data_folder(model)
+        if folder is not None and _EXTERNAL_FOLDER not in (config or {}):
+            # From bytes, onnxruntime would look for the external data in the working directory.
+            options.add_session_config_entry(_EXTERNAL_FOLDER, folder)
     else:
         source = model if isinstance(model, bytes) else os.fspath(model)
     try:

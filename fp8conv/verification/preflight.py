@@ -151,7 +151,8 @@ def _info(value: onnx.ValueInfoProto) -> TensorInfo:
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
     except (KeyError, ValueError):
         dtype = None
-    type_name = onnx.TensorProto.DataType.Name(tensor.elem_type).lower() if tensor.elem_type else "undefined"
+    known = tensor.elem_type in onnx.TensorProto.DataType.values()  # the loader refuses other types, naming them
+    type_name = onnx.TensorProto.DataType.Name(tensor.elem_type).lower() if known else "undefined"
     if dtype is not None and dtype.kind == "V":  # bfloat16, float8: NumPy has no such dtype
         dtype = None
     if dtype is not None and dtype.kind not in "fiub":  # strings, complex: nothing fp8conv feeds

@@ -42,7 +42,13 @@ from fp8conv.converter.loading import LoadedModel, ModelInput, load, read_model
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.reference_runner import ReferenceRunner
 from fp8conv.runtime.audit import OPTIMIZATION_LEVELS, audit_integer_kernels
-from fp8conv.runtime.ort_backend import TensorInfo, create_session, session_inputs, session_outputs
+from fp8conv.runtime.ort_backend import (
+    TensorInfo,
+    create_session,
+    external_data_folder,
+    session_inputs,
+    session_outputs,
+)
 from fp8conv.verification.gates import Gates, evaluate_gates
 from fp8conv.verification.inputs import DataInput, open_data, random_samples
 from fp8conv.verification.kernel_gate import evaluate_kernel_gate, kernel_gate_setting
@@ -340,6 +346,9 @@ def _with_outputs(model: ir.Model, names: Sequence[str]) -> ir.Model:
     if not names:
         return model
     copy = ir.from_proto(ir.to_proto(model))
+    folder = external_data_folder(model)
+    if folder is not None:  # the copy reads its external data where the model does
+        ir.external_data.set_base_dir(copy.graph, folder)
     produced = {value.name: value for node in copy.graph for value in node.outputs if value.name}
     present = {value.name for value in copy.graph.outputs}
     for name in names:
