@@ -3,7 +3,9 @@
 Accepted inputs: a path to an ``.onnx`` file (with or without external data), an ``onnx.ModelProto``,
 an ``onnx_ir.Model`` or an ``onnx_graphsurgeon.Graph`` (with the ``gs`` extra installed). Files are
 parsed without their external data, which stays on disk (memory-mapped by onnx_ir) until a pass reads
-it. The caller's object or file is never modified.
+it. The caller's object or file is never modified. A file is read once (:func:`parse_model`): the bytes
+parsed are the bytes ``onnx.checker`` checks (the checker is given the path only when the model has
+external data, which it resolves against the model's directory).
 
 Nodes that no graph output depends on are removed (the converted model would not have them either).
 
@@ -34,7 +36,7 @@ from fp8conv.passes.node_names import UniqueNodeNamesPass
 if TYPE_CHECKING:
     import onnx_graphsurgeon as gs
 
-__all__ = ["LoadedModel", "ModelInput", "SourceInfo", "load", "read_model"]
+__all__ = ["LoadedModel", "ModelInput", "ParsedModel", "SourceInfo", "load", "parse_model", "read_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,26 @@ class SourceInfo:
     external_data: tuple[str, ...]
 
 
+@dataclasses.dataclass(frozen=True)
+class ParsedModel:
+    """A model read and parsed, not yet validated: the first step of :func:`read_model`.
+
+    :func:`parse_model` gives it; :func:`read_model` and :func:`load` accept it in place of the input, so a
+    caller that looks at the parsed protobuf first (``fp8conv.verification.preflight`` reads the model's
+    interface before anything is converted) does not read or parse the file again.
+
+    Attributes:
+        proto: The parsed model; a file's external data is not loaded.
+        path: The file, when the model came from one.
+        serialized: The file's bytes when they are the binary protobuf ``proto`` was parsed from (the checker
+            is run on them instead of reading the file again); None otherwise.
+    """
+
+    proto: onnx.ModelProto
+    path: Path | None = None
+    serialized: bytes | None = dataclasses.field(default=None, repr=False)
+
+
 @dataclasses.dataclass
 class LoadedModel:
     """A model in canonical form and what was found in it.
@@ -88,7 +110,7 @@ class LoadedModel:
     constant_inputs: tuple[str, ...] = ()
 
 
-def load(model: ModelInput) -> LoadedModel:
+def load(model: ModelInput | ParsedModel) -> LoadedModel:
     """Load, validate and normalize a model to canonical form.
 
     Initializers that the model also lists as graph inputs (which ONNX lets a caller override) are
@@ -98,7 +120,8 @@ def load(model: ModelInput) -> LoadedModel:
     then: sample files that feed one are refused (see :func:`fp8conv.converter.data.load_samples`).
 
     Args:
-        model: A path, ``onnx.ModelProto``, ``onnx_ir.Model`` or ``onnx_graphsurgeon.Graph``.
+        model: A path, ``onnx.ModelProto``, ``onnx_ir.Model``, ``onnx_graphsurgeon.Graph``, or the
+            :class:`ParsedModel` that :func:`parse_model` made of one.
 
     Returns:
         The canonical model with its quantization points.
@@ -138,8 +161,8 @@ _reported_constant_inputs: set[tuple[str, tuple[str, ...]]] = set()
 def _initializer_inputs_as_constants(model: ir.Model, label: str) -> tuple[str, ...]:
     """Remove the initializers from the main graph's inputs; their names, in input order.
 
-    Logged as one warning the first time a file is loaded with such inputs (convert and verify both load
-    the source).
+    Logged as one warning the first time a file is loaded with such inputs (:func:`~fp8conv.convert_file`
+    followed by :func:`~fp8conv.verify` loads the source twice).
     """
     graph = model.graph
     constants = [value for value in graph.inputs if value.name in graph.initializers]
@@ -158,12 +181,42 @@ def _initializer_inputs_as_constants(model: ir.Model, label: str) -> tuple[str, 
     return names
 
 
-def read_model(model: ModelInput) -> tuple[ir.Model, SourceInfo]:
+def parse_model(model: ModelInput) -> ParsedModel:
+    """Read and parse a model without validating it (:func:`read_model` validates).
+
+    A file is read once: its bytes are parsed (as the format its extension names, binary protobuf by
+    default) and kept for the checker. An ``onnx_ir.Model`` is serialized to a protobuf, an
+    ``onnx_graphsurgeon.Graph`` exported; an ``onnx.ModelProto`` is taken as it is.
+
+    Raises:
+        ModelLoadError: No such file, a directory, unreadable bytes or not a protobuf; a type that is none
+            of the accepted ones; a graphsurgeon graph that cannot be exported.
+    """
+    if isinstance(model, ParsedModel):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return _parse_file(Path(model))
+    if isinstance(model, onnx.ModelProto):
+        return ParsedModel(model)
+    if isinstance(model, ir.Model):
+        return ParsedModel(ir.to_proto(model))
+    if _is_graphsurgeon_graph(model):
+        return ParsedModel(_export_graphsurgeon(model))
+    raise ModelLoadError(
+        f"cannot load a {type(model).__name__}: give a path, an onnx.ModelProto, an onnx_ir.Model "
+        "or an onnx_graphsurgeon.Graph"
+    )
+
+
+def read_model(model: ModelInput | ParsedModel) -> tuple[ir.Model, SourceInfo]:
     """Read and validate a model without normalizing it.
 
     Every node of the copy has a name of its own: nodes without a name, or with a name an earlier node
     has, are named as :class:`~fp8conv.passes.node_names.UniqueNodeNamesPass` says (the names reports
     show; nothing identifies a node by its name).
+
+    Args:
+        model: What :func:`load` accepts, or the :class:`ParsedModel` of it (not parsed again).
 
     Returns:
         A private onnx_ir copy of the model (safe to mutate) and facts about the source.
@@ -172,25 +225,19 @@ def read_model(model: ModelInput) -> tuple[ir.Model, SourceInfo]:
         ModelLoadError: See :func:`load`.
         UnsupportedModelError: For an opset fp8conv does not support.
     """
-    path: Path | None = None
-    if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        proto = _parse_file(path)
-    elif isinstance(model, onnx.ModelProto):
-        proto = model
-    elif isinstance(model, ir.Model):
-        proto = ir.to_proto(model)
-    elif _is_graphsurgeon_graph(model):
-        proto = _export_graphsurgeon(model)
-    else:
-        raise ModelLoadError(
-            f"cannot load a {type(model).__name__}: give a path, an onnx.ModelProto, an onnx_ir.Model "
-            "or an onnx_graphsurgeon.Graph"
-        )
+    parsed = parse_model(model)
+    proto, path = parsed.proto, parsed.path
+    if path is not None:
+        _check_header(proto, path)
     label = str(path) if path else "model"
     base_dir = path.parent if path else None
     external = _check_external_data(proto, base_dir, label) if base_dir is not None else ()
-    _check_graph(proto, label, path)
+    # The checker resolves external data against the model's directory when given the path; a file without
+    # external data is checked on the bytes already read (the same check, without reading the file again).
+    checked: onnx.ModelProto | bytes | str = proto
+    if path is not None:
+        checked = parsed.serialized if parsed.serialized is not None and not external else str(path)
+    _check_graph(proto, label, checked)
     opset = _check_opset(proto, label)
     ir_model = ir.serde.deserialize_model(proto)
     UniqueNodeNamesPass()(ir_model)
@@ -206,20 +253,26 @@ def _label(source: SourceInfo) -> str:
     return str(source.path) if source.path else "model"
 
 
-def _parse_file(path: Path) -> onnx.ModelProto:
+def _parse_file(path: Path) -> ParsedModel:
     if not path.exists():
         raise ModelLoadError(f"{path}: no such file")
     if path.is_dir():
         raise ModelLoadError(f"{path}: is a directory, not an ONNX file")
+    # As onnx.load_model(path) reads it (the format from the extension), from bytes read once.
+    form = onnx.serialization.registry.get_format_from_file_extension(path.suffix) or "protobuf"
     try:
-        proto = onnx.load_model(str(path), load_external_data=False)
+        data = path.read_bytes()
+        proto = onnx.load_model_from_string(data, format=form)
     except DecodeError as error:
         raise ModelLoadError(f"{path}: not a valid ONNX protobuf (truncated, or not an ONNX file): {error}") from error
     except (OSError, ValueError, RuntimeError) as error:
         raise ModelLoadError(f"{path}: cannot be read as ONNX: {error}") from error
+    return ParsedModel(proto, path, data if form == "protobuf" else None)
+
+
+def _check_header(proto: onnx.ModelProto, path: Path) -> None:
     if not proto.HasField("graph") or proto.ir_version <= 0 or not proto.opset_import:
         raise ModelLoadError(f"{path}: not an ONNX model (no graph, IR version or opset import)")
-    return proto
 
 
 def _is_graphsurgeon_graph(model: Any) -> bool:
@@ -294,13 +347,13 @@ def _check_external_data(proto: onnx.ModelProto, base_dir: Path, label: str) -> 
     return tuple(sorted(files))
 
 
-def _check_graph(proto: onnx.ModelProto, label: str, path: Path | None) -> None:
+def _check_graph(proto: onnx.ModelProto, label: str, checked: onnx.ModelProto | bytes | str) -> None:
+    """Refuse a cycle, then run ``onnx.checker`` on ``checked`` (the model, its serialized bytes or its path)."""
     cycle = _find_cycle(proto.graph)
     if cycle:
         raise ModelLoadError(f"{label}: the graph has a cycle through nodes {', '.join(cycle)}")
     try:
-        # Given the path, the checker resolves external data against the model's directory.
-        onnx.checker.check_model(str(path) if path else proto)
+        onnx.checker.check_model(checked)
     except onnx.checker.ValidationError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"{label}: fails onnx.checker: {first_line}") from error

@@ -13,7 +13,9 @@ Steps (each delegated to the module that owns it):
    the FP8 quantizers' formats and scales (``fp8`` method) and the result says so.
 5. :func:`~fp8conv.passes.emit_qdq.emission_pipeline` writes the integer QDQ graph (a sequence of
    passes, each recorded in the result); metadata records the fp8conv version, target and methods.
-6. :func:`convert_file` saves atomically and audits which layers onnxruntime runs on integer kernels.
+6. :func:`convert_file` saves atomically and audits which layers onnxruntime runs on integer kernels
+   (:func:`write_converted`: one serialization, written and audited;
+   :func:`fp8conv.convert_and_verify` verifies the same bytes).
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx_ir as ir
@@ -57,13 +59,18 @@ from fp8conv.passes.plan import (
 from fp8conv.runtime.audit import audit_integer_kernels
 from fp8conv.runtime.integer_quantization import QuantizedWeights, quantize_weights
 
+if TYPE_CHECKING:
+    import onnx
+
 __all__ = [
     "ConversionResult",
+    "SerializedModel",
     "convert",
     "convert_file",
     "default_output_path",
     "promote_outliers_to_int16",
     "save_model",
+    "write_converted",
 ]
 
 logger = logging.getLogger(__name__)
@@ -221,9 +228,9 @@ def convert(
     except (TypeError, ValueError) as error:
         raise Fp8ConvError(f"bad conversion options: {error}") from error
     loaded = model if isinstance(model, LoadedModel) else load(model)
-    # A model loaded here is ours to rewrite; a caller's LoadedModel is copied first. The plan holds the
-    # nodes of the model the emission rewrites.
-    canonical = ir.from_proto(ir.to_proto(loaded.model)) if isinstance(model, LoadedModel) else loaded.model
+    # A model loaded here is ours to rewrite; a caller's LoadedModel is cloned first (its graph copied, the
+    # tensors shared: no pass edits a tensor). The plan holds the nodes of the model the emission rewrites.
+    canonical = loaded.model.clone() if isinstance(model, LoadedModel) else loaded.model
     stopwatch.lap("load")
     warnings: list[str] = []
     if not loaded.quant_points:
@@ -393,25 +400,75 @@ def convert_file(
         raise Fp8ConvError(f"{destination}: the output would overwrite the input model")
     check_writable(destination, directory=False, what="model")
     result = convert(src, target, data, progress=progress, **options)
+    write_converted(result, destination, audit=audit, external_data=external_data)
+    return result
+
+
+@dataclasses.dataclass(frozen=True)
+class SerializedModel:
+    """The one serialization of a written model (:func:`write_converted`): the file's bytes and their protobuf.
+
+    Attributes:
+        proto: ``ir.to_proto`` of the model.
+        serialized: ``proto.SerializeToString()``: the bytes written.
+    """
+
+    proto: onnx.ModelProto = dataclasses.field(repr=False)
+    serialized: bytes = dataclasses.field(repr=False)
+
+
+def write_converted(
+    result: ConversionResult,
+    destination: str | os.PathLike,
+    *,
+    audit: bool = True,
+    external_data: bool | None = None,
+    before_writing: Callable[[bytes], object] | None = None,
+) -> SerializedModel | None:
+    """Write a conversion's model atomically to ``destination`` and audit it (:func:`convert_file`'s second half).
+
+    Sets ``result.output_path``, ``output_size_bytes``, ``audit`` (with ``audit``) and the ``save`` and
+    ``audit`` stages. A model without external data is serialized once: the bytes written are the bytes the
+    audit's onnxruntime session loads (built while they are written), and they are returned for more
+    sessions to load. The file is renamed into place only once the audit has succeeded: a model onnxruntime
+    refuses (bad input, exit code 2) leaves nothing behind.
+
+    Args:
+        result: The conversion.
+        destination: The ``.onnx`` path (external data, if any, beside it).
+        audit: Run the integer-kernel audit on the written model.
+        external_data: Save weights as external data (None: when the model is larger than 1 GiB).
+        before_writing: Called with the bytes before they are written (a check that may raise; nothing is
+            written then). Not called for a model saved with external data.
+
+    Returns:
+        The serialization, or None for a model saved with external data (its files are the model).
+    """
+    destination = Path(destination)
     stopwatch = Stopwatch()
     external = _needs_external_data(result.model) if external_data is None else external_data
     result.output_path = destination
-    if audit and not external:
-        # One serialization serves both: onnxruntime builds the audit session while the bytes are written.
-        # The file is renamed into place only once the audit has succeeded: a model onnxruntime refuses
-        # (bad input, exit code 2) leaves nothing behind.
+    written: SerializedModel | None = None
+    if not external:
         proto = ir.to_proto(result.model)
-        serialized = proto.SerializeToString()
+        written = SerializedModel(proto, proto.SerializeToString())
+        if before_writing is not None:
+            before_writing(written.serialized)
+    if written is not None and audit:
+        # One serialization serves both: onnxruntime builds the audit session while the bytes are written.
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fp8conv-audit") as pool:
-            audited = pool.submit(audit_integer_kernels, proto, serialized=serialized)
+            audited = pool.submit(audit_integer_kernels, written.proto, serialized=written.serialized)
             with atomic_write(destination) as handle:
-                handle.write(serialized)
+                handle.write(written.serialized)
                 stopwatch.lap("save")
                 result.audit = audited.result()
-            result.output_size_bytes = len(serialized)
+            result.output_size_bytes = len(written.serialized)
         stopwatch.lap("audit")
+    elif written is not None:
+        result.output_size_bytes = _write_atomically(written.serialized, destination)
+        stopwatch.lap("save")
     else:
-        result.output_size_bytes = save_model(result.model, destination, external_data=external)
+        result.output_size_bytes = save_model(result.model, destination, external_data=True)
         stopwatch.lap("save")
         if audit:
             try:
@@ -421,7 +478,7 @@ def convert_file(
                 raise
             stopwatch.lap("audit")
     result.stage_seconds.update(stopwatch.seconds)
-    return result
+    return written
 
 
 def default_output_path(src: Path, target: Target) -> Path:

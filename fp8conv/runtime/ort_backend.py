@@ -108,6 +108,7 @@ def create_session(
     config: Mapping[str, str] | None = None,
     intra_op_threads: int = 0,
     optimized_model_path: str | os.PathLike | None = None,
+    external_data_dir: str | os.PathLike | None = None,
 ) -> ort.InferenceSession:
     """Create a CPU ``InferenceSession``: the one place fp8conv opens onnxruntime sessions.
 
@@ -123,6 +124,8 @@ def create_session(
         config: Session config entries (e.g. ``{"session.disable_quant_qdq": "1"}``).
         intra_op_threads: Threads one run may use (0: onnxruntime's default, one per physical core).
         optimized_model_path: Where onnxruntime writes the optimized graph, if anywhere.
+        external_data_dir: The directory the external data of a model given as bytes is in (a file's
+            external data is found beside the file, an onnx_ir model's where it was loaded from).
 
     Returns:
         The session.
@@ -139,10 +142,12 @@ def create_session(
         options.optimized_model_filepath = os.fspath(optimized_model_path)
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
+    if external_data_dir is not None:
+        options.add_session_config_entry(_EXTERNAL_FOLDER, os.fspath(external_data_dir))
     if isinstance(model, ir.Model):
         source: bytes | str = ir.to_proto(model).SerializeToString()
         folder = external_data_folder(model)
-        if folder is not None and _EXTERNAL_FOLDER not in (config or {}):
+        if folder is not None and _EXTERNAL_FOLDER not in (config or {}) and external_data_dir is None:
             # From bytes, onnxruntime would look for the external data in the working directory.
             options.add_session_config_entry(_EXTERNAL_FOLDER, folder)
     else:
