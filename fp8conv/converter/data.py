@@ -4,22 +4,39 @@ A data source is either one ``.npz`` file whose keys are graph input names (firs
 a directory of such ``.npz`` files (each a chunk of samples, read one at a time) or of ``<input>.npy``
 files. An optional ``labels`` key holds task labels. Files are read with ``allow_pickle=False``; ``.npy``
 files are memory-mapped, so a data set never has to fit in memory.
+
+In Python, :func:`open_samples` also takes the samples themselves: ``{input name: array}`` (plus
+``labels``), one array for a model with one input, or a reader of feeds: an object with ``get_next()``
+returning ``{input name: array}`` and then None (onnxruntime's ``CalibrationDataReader``), or any iterable
+or generator of such dicts. Each feed is a batch (first axis = samples). A reader is read once, into
+memory, so that calibration and verification see the same samples; for data that does not fit, write
+``.npz`` chunks into a directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import zipfile
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fp8conv.errors import Fp8ConvError
 
-__all__ = ["LABELS_KEY", "SampleSet", "load_samples", "refuse_constant_input_data", "save_arrays"]
+__all__ = [
+    "LABELS_KEY",
+    "DataSource",
+    "SampleSet",
+    "load_samples",
+    "open_samples",
+    "refuse_constant_input_data",
+    "save_arrays",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +77,118 @@ class SampleSet:
         if not self.has_labels:
             return None
         return np.concatenate([np.asarray(chunk()[LABELS_KEY]) for chunk in self._chunks])
+
+
+DataSource = Any
+"""What :func:`open_samples` accepts: a path, a :class:`SampleSet`, ``{input: array}``, an array, or feeds."""
+
+_DATA_TYPES = (
+    "a data file or directory, {input: array}, an array (one-input model), a SampleSet, or a reader / iterable of "
+    "{input: array} feeds"
+)
+
+
+def open_samples(
+    data: DataSource, input_names: Sequence[str], *, constants: Collection[str] = (), label: str = "data"
+) -> SampleSet:
+    """Samples for the model inputs ``input_names`` from any data source (see the module docstring).
+
+    Args:
+        data: A path (:func:`load_samples`), a :class:`SampleSet`, ``{input name: array}`` (optionally
+            ``labels``), an array (a model with one input), or a reader of feeds (``get_next()`` or iteration).
+        input_names: The graph inputs that need data.
+        constants: Initializers the model also lists as graph inputs: data for them is refused.
+        label: How messages name the data (``data``, ``verify_data``).
+
+    Returns:
+        The sample set.
+
+    Raises:
+        Fp8ConvError: Not a data source, missing inputs, data for one of ``constants``, inconsistent sample
+            counts, an empty reader, a feed that is not ``{input name: array}``.
+    """
+    names = tuple(input_names)
+    if isinstance(data, SampleSet):
+        missing = [name for name in names if name not in data.input_names]
+        if missing:
+            raise Fp8ConvError(f"{data.source}: no data for model input(s) {', '.join(missing)}")
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return load_samples(data, names, constants=constants)
+    if isinstance(data, Mapping) or _is_array(data):
+        arrays = _as_feed(label, data, names)
+        refuse_constant_input_data(label, arrays, constants)
+        count = _check_chunk(label, arrays, names)
+        return SampleSet(label, names, count, LABELS_KEY in arrays, (_constant(_inputs(arrays, names)),))
+    feeds = _read_feeds(label, data, names)
+    for feed in feeds:
+        refuse_constant_input_data(label, feed, constants)
+    if len({LABELS_KEY in feed for feed in feeds}) > 1:
+        raise Fp8ConvError(f"{label}: some feeds have labels and some do not")
+    counts = [_check_chunk(f"{label}: feed {index}", feed, names) for index, feed in enumerate(feeds)]
+    chunks = tuple(_constant(_inputs(feed, names)) for feed in feeds)
+    return SampleSet(f"{label}: {len(feeds)} feeds", names, sum(counts), LABELS_KEY in feeds[0], chunks)
+
+
+def _inputs(arrays: Mapping[str, np.ndarray], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays of the model inputs and the labels (the others were warned about)."""
+    return {key: arrays[key] for key in (*names, LABELS_KEY) if key in arrays}
+
+
+def _is_array(data: object) -> bool:
+    return isinstance(data, np.ndarray) or (hasattr(data, "__array__") and hasattr(data, "shape"))
+
+
+def _as_feed(label: str, data: object, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``{name: array}`` of one mapping, or of one array for a one-input model."""
+    if isinstance(data, Mapping):
+        feed = {}
+        for key, value in data.items():
+            if not isinstance(key, str):
+                raise Fp8ConvError(f"{label}: keys must be input names (strings), got {key!r}")
+            feed[key] = _as_array(f"{label}[{key!r}]", value)
+        return feed
+    if _is_array(data):
+        if len(names) != 1:
+            raise Fp8ConvError(
+                f"{label}: a single array can only feed a model with one input, not {len(names)} "
+                f"({', '.join(names)}): give {{input name: array}}"
+            )
+        return {names[0]: _as_array(label, data)}
+    raise Fp8ConvError(f"{label} must be {_DATA_TYPES}, got {type(data).__name__}")
+
+
+def _as_array(label: str, value: object) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise Fp8ConvError(f"{label}: not an array: {error}") from error
+    if array.dtype == object:
+        raise Fp8ConvError(f"{label}: not a numeric array (dtype object)")
+    return array
+
+
+def _read_feeds(label: str, data: object, names: tuple[str, ...]) -> list[dict[str, np.ndarray]]:
+    """Every feed of a reader (``get_next()`` until None) or an iterable, each as ``{name: array}``."""
+    get_next = getattr(data, "get_next", None)
+    if callable(get_next):
+        items: Iterable[object] = iter(get_next, None)
+    elif isinstance(data, Iterable) and not isinstance(data, (bytes, bytearray)):
+        items = data
+    else:
+        raise Fp8ConvError(f"{label} must be {_DATA_TYPES}, got {type(data).__name__}")
+    feeds = []
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping) and not _is_array(item):
+            raise Fp8ConvError(f"{label}: feed {index} is a {type(item).__name__}, not {{input name: array}}")
+        feeds.append(_as_feed(f"{label}: feed {index}", item, names))
+    if not feeds:
+        raise Fp8ConvError(f"{label}: the reader gave no feeds")
+    return feeds
+
+
+def _constant(feed: Mapping[str, np.ndarray]) -> _Chunk:
+    return lambda: feed
 
 
 def load_samples(path: str | Path, input_names: Sequence[str], *, constants: Collection[str] = ()) -> SampleSet:

@@ -9,12 +9,11 @@ report says in a warning.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from fp8conv.converter.data import LABELS_KEY, SampleSet, load_samples, refuse_constant_input_data
+from fp8conv.converter.data import DataSource, SampleSet, open_samples
 from fp8conv.errors import Fp8ConvError
 from fp8conv.runtime.ort_backend import TensorInfo
 
@@ -28,8 +27,9 @@ RANDOM_SEED = 0
 RANDOM_CHUNK = 64
 """Random samples generated at a time."""
 
-DataInput = str | os.PathLike | SampleSet | Mapping[str, np.ndarray]
-"""What :func:`open_data` accepts: a path, a :class:`SampleSet`, or ``{input name: array}`` (+ ``labels``)."""
+DataInput = DataSource
+"""What :func:`open_data` accepts: what :func:`fp8conv.converter.data.open_samples` does (a path, a
+:class:`SampleSet`, ``{input name: array}`` (+ ``labels``), an array, or a reader of feeds)."""
 
 
 def open_data(data: DataInput, inputs: Sequence[TensorInfo], *, constants: Sequence[str] = ()) -> SampleSet:
@@ -37,7 +37,8 @@ def open_data(data: DataInput, inputs: Sequence[TensorInfo], *, constants: Seque
 
     Args:
         data: ``.npz`` file or directory (see :func:`fp8conv.converter.data.load_samples`), a sample set,
-            or arrays keyed by input name with the samples on the first axis (optionally ``labels``).
+            arrays keyed by input name with the samples on the first axis (optionally ``labels``), an array for
+            a one-input model, or a reader of feeds (:func:`~fp8conv.converter.data.open_samples`).
         inputs: The model's inputs.
         constants: Initializers the reference also listed as graph inputs; data for them is refused.
 
@@ -48,28 +49,7 @@ def open_data(data: DataInput, inputs: Sequence[TensorInfo], *, constants: Seque
         Fp8ConvError: Missing inputs, data for one of ``constants``, inconsistent sample counts,
             unreadable files.
     """
-    names = tuple(info.name for info in inputs)
-    if isinstance(data, SampleSet):
-        missing = [name for name in names if name not in data.input_names]
-        if missing:
-            raise Fp8ConvError(f"{data.source}: no data for model input(s) {', '.join(missing)}")
-        return data
-    if isinstance(data, Mapping):
-        refuse_constant_input_data("data", data, constants)
-        return _from_arrays(data, names)
-    return load_samples(data, names, constants=constants)
-
-
-def _from_arrays(arrays: Mapping[str, np.ndarray], names: tuple[str, ...]) -> SampleSet:
-    missing = [name for name in names if name not in arrays]
-    if missing:
-        raise Fp8ConvError(f"data: no arrays for model input(s) {', '.join(missing)} (found: {', '.join(arrays)})")
-    kept = {key: np.asarray(arrays[key]) for key in (*names, LABELS_KEY) if key in arrays}
-    counts = {key: (len(value) if value.ndim else 0) for key, value in kept.items()}
-    if len(set(counts.values())) != 1 or 0 in counts.values():
-        detail = ", ".join(f"{key}={count}" for key, count in counts.items())
-        raise Fp8ConvError(f"data: arrays must share the first (sample) axis; sample counts: {detail}")
-    return SampleSet("arrays", names, next(iter(counts.values())), LABELS_KEY in kept, (lambda: kept,))
+    return open_samples(data, [info.name for info in inputs], constants=constants)
 
 
 def random_samples(inputs: Sequence[TensorInfo], count: int) -> SampleSet:
