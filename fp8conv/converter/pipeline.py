@@ -191,6 +191,37 @@ class ConversionResult:
             "kernels": self.audit.to_json() if self.audit is not None else None,
         }
 
+    def __repr__(self) -> str:
+        """One line: target, layers converted, calibration, where it was written."""
+        converted = sum(layer.precision != "float" for layer in self.layers)
+        calibration = f"{self.calibration_samples} calibration samples" if self.calibration_samples else "data-free"
+        where = f", written to {self.output_path}" if self.output_path is not None else ", not written (.save(path))"
+        return (
+            f"<ConversionResult {self.config.target.value}: {converted}/{len(self.layers)} layers converted, "
+            f"{calibration}, {len(self.warnings)} warnings{where}>"
+        )
+
+    def save(
+        self, path: str | os.PathLike, *, audit: bool = False, external_data: bool | None = None
+    ) -> ConversionResult:
+        """Write the converted model to ``path`` atomically (what :func:`convert_file` does after converting).
+
+        Args:
+            path: The ``.onnx`` file (external data, if any, beside it).
+            audit: Also audit which layers onnxruntime runs on integer kernels (``self.audit``).
+            external_data: Save weights as external data (None: when the model is larger than 1 GiB).
+
+        Returns:
+            This result, with ``output_path`` and ``output_size_bytes`` (and ``audit``) set.
+
+        Raises:
+            Fp8ConvError: The path cannot be written.
+        """
+        destination = Path(path)
+        check_writable(destination, directory=False, what="model")
+        write_converted(self, destination, audit=audit, external_data=external_data)
+        return self
+
 
 def convert(
     model: ModelInput | LoadedModel,
@@ -201,7 +232,7 @@ def convert(
     progress: bool = False,
     **options: Any,
 ) -> ConversionResult:
-    """Convert an FP8 fake-quantized model to an integer QDQ model.
+    """Convert an FP8 fake-quantized model to an integer QDQ model (in memory: see :meth:`ConversionResult.save`).
 
     Args:
         model: Path, ``onnx.ModelProto``, ``onnx_ir.Model``, ``onnx_graphsurgeon.Graph`` or a

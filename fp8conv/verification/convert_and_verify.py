@@ -83,6 +83,10 @@ class VerifiedConversion:
         """``report.json``: the verification, the conversion record under its ``conversion`` key."""
         return self.verification.to_json()
 
+    def __repr__(self) -> str:
+        """The two results' one-line summaries."""
+        return f"<VerifiedConversion {self.conversion!r} {self.verification!r}>"
+
 
 def convert_and_verify(
     model: ModelInput,

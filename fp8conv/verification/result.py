@@ -254,6 +254,19 @@ class VerificationResult:
         """The CLI's exit code for this result: 0 when every gate passed, 1 otherwise."""
         return 0 if self.passed else 1
 
+    def __repr__(self) -> str:
+        """One line: passed or failed, gates, samples, each output's SQNR (not the histograms)."""
+        if not self.verified:
+            why = self.warnings[0] if self.warnings else "skipped"
+            return (
+                f"<VerificationResult not verified ({why}); {len(self.failed_gates)} of {len(self.gates)} gates failed>"
+            )
+        verdict = "passed" if self.passed else f"FAILED ({', '.join(gate.name for gate in self.failed_gates)})"
+        samples = (self.data or {}).get("samples")
+        outputs = ", ".join(f"{output.name} {output.total.sqnr_db:.1f} dB" for output in self.outputs[:3])
+        more = f" (+{len(self.outputs) - 3} more)" if len(self.outputs) > 3 else ""
+        return f"<VerificationResult {verdict}: {len(self.gates)} gates, {samples} samples, SQNR {outputs}{more}>"
+
     @property
     def failed_gates(self) -> list[GateResult]:
         """The gates that failed."""
