@@ -43,7 +43,7 @@ VARIANTS = {
     "int8": {"to": "int8"},
     "w8a16": {"to": "w8a16"},
     "int4": {"to": "int4"},
-    "int8+auto16": {"to": "int8", "auto_int16_below_db": 25.0},
+    "int8+auto16": {"to": "int8", "auto_int16": 25.0},
 }
 PEERS = ("MinMax", "Entropy", "Percentile")
 CNN_GOAL_POINTS = 0.3

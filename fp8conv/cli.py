@@ -6,7 +6,6 @@ violated postcondition or any other unexpected exception: one line, the tracebac
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
@@ -18,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from fp8conv import options
 from fp8conv._version import __version__
-from fp8conv.converter.calibration.registry import RANGE_METHODS
 from fp8conv.errors import Fp8ConvError, InternalError
 from fp8conv.runtime.formats import FORMATS
 
@@ -34,6 +33,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERNAL_ERROR = 3
 
 _VERBOSE = re.compile(r"-v+|--verbose")
+_GROUP_FLAGS = ("-h", "--help", "--version")
 
 
 class _Fp8ConvGroup(click.Group):
@@ -43,12 +43,15 @@ class _Fp8ConvGroup(click.Group):
     ``fp8conv: internal error: …`` (with the traceback after it only at ``-v``), never a bare traceback.
 
     ``fp8conv MODEL.onnx --to int8`` is short for ``fp8conv convert MODEL.onnx --to int8``: a first
-    argument (after ``-v``) that is not a command name runs ``convert``.
+    argument (after ``-v``) that is neither a command name nor ``--help``/``--version`` runs ``convert``
+    (so ``fp8conv --config fp8conv.yaml`` converts the model the file names).
+
+    A usage error (an unknown flag, a value click refuses) is one line too, exit code 2.
     """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         first = next((i for i, arg in enumerate(args) if not _VERBOSE.fullmatch(arg)), len(args))
-        if first < len(args) and not args[first].startswith("-") and args[first] not in self.commands:
+        if first < len(args) and args[first] not in (*self.commands, *_GROUP_FLAGS):
             args = [*args[:first], "convert", *args[first:]]
         return super().parse_args(ctx, args)
 
@@ -57,6 +60,10 @@ class _Fp8ConvGroup(click.Group):
             return super().invoke(ctx)
         except Fp8ConvError as error:
             click.echo(f"fp8conv: error: {error}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+        except click.exceptions.UsageError as error:
+            command = error.ctx.command_path if error.ctx is not None else "fp8conv"
+            click.echo(f"fp8conv: error: {error.format_message()} ('{command} -h' lists the options)", err=True)
             ctx.exit(EXIT_BAD_INPUT)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -98,129 +105,144 @@ def formats_command() -> None:
         )
 
 
-_GATE_HELP = "Global, or per output as OUTPUT:VALUE (repeatable); 'off' disables."
+class _SchemaCommand(click.Command):
+    """A command whose ``--help`` lists its options under the schema's sections (Conversion, Calibration, ...)."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        others: list[tuple[str, str]] = []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is not None:
+                section = getattr(param, "section", None)
+                (sections.setdefault(section, []) if section else others).append(record)
+        for title, rows in [*sections.items(), ("Other", others)]:
+            with formatter.section(title):
+                formatter.write_dl(rows)
 
 
-def _default(name: str) -> str:
-    from fp8conv.verification.gates import DEFAULT_THRESHOLDS
+def _schema_options(command: str) -> Callable[[Callable[..., object]], Callable[..., object]]:
+    """The click arguments and options of ``command``, one per option of the schema (:data:`fp8conv.options.OPTIONS`).
 
-    value = DEFAULT_THRESHOLDS[name]
-    return "default off" if value is None else f"default {value:g}"
-
-
-def _verification_options(command: Callable[..., object]) -> Callable[..., object]:
-    """Options shared by ``convert`` and ``verify``: report directory, gates, optimization level, random inputs.
-
-    They reach the command as keyword arguments ``report_dir``, ``min_sqnr``, ``min_cosine``,
-    ``max_top1_drop``, ``max_accuracy_drop``, ``max_abs_err`` (tuples of specs), ``min_integer_kernels`` (a
-    spec or None), ``optimization_level`` and ``random_inputs``.
+    Every option's value is None (or ``()``) when it is not given, so that a config file fills it in.
     """
-    options = [
+
+    def decorate(function: Callable[..., object]) -> Callable[..., object]:
+        for option in reversed(options.for_command(command)):
+            if option.on_command_line:
+                for param in reversed(_click_params(option, command)):
+                    function = param(function)
+        return function
+
+    return decorate
+
+
+def _click_params(option: options.Option, command: str) -> list[Callable[[Callable[..., object]], object]]:
+    """The click parameter of one option (and its hidden aliases)."""
+    if option.positional:
+        return [click.argument(option.name, type=click.Path(path_type=Path), required=False)]
+    kind = option.kind
+    decls = [option.flag, *([option.short] if option.short else [])]
+    if kind is options.Kind.FLAG:
+        decls = [f"{option.flag}/--no-{option.flag[2:]}"]
+    types: dict[options.Kind, click.ParamType] = {
+        options.Kind.PATH: click.Path(path_type=Path),
+        options.Kind.DATA: click.Path(path_type=Path),
+        options.Kind.INTEGER: click.INT,
+        options.Kind.NUMBER: click.FLOAT,
+    }
+    if kind is options.Kind.CHOICE:
+        types[kind] = click.Choice([str(choice) for choice in option.choices])
+    metavar = option.metavar
+    if option.choices and kind is options.Kind.INTEGER:
+        metavar = "[" + "|".join(str(choice) for choice in option.choices) + "]"
+    params = [
         click.option(
-            "--report",
-            "report_dir",
-            type=click.Path(path_type=Path, file_okay=False),
+            *decls,
+            option.name,
+            cls=_SectionOption,
+            section=option.section_for(command),
+            type=types.get(kind),
+            multiple=option.multiple,
             default=None,
-            help="Write report.json, report.md and report.html into this directory (also when a gate fails).",
-        ),
-        click.option(
-            "--min-sqnr",
-            multiple=True,
-            metavar="[OUTPUT:]DB",
-            help=f"Minimum output SQNR in dB ({_default('min_sqnr')}). {_GATE_HELP}",
-        ),
-        click.option(
-            "--min-cosine",
-            multiple=True,
-            metavar="[OUTPUT:]X",
-            help=f"Minimum cosine similarity ({_default('min_cosine')}). {_GATE_HELP}",
-        ),
-        click.option(
-            "--max-top1-drop",
-            multiple=True,
-            metavar="[OUTPUT:]PP",
-            help=f"Maximum top-1 disagreement in percentage points, classifier outputs ({_default('max_top1_drop')}). "
-            f"{_GATE_HELP}",
-        ),
-        click.option(
-            "--max-accuracy-drop",
-            multiple=True,
-            metavar="[OUTPUT:]PP",
-            help=f"Maximum accuracy drop in percentage points, needs labels in the data "
-            f"({_default('max_accuracy_drop')}). {_GATE_HELP}",
-        ),
-        click.option(
-            "--max-abs-err",
-            multiple=True,
-            metavar="[OUTPUT:]X",
-            help=f"Maximum absolute error ({_default('max_abs_err')}). {_GATE_HELP}",
-        ),
-        click.option(
-            "--min-integer-kernels",
-            "min_integer_kernels",
-            default=None,
-            metavar="N|plan|off",
-            help="Minimum number of layers the deployed session runs on integer kernels. Default 'plan': every "
-            "layer the conversion plans on an integer kernel for its target (checked when converting); 'off' "
-            "disables it.",
-        ),
-        click.option(
-            "--optimization-level",
-            type=click.Choice(["all", "extended", "basic", "disable"]),
-            default="all",
-            show_default=True,
-            help="onnxruntime optimization level the candidate is deployed at.",
-        ),
-        click.option(
-            "--random-inputs",
-            type=click.IntRange(min=1),
-            default=None,
-            metavar="N",
-            help="Verify on N random inputs instead of data (explicit opt-in; the report warns that they do not "
-            "represent the task).",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-@dataclasses.dataclass(frozen=True)
-class _VerifyOptions:
-    """The values of :func:`_verification_options`, typed."""
-
-    report_dir: Path | None
-    gate_specs: dict[str, tuple[str, ...]]
-    optimization_level: str
-    random_inputs: int | None
-
-    @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any]) -> _VerifyOptions:
-        from fp8conv.verification.gates import GATE_NAMES, KERNEL_GATE
-
-        kernel_spec = kwargs[KERNEL_GATE]
-        return cls(
-            report_dir=kwargs["report_dir"],
-            gate_specs={name: tuple(kwargs[name]) for name in GATE_NAMES}
-            | {KERNEL_GATE: (kernel_spec,) if kernel_spec is not None else ()},
-            optimization_level=kwargs["optimization_level"],
-            random_inputs=kwargs["random_inputs"],
+            metavar=metavar,
+            help=_help(option, command),
         )
+    ]
+    for flag, value in option.flag_aliases:
+        alias = _alias_name(option, flag)
+        params.append(click.option(flag, alias, is_flag=True, flag_value=value, default=None, hidden=True))
+    return params
 
-    def gates(self, config_gates: Mapping[str, Any] | None, config_path: Path | None = None) -> Gates:
-        """Defaults, then the config file's ``gates`` table, then the gate flags."""
-        from fp8conv.verification.gates import Gates
 
-        gates = Gates.default()
-        if config_gates is not None:
+def _alias_name(option: options.Option, flag: str) -> str:
+    """The parameter name of a hidden alias flag (``per_layer_no_layers`` for ``--no-layers``)."""
+    return f"{option.name}_{flag.strip('-').replace('-', '_')}"
+
+
+class _SectionOption(click.Option):
+    """A click option that knows its ``--help`` section."""
+
+    def __init__(self, *args: Any, section: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.section = section
+
+
+def _help(option: options.Option, command: str) -> str:
+    text = option.help_for(command)
+    if option.kind is options.Kind.FLAG or (option.default is None and option.default_text is None):
+        return text
+    default = options.default_text(option, command).replace("`", "")
+    if default in ("required", "none"):
+        return text
+    return f"{text} [default: {default}]"
+
+
+def _settings(command: str, values: Mapping[str, Any]) -> options.Settings:
+    """The command's options: the ``--config`` file's, then the command line's over them; the rules checked."""
+    from fp8conv.config import load_config_file
+
+    values = dict(values)
+    for option in options.for_command(command):
+        for flag, value in option.flag_aliases:
+            if values.pop(_alias_name(option, flag), None) is not None:
+                values[option.name] = value
+    command_line = options.command_line_layer(command, values)
+    config = command_line.get("config")
+    layers = [load_config_file(config.value, command, _warn)] if config is not None else []  # type: ignore[arg-type]
+    settings = options.Settings(command, "cli", [*layers, command_line])
+    settings.check(_warn)
+    return settings
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def _required(settings: options.Settings, name: str) -> Path:
+    value = settings[name]
+    if value is None:
+        raise click.UsageError(f"missing {name.upper()}: give it as an argument, or as '{name}' in a --config file")
+    return value  # type: ignore[return-value]
+
+
+def _gates(settings: options.Settings) -> Gates:
+    """Defaults, then the config file's ``gates`` table and gate keys, then the gate flags (per output)."""
+    from fp8conv.verification.gates import Gates
+
+    gates = Gates.default()
+    for name in ("gates", *options.GATE_OPTIONS):
+        for setting in settings.every(name):
             try:
-                gates = gates.with_mapping(config_gates, source="config")
+                if setting.source == "cli":
+                    specs = setting.value if isinstance(setting.value, tuple) else (setting.value,)
+                    gates = gates.with_specs(name, specs, source="cli")
+                else:
+                    table = setting.value if name == "gates" else {name: setting.value}
+                    gates = gates.with_mapping(table, source="config")  # type: ignore[arg-type]
             except Fp8ConvError as error:
-                raise Fp8ConvError(f"{config_path}: {error}") from error
-        for name, specs in self.gate_specs.items():
-            if specs:
-                gates = gates.with_specs(name, specs, source="cli")
-        return gates
+                raise Fp8ConvError(f"{setting.origin}: {error}" if setting.origin else str(error)) from error
+    return gates
 
 
 def _finish(result: VerificationResult, report_dir: Path | None, as_json: bool, prefix: str = "") -> None:
@@ -243,150 +265,9 @@ def _finish(result: VerificationResult, report_dir: Path | None, as_json: bool, 
         click.get_current_context().exit(code)
 
 
-@cli.command("convert")
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option(
-    "--to",
-    "target",
-    type=click.Choice(["int8", "int4", "w8a16", "w4a16"]),
-    default=None,
-    help="Default int8. int8: W8A8; int4: INT4 weights, INT8 activations; w8a16: INT16 activations; "
-    "w4a16: weight-only INT4 MatMul/Gemm (MatMulNBits).",
-)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Output model (default: <stem>.<target>.onnx next to MODEL).",
-)
-@click.option(
-    "--data",
-    "data_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Calibration data: .npz keyed by input name (first axis = samples) or a directory of "
-    ".npz/.npy. Without it, ranges come from the FP8 quantizers (data-free).",
-)
-@click.option(
-    "--weights-range",
-    type=click.Choice(["mse", "max"]),
-    default=None,
-    help="Weight range: mse (clipping search, default) or max.",
-)
-@click.option(
-    "--activations-range",
-    type=click.Choice(list(RANGE_METHODS)),
-    default=None,
-    help="Activation range method (default mse; fp8 = data-free).",
-)
-@click.option(
-    "--activation-type",
-    type=click.Choice(["uint8", "int8"]),
-    default=None,
-    help="8-bit activation type (default uint8 asymmetric, onnxruntime CPU's choice).",
-)
-@click.option(
-    "--full-range-weights",
-    is_flag=True,
-    default=None,
-    help="Use the full int8 weight range [-127,127]. Default: 7-bit weights [-63,63], because "
-    "onnxruntime's u8xs8 kernels saturate on x86 CPUs without VNNI.",
-)
-@click.option(
-    "--int4-block-size",
-    type=click.Choice(["0", "32", "64", "128"]),
-    default=None,
-    help="INT4 block length along K for MatMul/Gemm (0: per channel; default 32).",
-)
-@click.option(
-    "--keep-float",
-    multiple=True,
-    metavar="REGEX",
-    help="Keep the layers in float whose node, weight or output name (as `fp8conv inspect` lists them) "
-    "contains a match of REGEX (repeatable; a REGEX that selects no layer is an error).",
-)
-@click.option(
-    "--int16",
-    "int16_patterns",
-    multiple=True,
-    metavar="REGEX",
-    help="Give INT16 activations to the layers REGEX selects (as --keep-float).",
-)
-@click.option(
-    "--int4",
-    "int4_patterns",
-    multiple=True,
-    metavar="REGEX",
-    help="Give INT4 weights to the layers REGEX selects (as --keep-float; blocked by --int4-block-size).",
-)
-@click.option(
-    "--auto-int16",
-    "auto_int16",
-    type=float,
-    default=None,
-    metavar="DB",
-    help="Mixed precision: give INT16 to activations whose INT8 SQNR on the calibration data is below DB "
-    "(outliers; e.g. 25), and to the layers reading them.",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="YAML or TOML file with any of these options (flags win).",
-)
-@click.option(
-    "--max-samples", type=click.IntRange(min=1), default=None, help="Use at most this many calibration samples."
-)
-@click.option(
-    "--external-data/--no-external-data",
-    default=None,
-    help="Save weights as external data (default: only for models over 1 GiB).",
-)
-@click.option("--no-audit", is_flag=True, help="Skip the onnxruntime integer-kernel audit.")
-@click.option(
-    "--verify-data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Held-out data to verify on (default: the calibration data --data).",
-)
-@click.option(
-    "--no-verify",
-    is_flag=True,
-    help="Convert only: skip verification and its accuracy gates (the integer-kernel gate still applies).",
-)
-@_verification_options
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print JSON: the verification report (its 'conversion' key is the conversion record), or the "
-    "conversion record when nothing was verified.",
-)
-def convert_command(
-    model: Path,
-    target: str | None,
-    output: Path | None,
-    data_path: Path | None,
-    weights_range: str | None,
-    activations_range: str | None,
-    activation_type: str | None,
-    full_range_weights: bool | None,
-    int4_block_size: str | None,
-    keep_float: tuple[str, ...],
-    int16_patterns: tuple[str, ...],
-    int4_patterns: tuple[str, ...],
-    auto_int16: float | None,
-    config_path: Path | None,
-    max_samples: int | None,
-    external_data: bool | None,
-    no_audit: bool,
-    verify_data: Path | None,
-    no_verify: bool,
-    as_json: bool,
-    **verification: Any,
-) -> None:
+@cli.command("convert", cls=_SchemaCommand)
+@_schema_options("convert")
+def convert_command(**values: Any) -> None:
     """Convert an FP8 fake-quantized MODEL to an integer QDQ model for onnxruntime, then verify it.
 
     Also available as `fp8conv MODEL --to int8`. Reads every FP8 dialect (QDQ with float8, FP8 weights
@@ -397,62 +278,53 @@ def convert_command(
     Verification (skip with --no-verify) compares the written model with MODEL under exact FP8 numerics
     on --verify-data, else --random-inputs N, else the calibration data --data; with none of them it is
     skipped with a note. The integer-kernel gate (--min-integer-kernels) needs no data: it fails when a
-    layer planned on an integer kernel runs in float. Exit codes: 0 all gates pass, 1 a gate failed, 2
-    bad input (nothing is written), 3 an internal error. The model and the --report files are written
-    in every case but 2 and 3.
+    layer planned on an integer kernel runs in float.
+
+    Every option can also be set in a --config file, under the name of its flag (`max_samples: 64` or
+    `max-samples: 64`; MODEL as `model`); flags override the file. An option that contradicts another
+    or does nothing with the others (--auto-int16 without --data, --int4-block-size with --to int8, gates
+    with --no-verify, ...) is an error.
+
+    Exit codes: 0 all gates pass, 1 a gate failed, 2 bad input or options (nothing is written), 3 an
+    internal error. The model and the --report files are written in every case but 2 and 3.
     """
-    from fp8conv.config import ConversionConfig, load_config_file
     from fp8conv.converter.pipeline import default_output_path
+    from fp8conv.options import Target
     from fp8conv.verification.convert_and_verify import convert_and_verify
     from fp8conv.verification.preflight import check_before_writing
 
-    checks = _VerifyOptions.from_kwargs(verification)
-    if verify_data is not None and checks.random_inputs is not None:
-        raise click.UsageError("give --verify-data or --random-inputs, not both")
-    options: dict[str, Any] = {}
-    if config_path is not None:
-        options.update(load_config_file(config_path))
-    gates = checks.gates(options.pop("gates", None), config_path)
-    flags = {
-        "weights_range": weights_range,
-        "activations_range": activations_range,
-        "activation_type": activation_type,
-        "full_range_weights": full_range_weights,
-        "max_calibration_samples": max_samples,
-        "auto_int16_below_db": auto_int16,
-        "int4_block_size": (int(int4_block_size) or None) if int4_block_size is not None else None,
-    }
-    options.update({key: value for key, value in flags.items() if value is not None})
-    if int4_block_size == "0":
-        options["int4_block_size"] = None
-    for field, patterns in (("keep_float", keep_float), ("int16", int16_patterns), ("int4", int4_patterns)):
-        if patterns:
-            options[field] = tuple(options.get(field, ())) + patterns
-    target = target or str(options.pop("target", "int8"))
-    options.pop("target", None)
-    destination = output or default_output_path(model, ConversionConfig(target=target).target)
-    check_before_writing(None, output=destination, report_dir=checks.report_dir)  # the rest: convert_and_verify
+    settings = _settings("convert", values)
+    model = _required(settings, "model")
+    gates = _gates(settings)
+    report_dir = settings["report"]
+    verify = bool(settings["verify"])
+    destination = settings["output"] or default_output_path(model, Target(settings["to"]))
+    check_before_writing(None, output=destination, report_dir=report_dir)  # the rest: convert_and_verify
+    conversion = settings.conversion_options()
+    conversion.pop("to", None)
     outcome = convert_and_verify(
         model,
-        target,
-        data_path,
-        output=destination,
-        verify_data=verify_data,
-        random_inputs=checks.random_inputs,
-        verify=not no_verify,
+        settings["to"],  # type: ignore[arg-type]
+        settings["data"],
+        output=destination,  # type: ignore[arg-type]
+        verify_data=settings["verify_data"],
+        random_inputs=settings["random_inputs"],  # type: ignore[arg-type]
+        verify=verify,
         skip_reason="--no-verify was given",
         gates=gates,
-        optimization_level=checks.optimization_level,
-        audit=not no_audit,
-        external_data=external_data,
+        optimization_level=settings["optimization_level"],  # type: ignore[arg-type]
+        per_layer=bool(settings["per_layer"]),
+        audit=bool(settings["audit"]),
+        external_data=settings["external_data"],  # type: ignore[arg-type]
         progress=True,
-        **options,
+        **conversion,
     )
     result, verified = outcome.conversion, outcome.verification
-    if not verified.verified and checks.report_dir is None:
-        _finish_unverified(result, verified, as_json, note=not no_verify)
+    as_json = bool(settings["json"])
+    if not verified.verified and report_dir is None:
+        _finish_unverified(result, verified, as_json, note=verify)
         return
-    _finish(verified, checks.report_dir, as_json, prefix="" if as_json else _conversion_summary(result) + "\n")
+    _finish(verified, report_dir, as_json, prefix="" if as_json else _conversion_summary(result) + "\n")  # type: ignore[arg-type]
 
 
 def _finish_unverified(result: ConversionResult, skipped: VerificationResult, as_json: bool, note: bool) -> None:
@@ -535,82 +407,53 @@ def run_command(model: Path, data_path: Path, output: Path, batch_size: int | No
     click.echo(f"wrote {written.num_samples} samples of {', '.join(written.output_names)} to {output}")
 
 
-@cli.command("verify")
-@click.argument("reference", type=click.Path(path_type=Path))
-@click.argument("candidate", type=click.Path(path_type=Path))
-@click.option(
-    "--data",
-    "data_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Inputs: .npz keyed by input name (first axis = samples; optional 'labels'), or a directory of them.",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="YAML or TOML file whose 'gates' table sets thresholds (flags win).",
-)
-@click.option("--no-layers", is_flag=True, help="Compare outputs only (no per-layer captures).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Samples per run (default 16).")
-@_verification_options
-@click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout instead of the table.")
-def verify_command(
-    reference: Path,
-    candidate: Path,
-    data_path: Path | None,
-    config_path: Path | None,
-    no_layers: bool,
-    batch_size: int | None,
-    as_json: bool,
-    **verification: Any,
-) -> None:
+@cli.command("verify", cls=_SchemaCommand)
+@_schema_options("verify")
+def verify_command(**values: Any) -> None:
     """Compare CANDIDATE with REFERENCE on data and check the accuracy gates.
 
     REFERENCE runs under exact FP8 numerics (any FP8 dialect; float and integer models run as they are);
     CANDIDATE runs on onnxruntime at --optimization-level and, for the per-layer comparison and to
     separate quantization from kernel error, as its unfused QDQ graph. Tensors are matched by name.
-    Works for FP8 vs INT8, float vs INT8 and INT8 vs INT8.
+    Works for FP8 vs INT8, float vs INT8 and INT8 vs INT8. Options can be set in a --config file too
+    (REFERENCE and CANDIDATE as `reference` and `candidate`); flags override the file.
 
     Exit codes: 0 all gates pass, 1 a gate failed (reports are still written), 2 bad input or usage.
     """
-    from fp8conv.config import load_config_file
     from fp8conv.converter.loading import parse_model
     from fp8conv.errors import ModelLoadError
     from fp8conv.verification.preflight import check_before_writing
     from fp8conv.verification.verify import verify
 
-    checks = _VerifyOptions.from_kwargs(verification)
-    if data_path is not None and checks.random_inputs is not None:
-        raise click.UsageError("give --data or --random-inputs, not both")
-    if data_path is None and checks.random_inputs is None:
+    settings = _settings("verify", values)
+    reference, candidate = _required(settings, "reference"), _required(settings, "candidate")
+    data, random_inputs, report_dir = settings["data"], settings["random_inputs"], settings["report"]
+    if data is None and random_inputs is None:
         raise click.UsageError("give --data DATA.npz (or, explicitly, --random-inputs N)")
-    config_gates = load_config_file(config_path).get("gates") if config_path is not None else None
-    gates = checks.gates(config_gates, config_path)
+    gates = _gates(settings)
     try:
         parsed = parse_model(reference)  # read once: for the checks below and as the reference
     except ModelLoadError:
         parsed = None  # verify() loads it and says why it cannot
     check_before_writing(
         parsed.proto if parsed is not None else None,
-        report_dir=checks.report_dir,
-        verify_data=data_path,
-        random_inputs=checks.random_inputs,
+        report_dir=report_dir,  # type: ignore[arg-type]
+        verify_data=data,  # type: ignore[arg-type]
+        random_inputs=random_inputs,  # type: ignore[arg-type]
         gates=gates,
     )
     result = verify(
         parsed if parsed is not None else reference,
         candidate,
-        data_path,
+        data,
         gates=gates,
-        optimization_level=checks.optimization_level,
-        per_layer=not no_layers,
-        random_inputs=checks.random_inputs,
-        batch_size=batch_size,
+        optimization_level=settings["optimization_level"],  # type: ignore[arg-type]
+        per_layer=bool(settings["per_layer"]),
+        random_inputs=random_inputs,  # type: ignore[arg-type]
+        batch_size=settings["batch_size"],  # type: ignore[arg-type]
         progress=True,
     )
-    _finish(result, checks.report_dir, as_json)
+    _finish(result, report_dir, bool(settings["json"]))  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> None:

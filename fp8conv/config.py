@@ -1,7 +1,9 @@
-"""Typed, frozen configuration of a conversion: target, range methods, per-layer overrides.
+"""Typed, frozen configuration of a conversion (:class:`ConversionConfig`), and config files.
 
-A configuration comes from keyword arguments (Python API), CLI flags, or a YAML/TOML file; all three
-end in :class:`ConversionConfig`, validated once in ``__post_init__``.
+The options themselves, their names, types, defaults and ranges, are the schema :data:`fp8conv.options.OPTIONS`;
+:class:`ConversionConfig` is the record of the conversion options (its field names are those of the model's
+``fp8conv.config`` metadata), validated field by field by the schema. A configuration comes from keyword
+arguments (Python API: :func:`checked_call`), CLI flags, or a YAML/TOML file (:func:`load_config_file`).
 
 Targets (weights / activations):
 
@@ -22,11 +24,22 @@ import enum
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from fp8conv.errors import Fp8ConvError
+from fp8conv.options import (
+    FIELD_OPTIONS,
+    ActivationRange,
+    ActivationType,
+    Setting,
+    Settings,
+    Target,
+    WeightRange,
+    file_layer,
+    keyword_settings,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,55 +54,11 @@ __all__ = [
     "LayerPrecision",
     "Target",
     "WeightRange",
+    "checked_call",
     "load_config_file",
 ]
 
 logger = logging.getLogger(__name__)
-
-_PATTERN_FIELDS = ("keep_float", "int16", "int4")
-
-
-class Target(str, enum.Enum):
-    """What the converted model computes in."""
-
-    INT8 = "int8"
-    INT4 = "int4"
-    W8A16 = "w8a16"
-    W4A16 = "w4a16"
-
-    @property
-    def weight_bits(self) -> int:
-        """Bits of the integer weights."""
-        return 4 if self in (Target.INT4, Target.W4A16) else 8
-
-    @property
-    def activation_bits(self) -> int | None:
-        """Bits of the integer activations; None for weight-only targets."""
-        return {Target.INT8: 8, Target.INT4: 8, Target.W8A16: 16, Target.W4A16: None}[self]
-
-
-class WeightRange(str, enum.Enum):
-    """How the weight range is chosen: MSE-optimal clipping (paper §6) or the max."""
-
-    MSE = "mse"
-    MAX = "max"
-
-
-class ActivationRange(str, enum.Enum):
-    """How activation ranges are chosen from calibration statistics (``fp8``: data-free)."""
-
-    MSE = "mse"
-    MINMAX = "minmax"
-    PERCENTILE = "percentile"
-    ENTROPY = "entropy"
-    FP8 = "fp8"
-
-
-class ActivationType(str, enum.Enum):
-    """Integer type of 8-bit activations: uint8 asymmetric (onnxruntime CPU's choice) or int8 symmetric."""
-
-    UINT8 = "uint8"
-    INT8 = "int8"
 
 
 class LayerPrecision(str, enum.Enum):
@@ -136,7 +105,11 @@ class IntegerType(str, enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class ConversionConfig:
-    """Every option of a conversion.
+    """Every option of a conversion, validated by the schema (:data:`fp8conv.options.FIELD_OPTIONS`).
+
+    The fields are named as in the ``fp8conv.config`` metadata of converted models; three options spell
+    theirs differently: ``to`` sets ``target``, ``auto_int16`` sets ``auto_int16_below_db`` and ``max_samples``
+    sets ``max_calibration_samples``.
 
     Attributes:
         target: See :class:`Target`.
@@ -147,7 +120,7 @@ class ConversionConfig:
             without VNNI, onnxruntime's u8×s8 kernels saturate with full-range weights (24-29 output
             LSB wrong), so weights are kept within 7 bits ([-63, 63]) unless the deployment CPU has VNNI
             (or ARM) or sets ``session.x64quantprecision=1``.
-        int4_block_size: INT4 block length along K (32, 64 or 128); None for per-channel INT4.
+        int4_block_size: INT4 block length along K (16, 32, 64, 128 or 256); None (option value 0) per channel.
         keep_float: Regexes selecting layers that stay float. A layer is selected when a pattern is found
             in its node name, a weight name or its output name (:mod:`fp8conv.passes.overrides`); a
             pattern that selects no layer is an error.
@@ -182,39 +155,10 @@ class ConversionConfig:
     max_calibration_samples: int | None = None
 
     def __post_init__(self) -> None:
-        for name, kind in (
-            ("target", Target),
-            ("weights_range", WeightRange),
-            ("activations_range", ActivationRange),
-            ("activation_type", ActivationType),
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, kind):
-                try:
-                    object.__setattr__(self, name, kind(value))
-                except ValueError:
-                    valid = ", ".join(member.value for member in kind)
-                    raise Fp8ConvError(f"{name} must be one of {valid}, got {value!r}") from None
-        _check_types(self)
-        if self.int4_block_size is not None and self.int4_block_size not in (16, 32, 64, 128, 256):
-            raise Fp8ConvError(f"int4_block_size must be 16, 32, 64, 128 or 256 (or None), got {self.int4_block_size}")
-        if not 50.0 < self.percentile <= 100.0:
-            raise Fp8ConvError(f"percentile must be in (50, 100], got {self.percentile}")
-        if self.calibration_batch_size < 1:
-            raise Fp8ConvError(f"calibration_batch_size must be >= 1, got {self.calibration_batch_size}")
-        if self.calibration_workers is not None and self.calibration_workers < 1:
-            raise Fp8ConvError(f"calibration_workers must be >= 1 (or None), got {self.calibration_workers}")
-        for field in _PATTERN_FIELDS:
-            value = getattr(self, field)
-            patterns = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-            object.__setattr__(self, field, patterns)
-            for pattern in patterns:
-                if not isinstance(pattern, str):
-                    raise Fp8ConvError(f"{field} patterns must be strings, got {pattern!r}")
-                try:
-                    re.compile(pattern)
-                except re.error as error:
-                    raise Fp8ConvError(f"{field} pattern {pattern!r} is not a valid regex: {error}") from error
+        for field in dataclasses.fields(self):
+            option = FIELD_OPTIONS[field.name]
+            value = option.check(getattr(self, field.name), field.name)
+            object.__setattr__(self, field.name, option.field_value(value))
 
     @property
     def weight_bits(self) -> int:
@@ -238,50 +182,62 @@ class ConversionConfig:
         }
 
 
-_CONFIG_KEYS = {field.name for field in dataclasses.fields(ConversionConfig)}
-
-_NUMBER_FIELDS = {"percentile": False, "auto_int16_below_db": True}  # name: None allowed
-_INTEGER_FIELDS = {
-    "int4_block_size": True,
-    "calibration_batch_size": False,
-    "calibration_workers": True,
-    "max_calibration_samples": True,
-}
+_DEFAULT = ConversionConfig()
 
 
-def _check_types(config: ConversionConfig) -> None:
-    """Raise :class:`Fp8ConvError` for a field of the wrong type (a config file can hold any YAML value)."""
-    if not isinstance(config.full_range_weights, bool):
-        raise Fp8ConvError(f"full_range_weights must be true or false, got {config.full_range_weights!r}")
-    for name, optional in _NUMBER_FIELDS.items():
-        value = getattr(config, name)
-        if value is None and optional:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise Fp8ConvError(f"{name} must be a number{' (or None)' if optional else ''}, got {value!r}")
-    for name, optional in _INTEGER_FIELDS.items():
-        value = getattr(config, name)
-        if value is None and optional:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise Fp8ConvError(f"{name} must be an integer{' (or None)' if optional else ''}, got {value!r}")
-    if config.max_calibration_samples is not None and config.max_calibration_samples < 1:
-        raise Fp8ConvError(f"max_calibration_samples must be >= 1 (or None), got {config.max_calibration_samples}")
+def checked_call(
+    function: str, keywords: Mapping[str, object], config: ConversionConfig | None = None
+) -> tuple[ConversionConfig, Settings]:
+    """The configuration of a Python API call, its keyword arguments checked against the schema.
 
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read conversion options from a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file.
-
-    The file holds the same keys as :class:`ConversionConfig` (``target``, ``weights_range``,
-    ``activations_range``, ``keep_float: [regex, ...]``, ``int16: [regex, ...]``, ``int4: [regex, ...]``,
-    …), optionally under a top-level ``fp8conv`` table, plus a ``gates`` table read by verification.
+    Args:
+        function: ``convert``, ``convert_file`` or ``convert_and_verify``.
+        keywords: Its schema keywords (``to``, ``data``, ...) and its ``**options``, by the names the caller used
+            (``to=None``: ``config``'s target, else ``int8``).
+        config: A full configuration the keywords override (its fields that differ from the defaults count
+            as given, for the rules of :data:`fp8conv.options.RULES`).
 
     Returns:
-        The options as a dict (validated when a :class:`ConversionConfig` is built from them).
+        The configuration, and the checked settings (their values by option name).
 
     Raises:
-        Fp8ConvError: Missing file, syntax error (``PATH:LINE:COLUMN: …``), unknown keys (listed with the
-            valid ones), or an option value that is not valid.
+        Fp8ConvError: An unknown keyword (with close names), a bad value, or a contradiction, in one line.
+    """
+    base = config or ConversionConfig()
+    keywords = {key: value for key, value in keywords.items() if not (key == "to" and value is None)}
+    given = {
+        option.name: option.check(getattr(base, field))
+        for field, option in FIELD_OPTIONS.items()
+        if getattr(base, field) != getattr(_DEFAULT, field)
+    }
+    settings = keyword_settings(function, {**given, **keywords})
+    fields = {option.field: option.field_value(settings[option.name]) for option in FIELD_OPTIONS.values()}
+    return ConversionConfig(**fields), settings  # type: ignore[arg-type]
+
+
+def load_config_file(
+    path: str | Path, command: str = "convert", warn: Callable[[str], object] = logger.warning
+) -> dict[str, Setting]:
+    """Read the options of a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file.
+
+    The file holds option keys (:data:`fp8conv.options.OPTIONS`: ``to``, ``data``, ``keep_float: [regex,
+    ...]``, ``min_sqnr``, a ``gates`` table, ...), optionally under a top-level ``fp8conv`` table. Keys may be
+    written ``snake_case`` or ``kebab-case``; the earlier spellings ``target``, ``max_calibration_samples`` and
+    ``auto_int16_below_db`` are read with a deprecation warning. Keys of another command's options are read and
+    checked, and left out.
+
+    Args:
+        path: The file.
+        command: The command reading it (``convert`` or ``verify``).
+        warn: Says the deprecation warnings (default: the ``fp8conv.config`` log).
+
+    Returns:
+        The settings of ``command`` the file gives, by option name (relative paths resolved against the file's
+        directory).
+
+    Raises:
+        Fp8ConvError: Missing file, syntax error (``PATH:LINE:COLUMN: …``), unknown keys (with the close and the
+            valid ones), or an option value that is not valid (``PATH: key must be ...``).
     """
     path = Path(path)
     if not path.is_file():
@@ -303,26 +259,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     options = document.get("fp8conv", document)
     if not isinstance(options, Mapping):
         raise Fp8ConvError(f"{path}: 'fp8conv' must be a table of options, not {type(options).__name__}")
-    options = dict(options)
-    gates = options.pop("gates", None)
-    unknown = sorted(set(options) - _CONFIG_KEYS)
-    if unknown:
-        raise Fp8ConvError(f"{path}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(_CONFIG_KEYS))}")
-    for key in _PATTERN_FIELDS:
-        if key in options:
-            value = options[key]
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
-                raise Fp8ConvError(f"{path}: {key} must be a regex or a list of regexes, got {value!r}")
-            options[key] = tuple(value)
-    try:
-        ConversionConfig(**options)
-    except Fp8ConvError as error:
-        raise Fp8ConvError(f"{path}: {error}") from error
-    if gates is not None:
-        options["gates"] = gates
-    return options
+    return file_layer(command, path, options, warn)
 
 
 def _parse_yaml(path: Path, text: str) -> object:

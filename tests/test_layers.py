@@ -27,6 +27,7 @@ MODULE_LAYERS: Mapping[str, str] = {
     # base: errors (everyone may import them), configuration, the version
     "fp8conv.errors": "base",
     "fp8conv.config": "base",
+    "fp8conv.options.*": "base",
     "fp8conv._version": "base",
     # numerics: number formats, rounding, the FP8 emulator, integer weight quantization math
     "fp8conv.runtime": "numerics",

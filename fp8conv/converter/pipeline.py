@@ -36,10 +36,10 @@ import numpy as np
 import onnx_ir as ir
 
 from fp8conv._version import __version__
-from fp8conv.config import ActivationRange, ConversionConfig, IntegerType, LayerPrecision, Target
+from fp8conv.config import ActivationRange, ConversionConfig, IntegerType, LayerPrecision, Target, checked_call
 from fp8conv.converter import calibration
 from fp8conv.converter.collection import StatisticsCollector
-from fp8conv.converter.data import SampleSet, load_samples
+from fp8conv.converter.data import DataSource, SampleSet, open_samples
 from fp8conv.converter.files import atomic_write, check_writable
 from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
 from fp8conv.converter.postconditions import LAYER_OPS, WrittenModel, check_written, is_low_precision_float
@@ -68,6 +68,7 @@ __all__ = [
     "convert",
     "convert_file",
     "default_output_path",
+    "open_calibration_samples",
     "promote_outliers_to_int16",
     "save_model",
     "write_converted",
@@ -225,8 +226,8 @@ class ConversionResult:
 
 def convert(
     model: ModelInput | LoadedModel,
-    to: str | Target = Target.INT8,
-    data: str | os.PathLike | SampleSet | None = None,
+    to: str | Target | None = None,
+    data: DataSource | None = None,
     *,
     config: ConversionConfig | None = None,
     progress: bool = False,
@@ -237,27 +238,27 @@ def convert(
     Args:
         model: Path, ``onnx.ModelProto``, ``onnx_ir.Model``, ``onnx_graphsurgeon.Graph`` or a
             :class:`~fp8conv.LoadedModel`; never modified.
-        to: Target: ``int8``, ``int4``, ``w8a16`` or ``w4a16``.
-        data: Calibration samples (``.npz`` file or directory, or a :class:`SampleSet`); None for
-            data-free ranges from the FP8 quantizers.
+        to: Target: ``int8``, ``int4``, ``w8a16`` or ``w4a16`` (None: ``config``'s, else ``int8``).
+        data: Calibration samples: an ``.npz`` file or directory, ``{input name: array}``, an array (a model
+            with one input), a reader of feeds (``get_next()`` returning ``{input name: array}`` then None,
+            as onnxruntime's ``CalibrationDataReader``, or any iterable of such dicts) or a :class:`SampleSet`
+            (:func:`~fp8conv.converter.data.open_samples`); None for data-free ranges from the FP8 quantizers.
         config: Full configuration (``to`` and ``options`` override its fields).
         progress: Show a progress bar during calibration.
-        **options: Any :class:`ConversionConfig` field (``weights_range="max"``, ``keep_float=[...]``, …).
+        **options: The conversion options of :data:`fp8conv.options.OPTIONS` (``weights_range="max"``,
+            ``keep_float=[...]``, ``auto_int16=25``, ``max_samples=256``, …).
 
     Returns:
         The converted model and the record of every decision.
 
     Raises:
-        Fp8ConvError: Bad model, data or options; a model without FP8 quantization points, or none of
+        Fp8ConvError: Bad model, data or options (an unknown keyword, with the close names; a bad value or a
+            contradiction, in one line naming the option); a model without FP8 quantization points, or none of
             whose layers the target converts (nothing to do).
         InternalError: The emitted model violates a postcondition (:mod:`~fp8conv.converter.postconditions`).
     """
     stopwatch = Stopwatch()
-    base = config or ConversionConfig()
-    try:
-        config = base.replace(target=Target(to) if not isinstance(to, Target) else to, **options)
-    except (TypeError, ValueError) as error:
-        raise Fp8ConvError(f"bad conversion options: {error}") from error
+    config, _ = checked_call("convert", {"to": to, "data": data, **options}, config)
     loaded = model if isinstance(model, LoadedModel) else load(model)
     # A model loaded here is ours to rewrite; a caller's LoadedModel is cloned first (its graph copied, the
     # tensors shared: no pass edits a tensor). The plan holds the nodes of the model the emission rewrites.
@@ -273,7 +274,9 @@ def convert(
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fp8conv-background") as background:
         # Neither reading the samples nor the weights depends on the reference: both run beside it.
         samples_ready = (
-            background.submit(_open_samples, data, canonical, loaded.constant_inputs) if data is not None else None
+            background.submit(open_calibration_samples, data, canonical, loaded.constant_inputs)
+            if data is not None
+            else None
         )
         weights_done = background.submit(_quantize_layer_weights, plan, config)
         statistics: dict[str, calibration.Statistics] = {}
@@ -318,7 +321,7 @@ def convert(
         ],
         activations=activation_records,
         warnings=warnings,
-        calibration_samples=samples.num_samples if samples is not None else 0,
+        calibration_samples=_samples_used(samples, config),
         seconds=stopwatch.total,
         stage_seconds=stopwatch.seconds,
         written=written,
@@ -395,8 +398,8 @@ def convert_file(
     src: str | os.PathLike,
     dst: str | os.PathLike | None = None,
     *,
-    to: str | Target = Target.INT8,
-    data: str | os.PathLike | SampleSet | None = None,
+    to: str | Target | None = None,
+    data: DataSource | None = None,
     audit: bool = True,
     external_data: bool | None = None,
     progress: bool = False,
@@ -411,26 +414,27 @@ def convert_file(
     Args:
         src: The FP8 model file.
         dst: Output path.
-        to: Target (see :func:`convert`).
-        data: Calibration data.
+        to: Target (see :func:`convert`; None: ``int8``).
+        data: Calibration data (as :func:`convert`).
         audit: Run the integer-kernel audit after writing.
         external_data: Save weights as external data (None: when the model is larger than 1 GiB).
         progress: Show progress bars.
-        **options: :class:`ConversionConfig` fields.
+        **options: The conversion options (as :func:`convert`).
 
     Returns:
         The conversion result, with ``output_path``, ``output_size_bytes`` and ``audit`` set.
 
     Raises:
-        Fp8ConvError: Bad input, options, or an output path equal to the input or that cannot be written.
+        Fp8ConvError: Bad input or options, or an output path equal to the input or that cannot be written.
     """
     src = Path(src)
-    target = ConversionConfig(target=to).target
-    destination = Path(dst) if dst is not None else default_output_path(src, target)
+    keywords = {"audit": audit, "external_data": external_data}
+    config, _ = checked_call("convert_file", {"to": to, "data": data, **keywords, **options})
+    destination = Path(dst) if dst is not None else default_output_path(src, config.target)
     if destination.resolve() == src.resolve():
         raise Fp8ConvError(f"{destination}: the output would overwrite the input model")
     check_writable(destination, directory=False, what="model")
-    result = convert(src, target, data, progress=progress, **options)
+    result = convert(src, config.target, data, config=config, progress=progress)
     write_converted(result, destination, audit=audit, external_data=external_data)
     return result
 
@@ -649,13 +653,19 @@ def _layer_record(
 # -- activations ----------------------------------------------------------------------------------
 
 
-def _open_samples(
-    data: str | os.PathLike | SampleSet | None, model: ir.Model, constants: tuple[str, ...]
-) -> SampleSet | None:
-    if data is None or isinstance(data, SampleSet):
-        return data
+def _samples_used(samples: SampleSet | None, config: ConversionConfig) -> int:
+    """How many samples calibration ran on (at most ``max_calibration_samples``)."""
+    if samples is None:
+        return 0
+    return min(config.max_calibration_samples or samples.num_samples, samples.num_samples)
+
+
+def open_calibration_samples(data: DataSource | None, model: ir.Model, constants: tuple[str, ...]) -> SampleSet | None:
+    """The samples of ``data`` for the inputs of ``model`` that are not initializers (None: no data)."""
+    if data is None:
+        return None
     names = [value.name or "" for value in model.graph.inputs if value.name not in model.graph.initializers]
-    return load_samples(data, names, constants=constants)
+    return open_samples(data, names, constants=constants)
 
 
 def int8_sqnr_db(stats: calibration.Statistics, qtype: str) -> float:

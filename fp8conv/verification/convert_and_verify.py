@@ -33,8 +33,8 @@ from typing import Any
 
 import onnx
 
-from fp8conv.config import ConversionConfig, Target
-from fp8conv.converter.data import SampleSet
+from fp8conv.config import ConversionConfig, Target, checked_call
+from fp8conv.converter.data import DataSource
 from fp8conv.converter.loading import ModelInput, ParsedModel, load, parse_model
 from fp8conv.converter.pipeline import ConversionResult, SerializedModel, default_output_path
 from fp8conv.errors import Fp8ConvError, InternalError, ModelLoadError
@@ -90,8 +90,8 @@ class VerifiedConversion:
 
 def convert_and_verify(
     model: ModelInput,
-    to: str | Target = Target.INT8,
-    data: str | os.PathLike | SampleSet | None = None,
+    to: str | Target | None = None,
+    data: DataSource | None = None,
     *,
     output: str | os.PathLike | None = None,
     verify_data: DataInput | None = None,
@@ -118,11 +118,14 @@ def convert_and_verify(
     Args:
         model: The FP8 model: a path, ``onnx.ModelProto``, ``onnx_ir.Model`` or ``onnx_graphsurgeon.Graph``
             (never modified).
-        to: Target: ``int8``, ``int4``, ``w8a16`` or ``w4a16``.
-        data: Calibration samples (``.npz`` file or directory, or a sample set); None for data-free ranges.
+        to: Target: ``int8``, ``int4``, ``w8a16`` or ``w4a16`` (None: ``config``'s, else ``int8``).
+        data: Calibration samples: a path, ``{input name: array}``, an array (one-input model), a reader of feeds
+            (``get_next()`` or any iterable of ``{input name: array}``) or a sample set
+            (:func:`~fp8conv.converter.data.open_samples`); None for data-free ranges. A reader is read once,
+            for calibration and (without ``verify_data``) verification.
         output: Where to write the converted model (default ``<stem>.<target>.onnx`` beside a model file;
             required for an in-memory model).
-        verify_data: Held-out verification data (file, directory, sample set or ``{name: array}``).
+        verify_data: Held-out verification data (any of the forms of ``data``).
         random_inputs: Verify on this many random inputs (explicit opt-in; not with ``verify_data``).
         verify: Verify at all (False: convert, write and audit only; the integer-kernel gate still applies).
         skip_reason: The reason recorded when ``verify`` is False.
@@ -134,22 +137,35 @@ def convert_and_verify(
         external_data: Save weights as external data (None: when the model is larger than 1 GiB).
         config: Full conversion configuration (``to`` and ``options`` override its fields).
         progress: Show progress bars.
-        **options: Any :class:`~fp8conv.config.ConversionConfig` field.
+        **options: The conversion options (as :func:`~fp8conv.convert`).
 
     Returns:
         The conversion and its verification.
 
     Raises:
-        Fp8ConvError: Bad model, data, options, gates or output path (nothing is written then, nor left
-            written when verification finds the problem).
+        Fp8ConvError: Bad model, data, options (an unknown keyword, a bad value, a contradiction: one line
+            naming the option), gates or output path (nothing is written then, nor left written when
+            verification finds the problem).
         InternalError: The converted model violates a postcondition or fails ``onnx.checker``.
     """
-    if verify and verify_data is not None and random_inputs is not None:
-        raise Fp8ConvError("give verification data or random inputs, not both")
-    gates = Gates.coerce(gates)
     level = normalize_level(optimization_level)
+    keywords = {
+        "to": to,
+        "data": data,
+        "output": output,
+        "verify_data": verify_data,
+        "random_inputs": random_inputs,
+        "verify": verify,
+        "gates": gates,
+        "optimization_level": level,
+        "per_layer": per_layer,
+        "audit": audit,
+        "external_data": external_data,
+    }
+    config, _ = checked_call("convert_and_verify", {**keywords, **options}, config)
+    gates = Gates.coerce(gates)
     source = Path(model) if isinstance(model, (str, os.PathLike)) else None
-    target = ConversionConfig(target=to).target
+    target = config.target
     if output is not None:
         destination = Path(output)
     elif source is not None:
@@ -176,18 +192,18 @@ def convert_and_verify(
     )
     if source is not None and destination.resolve() == source.resolve():
         raise Fp8ConvError(f"{destination}: the output would overwrite the input model")
-    try:
-        config = (config or ConversionConfig()).replace(target=target, **options)
-    except (TypeError, ValueError) as error:  # as convert() says it, before the model is loaded
-        raise Fp8ConvError(f"bad conversion options: {error}") from error
     if unreadable is not None:
         raise unreadable
     assert parsed is not None
+    from fp8conv.converter import pipeline  # looked up when called (tests replace pipeline.convert)
+
     started = time.perf_counter()
     loaded = load(parsed)
     loading += time.perf_counter() - started
-
-    from fp8conv.converter import pipeline  # looked up when called (tests replace pipeline.convert)
+    if data is not None and not isinstance(data, (str, os.PathLike)):  # arrays or a reader: read once, used twice
+        data = pipeline.open_calibration_samples(data, loaded.model, loaded.constant_inputs)
+        if verify_data is None and random_inputs is None:
+            verify_on = data
 
     result = pipeline.convert(loaded, target, data, config=config, progress=progress)
     result.seconds += loading  # convert() timed the clone of the loaded model as its "load"
