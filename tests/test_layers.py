@@ -28,9 +28,10 @@ MODULE_LAYERS: Mapping[str, str] = {
     "fp8conv.errors": "base",
     "fp8conv.config": "base",
     "fp8conv._version": "base",
-    # numerics: number formats, rounding, the FP8 emulator, integer weight quantization math
+    # numerics: number formats (float and integer), rounding, the FP8 emulator, integer weight quantization math
     "fp8conv.runtime": "numerics",
     "fp8conv.runtime.formats": "numerics",
+    "fp8conv.runtime.integer_types": "numerics",
     "fp8conv.runtime.rounding": "numerics",
     "fp8conv.runtime.emulator": "numerics",
     "fp8conv.runtime.integer_quantization": "numerics",

@@ -54,6 +54,7 @@ from fp8conv.passes.plan import (
 )
 from fp8conv.runtime.audit import audit_integer_kernels
 from fp8conv.runtime.integer_quantization import QuantizedWeights, quantize_weights
+from fp8conv.runtime.integer_types import integer_type
 
 __all__ = [
     "ConversionResult",
@@ -591,7 +592,7 @@ def _activation_quantization(
     records: list[ActivationRecord] = []
     groups = plan.groups()
     qtypes = {
-        group: max((_qtype(plan.points[t], config) for t in tensors), key=lambda qtype: qtype.bits)
+        group: max((_qtype(plan.points[t], config) for t in tensors), key=lambda qtype: integer_type(qtype).bits)
         for group, tensors in groups.items()
     }
     ranges = _calibrated_ranges(statistics, qtypes, config)

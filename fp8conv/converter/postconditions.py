@@ -33,6 +33,7 @@ import onnx_ir as ir
 
 from fp8conv.errors import InternalError
 from fp8conv.passes.canonical import CANONICAL_DOMAIN
+from fp8conv.runtime.integer_types import integer_type_of, quantize_output_type
 
 if TYPE_CHECKING:
     from fp8conv.passes.plan import Layer
@@ -50,16 +51,11 @@ _PASS_THROUGH = frozenset({"Transpose", "Reshape", "Identity", "Squeeze", "Unsqu
 _FEEDING = _PASS_THROUGH | {"DequantizeLinear", "QuantizeLinear", "Cast", "CastLike", "Constant"}
 """Ops whose inputs belong to the layer they feed, for the keep-float exemption of postcondition 1."""
 
-_BITS = {
-    ir.DataType.INT4: 4,
-    ir.DataType.UINT4: 4,
-    ir.DataType.INT8: 8,
-    ir.DataType.UINT8: 8,
-    ir.DataType.INT16: 16,
-    ir.DataType.UINT16: 16,
-    ir.DataType.INT32: 32,
-}
-"""Integer element types a DequantizeLinear may read, and their widths."""
+
+def _bits(dtype: ir.DataType | None) -> int | None:
+    """Width of an integer element type a DequantizeLinear may read (None for any other type)."""
+    fmt = integer_type_of(dtype)
+    return fmt.bits if fmt is not None else None
 
 
 def is_low_precision_float(dtype: ir.DataType | None) -> bool:
@@ -92,14 +88,12 @@ class WrittenLayer:
     @property
     def weight_bits(self) -> int | None:
         """Bits of the integer weight, None when the weight is not integer."""
-        dtype = _dtype(self.weight_type)
-        return _BITS.get(dtype) if dtype is not None else None
+        return _bits(_dtype(self.weight_type))
 
     @property
     def activation_bits(self) -> int | None:
         """Bits of the integer data input, None when it is float."""
-        dtype = _dtype(self.input_types[0]) if self.input_types else None
-        return _BITS.get(dtype) if dtype is not None else None
+        return _bits(_dtype(self.input_types[0])) if self.input_types else None
 
     @property
     def precision(self) -> str:
@@ -110,7 +104,7 @@ class WrittenLayer:
         if self.weight_bits is not None:
             return "int4" if self.weight_bits <= 4 else "int8"
         computed = self.weight_type is None and len(self.input_types) == 2
-        if computed and all(_dtype(t) in _BITS for t in self.input_types):
+        if computed and all(_bits(_dtype(t)) is not None for t in self.input_types):
             return "int8"
         return "float"
 
@@ -205,7 +199,7 @@ def _output_quantizer_bits(node: ir.Node) -> int | None:
         if reader.op_type in _PASS_THROUGH and reader.domain in ("", "ai.onnx"):
             readers.extend(reader.outputs[0].consumers())
         elif reader.op_type == "QuantizeLinear" and len(reader.inputs) > 2 and reader.inputs[2] is not None:
-            width = _BITS.get(reader.inputs[2].dtype)
+            width = _bits(reader.inputs[2].dtype)
             if width is not None:
                 widths.append(width)
     return max(widths, default=None)
@@ -305,7 +299,7 @@ def _dequantized_type(value: ir.Value | None) -> str | None:
     if producer is None or producer.op_type != "DequantizeLinear" or not producer.inputs:
         return None
     dtype = _quantized_type(producer)
-    return dtype.name if dtype in _BITS else None
+    return dtype.name if dtype is not None and _bits(dtype) is not None else None
 
 
 def _quantized_type(dequantize: ir.Node) -> ir.DataType | None:
@@ -324,12 +318,12 @@ def _quantized_type(dequantize: ir.Node) -> ir.DataType | None:
     quantize = quantized.producer()
     if dtype is None and quantize is not None and quantize.op_type == "QuantizeLinear":
         q_zero_point = quantize.inputs[2] if len(quantize.inputs) > 2 else None
-        if q_zero_point is not None:
-            dtype = q_zero_point.dtype or _constant_dtype(q_zero_point)
-        elif "output_dtype" in quantize.attributes:
-            dtype = ir.DataType(quantize.attributes.get_int("output_dtype", 0))
-        else:
-            dtype = ir.DataType.UINT8
+        produced = quantize_output_type(
+            has_zero_point=q_zero_point is not None,
+            zero_point_type=(q_zero_point.dtype or _constant_dtype(q_zero_point)) if q_zero_point is not None else None,
+            output_dtype=quantize.attributes.get_int("output_dtype", 0),
+        )
+        dtype = produced if isinstance(produced, ir.DataType) else None
     return dtype
 
 

@@ -18,6 +18,8 @@ from fp8conv.config import IntegerType
 from fp8conv.passes.canonical import is_fake_quantize, is_fp8_weight_dequantize
 from fp8conv.passes.plan import QuantizationPlan
 from fp8conv.passes.values import take_over
+from fp8conv.runtime.integer_quantization import weight_storage_type
+from fp8conv.runtime.integer_types import IntegerFormat, integer_type
 
 __all__ = [
     "ActivationQuantization",
@@ -30,14 +32,6 @@ __all__ = [
     "reads_integer_weight",
     "swap_producer",
 ]
-
-INTEGER_DATA_TYPES: Mapping[IntegerType, ir.DataType] = {
-    IntegerType.UINT8: ir.DataType.UINT8,
-    IntegerType.INT8: ir.DataType.INT8,
-    IntegerType.INT16: ir.DataType.INT16,
-    IntegerType.UINT16: ir.DataType.UINT16,
-}
-"""The ONNX type of each activation integer type."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +50,11 @@ class ActivationQuantization:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", IntegerType(self.dtype))
+
+    @property
+    def format(self) -> IntegerFormat:
+        """The facts about ``dtype`` (bits, range, ONNX type)."""
+        return integer_type(self.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +78,7 @@ class WeightQuantization:
     @property
     def data_type(self) -> ir.DataType:
         """The ONNX type ``q`` is stored as: INT4 or INT8."""
-        return ir.DataType.INT4 if self.bits == 4 else ir.DataType.INT8
+        return weight_storage_type(self.bits).data_type
 
 
 class NameAllocator:
@@ -144,7 +143,7 @@ class EmissionContext:
     @property
     def needs_opset_21(self) -> bool:
         """Whether the emitted Q/DQ need ai.onnx 21: 16-bit activations, INT4 or blocked weights."""
-        wide = any(quantization.dtype.bits == 16 for quantization in self.activations.values())
+        wide = any(quantization.format.bits == 16 for quantization in self.activations.values())
         return wide or any(weight.bits == 4 or weight.block_size for weight in self.weights.values())
 
 

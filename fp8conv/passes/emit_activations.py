@@ -13,7 +13,6 @@ import onnx_ir as ir
 
 from fp8conv.passes.canonical import is_fake_quantize
 from fp8conv.passes.emission import (
-    INTEGER_DATA_TYPES,
     ActivationQuantization,
     EmissionPass,
     insert_after_producer,
@@ -97,7 +96,7 @@ class EmitActivationsPass(EmissionPass):
         values = values_by_name(model.graph)
         for name, point in self.context.plan.points.items():
             value = values.get(name)
-            data_type = INTEGER_DATA_TYPES[self.context.activations[point.group].dtype]
+            data_type = self.context.activations[point.group].format.data_type
             if value is None or not (_quantized(value, data_type) or _dequantized_output(value, data_type)):
                 raise ir.passes.PostconditionError(f"activation {name}: not quantized to {data_type.name}")
             if any(is_fake_quantize(consumer) for consumer in value.consumers()):
@@ -137,9 +136,9 @@ class EmitActivationsPass(EmissionPass):
     def _activation_constants(
         self, graph: ir.Graph, group: str, quantization: ActivationQuantization
     ) -> tuple[ir.Value, ir.Value]:
-        dtype = INTEGER_DATA_TYPES[quantization.dtype]
+        fmt = quantization.format
         scale = self.context.initializer(graph, f"{group}_scale", ir.tensor(np.float32(quantization.scale)))
-        zero = ir.tensor(np.array(quantization.zero_point, dtype=dtype.numpy()), dtype=dtype)
+        zero = ir.tensor(np.array(quantization.zero_point, dtype=fmt.numpy_dtype), dtype=fmt.data_type)
         return scale, self.context.initializer(graph, f"{group}_zero_point", zero)
 
 

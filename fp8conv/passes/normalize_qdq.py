@@ -25,6 +25,7 @@ from fp8conv.passes.canonical import (
     make_fake_quantize,
 )
 from fp8conv.runtime.formats import FORMATS, FloatFormat
+from fp8conv.runtime.integer_types import quantize_output_type
 
 __all__ = [
     "QDQ_DOMAINS",
@@ -465,19 +466,21 @@ def _is_trt_or_qonnx(domain: str) -> bool:
 # --- the pass ---------------------------------------------------------------------------------------
 
 
-def _quantized_type(node: ir.Node) -> ir.DataType | None:
-    """The element type a ``QuantizeLinear`` produces: the zero point's type, else ``output_dtype``."""
+def _quantized_type(node: ir.Node) -> int | None:
+    """The element type a ``QuantizeLinear`` produces (:func:`~fp8conv.runtime.integer_types.quantize_output_type`).
+
+    Raises:
+        Fp8ConvError: ``output_dtype`` and the zero point's type differ.
+    """
     zero_point = node.inputs[2] if len(node.inputs) > 2 else None
     output_dtype = node.attributes.get_int("output_dtype", 0)
-    if zero_point is None:
-        return ir.DataType(output_dtype) if output_dtype else None
     dtype = constant_dtype(zero_point)
     if output_dtype and dtype is not None and dtype != output_dtype:
         raise Fp8ConvError(
             f"node {node.name!r}: output_dtype {ir.DataType(output_dtype).name} differs from the zero point's "
             f"type {dtype.name}"
         )
-    return dtype
+    return quantize_output_type(has_zero_point=zero_point is not None, zero_point_type=dtype, output_dtype=output_dtype)
 
 
 class NormalizeQdqPass(NodeRewritePass):

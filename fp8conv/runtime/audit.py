@@ -69,6 +69,8 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from fp8conv.errors import Fp8ConvError, ModelLoadError
+from fp8conv.runtime.formats import FORMATS
+from fp8conv.runtime.integer_types import INTEGER_TYPES, integer_type_of, quantize_output_type
 
 __all__ = [
     "AUDITED_OPS",
@@ -176,28 +178,14 @@ _SCORE_WEIGHT_DQ_OUTPUT = 3
 _SCORE_BIAS = 3
 _SCORE_OUTPUT = 2
 
-_FP8_TYPES = frozenset(
-    {
-        TensorProto.FLOAT8E4M3FN,
-        TensorProto.FLOAT8E4M3FNUZ,
-        TensorProto.FLOAT8E5M2,
-        TensorProto.FLOAT8E5M2FNUZ,
-    }
-    | ({TensorProto.FLOAT8E8M0} if hasattr(TensorProto, "FLOAT8E8M0") else set())
+_FP8_TYPES = frozenset(fmt.onnx_type for fmt in FORMATS.values() if fmt.onnx_type is not None and fmt.bits == 8)
+_INTEGER_TYPES = tuple(INTEGER_TYPES.values())
+_16BIT_TYPES = frozenset(t.data_type for t in _INTEGER_TYPES if t.bits == 16)
+_SUBBYTE_TYPES = frozenset(t.data_type for t in _INTEGER_TYPES if t.bits < 8) | frozenset(
+    fmt.onnx_type for fmt in FORMATS.values() if fmt.onnx_type is not None and fmt.bits < 8
 )
-_16BIT_TYPES = frozenset({TensorProto.INT16, TensorProto.UINT16})
-_SUBBYTE_TYPES = frozenset(
-    {TensorProto.INT4, TensorProto.UINT4}
-    | ({TensorProto.INT2, TensorProto.UINT2} if hasattr(TensorProto, "INT2") else set())
-    | ({TensorProto.FLOAT4E2M1} if hasattr(TensorProto, "FLOAT4E2M1") else set())
-)
-_8BIT_TYPES = frozenset({TensorProto.INT8, TensorProto.UINT8})
-_NBITS_INT_TYPES = (
-    _8BIT_TYPES
-    | {TensorProto.INT4, TensorProto.UINT4}
-    | ({TensorProto.INT2, TensorProto.UINT2} if hasattr(TensorProto, "INT2") else set())
-)
-_INT_RANGE = {TensorProto.UINT8: (0, 255), TensorProto.INT8: (-128, 127)}
+_8BIT_TYPES = frozenset(t.data_type for t in _INTEGER_TYPES if t.bits == 8)
+_NBITS_INT_TYPES = frozenset(t.data_type for t in _INTEGER_TYPES if t.bits in (2, 4, 8))
 _MAX_SMALL_TENSOR = 16  # elements: Q/Clip parameters read as values
 _MAX_PARAM_TENSOR = 1 << 20  # elements: scales and zero points read as values; weights never are
 _BIAS_SCALE_RTOL = 1e-2  # QLinearConv fusion accepted 1.1 % deviation and rejected 1.3 % (onnxruntime 1.32)
@@ -477,12 +465,12 @@ class _Graph:
             return self.declared_types[name]
         node = self.producer.get(name)
         if node is not None and node.op_type == "QuantizeLinear":
-            output_dtype = _attr(node, "output_dtype", 0)
-            if output_dtype:
-                return int(output_dtype)
-            if len(node.input) > 2 and node.input[2]:
-                return self.elem_type(node.input[2])
-            return TensorProto.UINT8
+            has_zero_point = len(node.input) > 2 and bool(node.input[2])
+            return quantize_output_type(
+                has_zero_point=has_zero_point,
+                zero_point_type=self.elem_type(node.input[2]) if has_zero_point else None,
+                output_dtype=int(_attr(node, "output_dtype", 0)),
+            )
         if node is not None and node.op_type == "DequantizeLinear":
             return TensorProto.FLOAT
         return None
@@ -956,21 +944,22 @@ def _output_issues(node: onnx.NodeProto, g: _Graph, act_type: int | None) -> Ite
 
 def _clip_not_redundant(clip: onnx.NodeProto, q: onnx.NodeProto, g: _Graph) -> str | None:
     """Why a Relu/Clip before QuantizeLinear cannot be folded (``None``: foldable or unknown)."""
-    q_type = g.elem_type(q.output[0])
+    q_type = integer_type_of(g.elem_type(q.output[0]))
     zero_point = g.values(q.input[2]) if len(q.input) > 2 and q.input[2] else 0
     scale = g.values(q.input[1])
-    if q_type not in _INT_RANGE or zero_point is None or scale is None:
+    if q_type is None or q_type.bits != 8 or zero_point is None or scale is None:
         return None
     if np.size(zero_point) != 1 or np.size(scale) != 1:
         return None
     zero_point, scale = int(np.asarray(zero_point).reshape(-1)[0]), float(np.asarray(scale).reshape(-1)[0])
-    q_min, q_max = _INT_RANGE[q_type]
+    q_min, q_max = q_type.qmin, q_type.qmax
     low, high = (q_min - zero_point) * scale, (q_max - zero_point) * scale
     if clip.op_type == "Relu":
         if zero_point != q_min:
             return (
                 f"the Relu before QuantizeLinear cannot be folded (zero point {zero_point} is not the "
-                f"{_type_name(q_type)} minimum {q_min}): the fused kernel needs QuantizeLinear right after the op"
+                f"{_type_name(q_type.data_type)} minimum {q_min}): the fused kernel needs QuantizeLinear right "
+                "after the op"
             )
         return None
     clip_min = g.values(clip.input[1]) if len(clip.input) > 1 and clip.input[1] else None

@@ -52,6 +52,8 @@ from typing import Literal
 
 import numpy as np
 
+from fp8conv.runtime.integer_types import INTEGER_TYPES, IntegerFormat
+
 __all__ = [
     "QuantizedWeights",
     "WeightCodes",
@@ -60,6 +62,7 @@ __all__ = [
     "quantize_bias",
     "quantize_weights",
     "weight_range",
+    "weight_storage_type",
 ]
 
 logger = logging.getLogger(__name__)
@@ -74,7 +77,9 @@ _DISTINCT_MIN_LENGTH = 64
 _DISTINCT_PROBE_ROWS = 4
 _DISTINCT_MIN_GAIN = 4
 _DISTINCT_MARGIN = 1e-12
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+_INT32 = INTEGER_TYPES["int32"]
+_INT32_MIN, _INT32_MAX = _INT32.qmin, _INT32.qmax
+_WEIGHT_STORAGE = {4: INTEGER_TYPES["int4"], 8: INTEGER_TYPES["int8"]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,9 +143,25 @@ class QuantizedWeights:
     value_range: tuple[float, float]
 
     @property
+    def storage_type(self) -> IntegerFormat:
+        """The integer type ``q`` is stored as: int8 or int4."""
+        return weight_storage_type(self.bits)
+
+    @property
     def onnx_type(self) -> int:
-        """The ``onnx.TensorProto`` data type of ``q``: INT8 (3) or INT4 (22)."""
-        return 3 if self.bits == 8 else 22
+        """The ``onnx.TensorProto`` data type of ``q``: INT8 or INT4."""
+        return int(self.storage_type.data_type)
+
+
+def weight_storage_type(bits: int) -> IntegerFormat:
+    """The integer type weights of ``bits`` storage bits are stored as: int4 (4) or int8 (8; 7-bit values too).
+
+    Raises:
+        ValueError: For another width.
+    """
+    if bits not in _WEIGHT_STORAGE:
+        raise ValueError(f"integer weights are stored in 4 or 8 bits, got {bits!r}")
+    return _WEIGHT_STORAGE[bits]
 
 
 def weight_range(bits: int, narrow_bits: int | None = None) -> tuple[int, int, int]:
@@ -158,14 +179,14 @@ def weight_range(bits: int, narrow_bits: int | None = None) -> tuple[int, int, i
     """
     if bits not in (4, 7, 8) or isinstance(bits, bool):
         raise ValueError(f"bits must be 8, 7 (AVX2-safe int8) or 4, got {bits!r}")
-    storage = 4 if bits == 4 else 8
+    storage = weight_storage_type(4 if bits == 4 else 8)
     if narrow_bits is None or narrow_bits == bits:
-        qmax = {8: 127, 7: 63, 4: 7}[bits]
-        return storage, (-8 if bits == 4 else -qmax), qmax
-    if isinstance(narrow_bits, bool) or not isinstance(narrow_bits, int) or not 2 <= narrow_bits <= bits:
+        narrow_bits = bits
+    elif isinstance(narrow_bits, bool) or not isinstance(narrow_bits, int) or not 2 <= narrow_bits <= bits:
         raise ValueError(f"narrow_bits must be an int in [2, {bits}] (or None), got {narrow_bits!r}")
-    qmax = (1 << (narrow_bits - 1)) - 1
-    return storage, -qmax, qmax
+    qmax = (1 << (narrow_bits - 1)) - 1  # the largest value of a signed narrow_bits integer
+    qmin = storage.qmin if narrow_bits == storage.bits == 4 else -qmax  # int4 keeps its 16th level, -8
+    return storage.bits, qmin, qmax
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,14 +35,13 @@ from fp8conv.converter.calibration.registry import (
     compute_range,
     range_method,
 )
-from fp8conv.converter.calibration.scales import INT_TYPES, IntType, QType, int_type, quantization_params
+from fp8conv.converter.calibration.scales import INT_TYPES, QType, int_type, quantization_params
 from fp8conv.converter.calibration.statistics import CodeHistogram, Statistics, StreamingHistogram
 
 __all__ = [
     "INT_TYPES",
     "RANGE_METHODS",
     "CodeHistogram",
-    "IntType",
     "QType",
     "RangeMethod",
     "RangeMethodSpec",
