@@ -47,6 +47,7 @@ from fp8conv.passes.canonical import (
     is_fp8_weight_dequantize,
     read_fake_quantize,
 )
+from fp8conv.passes.clip_bounds import clip_bounds
 from fp8conv.passes.data_movement import trace_movement
 from fp8conv.passes.dequantize_fp8 import exact_weights
 from fp8conv.passes.overrides import layer_names, select_overrides
@@ -414,13 +415,12 @@ def _fp8_point_reading(value: ir.Value, by_output: dict[str, QuantPoint]) -> Qua
 
 
 def _clip_bounds(value: ir.Value) -> tuple[float, float] | None:
-    """(min, max) of a Clip with constant bounds that produces ``value``."""
+    """(min, max) of a Clip producing ``value``; a bound that is not constant is none (±Inf)."""
     producer = value.producer()
     if producer is None or producer.op_type != "Clip" or producer.domain not in ("", "ai.onnx"):
         return None
-    inputs = [*producer.inputs[1:3], None, None]
-    low, high = constant_array(inputs[0]), constant_array(inputs[1])
-    return (float(low) if low is not None else -np.inf), (float(high) if high is not None else np.inf)
+    low, high = clip_bounds(producer)
+    return (low if low is not None else -np.inf), (high if high is not None else np.inf)
 
 
 def _non_negative(value: ir.Value) -> bool:
@@ -429,9 +429,9 @@ def _non_negative(value: ir.Value) -> bool:
         return False
     if producer.op_type in NON_NEGATIVE_OPS:
         return True
-    if producer.op_type == "Clip" and len(producer.inputs) > 1:
-        low = constant_array(producer.inputs[1])
-        return low is not None and float(low) >= 0.0
+    if producer.op_type == "Clip":
+        low = clip_bounds(producer)[0]
+        return low is not None and low >= 0.0
     return False
 
 
