@@ -81,6 +81,7 @@ from fp8conv.passes.canonical import (
     is_fake_quantize,
     is_fp8_weight_dequantize,
     read_fake_quantize,
+    read_scale,
 )
 from fp8conv.runtime.emulator import decode, float16_codes
 from fp8conv.runtime.formats import FORMATS, FloatFormat
@@ -459,13 +460,8 @@ class _Builder:
 
 
 def _checked_scale(node: ir.Node, value: ir.Value | None, spec: QuantSpec, shape: ir.Shape | None) -> np.ndarray:
-    """The node's scale as float32, validated against the emulator's rules where shapes are known."""
-    array = constant_array(value)
-    if array is None:
-        raise Fp8ConvError(f"node {node.name!r}: the scale is not a constant; fp8conv needs constant FP8 scales")
-    scale = np.asarray(array, dtype=np.float32)
-    if scale.size == 0 or not (np.isfinite(scale) & (scale > 0)).all():
-        raise Fp8ConvError(f"node {node.name!r}: every scale must be positive and finite")
+    """The node's scale as float32 (:func:`~fp8conv.passes.canonical.read_scale`), its shape checked where known."""
+    scale = read_scale(node, value)
     dims = tuple(shape) if shape is not None else ()
     if spec.block_size:
         axis = 1 if spec.axis is None else spec.axis

@@ -8,13 +8,12 @@ import logging
 import numpy as np
 import onnx_ir as ir
 
-from fp8conv.passes.canonical import FP8_DATA_TYPES, QuantSpec, constant_array
+from fp8conv.passes.canonical import FP8_DATA_TYPES, QuantSpec, constant_array, read_scale
 from fp8conv.passes.clip_bounds import clip_bounds
 from fp8conv.passes.normalize_qdq import (
     NodeRewritePass,
     add_canonical_opset,
     add_initializer,
-    check_scale,
     constant_dtype,
     per_axis_scale,
     remove_unused_constants,
@@ -186,7 +185,7 @@ class NormalizeCastPairPass(NodeRewritePass):
         if saturate is None or scale_value is None:
             return False
         x = chain.front.data
-        scale_value, axis = per_axis_scale(to_fp8, scale_value, check_scale(to_fp8, scale_value), x)
+        scale_value, axis = per_axis_scale(to_fp8, scale_value, read_scale(to_fp8, scale_value), x)
         spec = QuantSpec(fmt, axis=axis, saturate=saturate)
         constants = [chain.front.constant, chain.back.constant, *(v for node in chain.clamps for v in node.inputs)]
         result_type = ir.DataType(chain.back_cast.attributes.get_int("to"))

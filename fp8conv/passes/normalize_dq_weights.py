@@ -6,10 +6,9 @@ import logging
 
 import onnx_ir as ir
 
-from fp8conv.passes.canonical import FP8_DATA_TYPES, constant_array
+from fp8conv.passes.canonical import FP8_DATA_TYPES, constant_array, read_scale
 from fp8conv.passes.normalize_qdq import (
     QDQ_DOMAINS,
-    check_scale,
     check_zero_point,
     constant_dtype,
     drop_unused_opsets,
@@ -63,7 +62,7 @@ class NormalizeFp8WeightDequantizePass(ir.passes.InPlacePass):
             return False
         scale_value = node.inputs[1] if len(node.inputs) > 1 else None
         zero_point = node.inputs[2] if len(node.inputs) > 2 else None
-        scale = check_scale(node, scale_value)
+        scale = read_scale(node, scale_value)
         scale_spec(node, FORMATS[FP8_DATA_TYPES[dtype]], scale, static_shape(data), saturate=True)
         check_zero_point(node, zero_point)
         modified = False

@@ -10,10 +10,9 @@ import onnx_ir as ir
 
 from fp8conv import fp8
 from fp8conv.errors import Fp8ConvError, UnsupportedModelError
-from fp8conv.passes.canonical import QuantSpec, constant_array
+from fp8conv.passes.canonical import QuantSpec, constant_array, read_scale
 from fp8conv.passes.normalize_qdq import (
     add_canonical_opset,
-    check_scale,
     drop_unused_opsets,
     per_axis_scale,
     remove_unused_constants,
@@ -187,7 +186,7 @@ class NormalizeFloatQuantPass(ir.passes.InPlacePass):
             has_nan=bool(attributes.get_int("has_nan", 0)),
             saturation=saturation,
         )
-        scale = check_scale(node, scale_value)
+        scale = read_scale(node, scale_value)
         scale_value, axis = per_axis_scale(node, scale_value, scale, x)
         spec = QuantSpec(fmt, axis=axis, saturate=saturation)
         has_subnormal = attributes.get_int("has_subnormal", 0)

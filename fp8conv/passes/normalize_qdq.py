@@ -1,7 +1,7 @@
 """Normalize standard FP8 ``QuantizeLinear`` → ``DequantizeLinear`` pairs into the canonical form.
 
 This module also holds the small graph-rewriting helpers that every normalization pass shares
-(checking scales and zero points, reading granularity, replacing a matched chain of nodes by one
+(checking zero points, reading granularity, replacing a matched chain of nodes by one
 canonical node while keeping the source tensor names, and opset-import bookkeeping).
 """
 
@@ -23,6 +23,7 @@ from fp8conv.passes.canonical import (
     constant_array,
     constant_tensor,
     make_fake_quantize,
+    read_scale,
 )
 from fp8conv.runtime.formats import FORMATS, FloatFormat
 from fp8conv.runtime.integer_types import quantize_output_type
@@ -33,7 +34,6 @@ __all__ = [
     "NormalizeQdqPass",
     "add_canonical_opset",
     "add_initializer",
-    "check_scale",
     "check_zero_point",
     "constant_dtype",
     "drop_unused_opsets",
@@ -99,34 +99,6 @@ def same_constant(a: ir.Value | None, b: ir.Value | None) -> bool:
 
 
 # --- validation -------------------------------------------------------------------------------------
-
-
-def check_scale(node: ir.Node, value: ir.Value | None) -> np.ndarray:
-    """Read a quantizer's scale: a constant whose entries are all positive and finite.
-
-    Args:
-        node: The quantizer (named in error messages).
-        value: Its scale input.
-
-    Returns:
-        The scale as float32, shaped as in the graph.
-
-    Raises:
-        UnsupportedModelError: When the scale is not a constant.
-        Fp8ConvError: When an entry is <= 0, NaN or Inf.
-    """
-    name = value.name if value is not None else None
-    array = constant_array(value)
-    if array is None:
-        raise UnsupportedModelError(
-            f"node {node.name!r}: the scale {name!r} is not a constant; fp8conv needs constant FP8 scales"
-        )
-    scale = np.asarray(array, dtype=np.float32)
-    bad = ~np.isfinite(scale) | (scale <= 0)
-    if scale.size == 0 or bad.any():
-        found = scale.reshape(-1)[np.argmax(bad.reshape(-1))] if scale.size else "an empty tensor"
-        raise Fp8ConvError(f"node {node.name!r}: scale {name!r} must be positive and finite, found {found!r}")
-    return scale
 
 
 def check_zero_point(node: ir.Node, value: ir.Value | None) -> None:
@@ -538,7 +510,7 @@ class NormalizeQdqPass(NodeRewritePass):
             )
             return False
         check_zero_point(quantize, zero_point)
-        scale = check_scale(quantize, scale_value)
+        scale = read_scale(quantize, scale_value)
         spec = scale_spec(
             quantize,
             FORMATS[FP8_DATA_TYPES[dtype]],

@@ -8,10 +8,9 @@ import numpy as np
 import onnx_ir as ir
 
 from fp8conv.errors import UnsupportedModelError
-from fp8conv.passes.canonical import QuantSpec, constant_array
+from fp8conv.passes.canonical import QuantSpec, constant_array, read_scale
 from fp8conv.passes.normalize_qdq import (
     add_canonical_opset,
-    check_scale,
     constant_dtype,
     drop_unused_opsets,
     remove_unused_constants,
@@ -39,7 +38,7 @@ def _is_trt(node: ir.Node, op_type: str) -> bool:
 
 
 def _per_tensor_scale(node: ir.Node, value: ir.Value | None) -> np.ndarray:
-    scale = check_scale(node, value)
+    scale = read_scale(node, value)
     if scale.size != 1:
         raise UnsupportedModelError(
             f"node {node.name!r}: {node.op_type} takes a per-tensor scale, "

@@ -52,6 +52,7 @@ from typing import Literal
 
 import numpy as np
 
+from fp8conv.runtime.emulator import check_scale
 from fp8conv.runtime.integer_types import INTEGER_TYPES, IntegerFormat
 
 __all__ = [
@@ -720,16 +721,13 @@ def quantize_bias(
     b = np.asarray(bias, dtype=np.float32)
     if b.ndim != 1 or not np.isfinite(b).all():
         raise ValueError(f"bias must be a finite 1-D array, got shape {b.shape}")
-    s_x = np.float32(input_scale)
+    s_x = np.float32(check_scale(np.float32(input_scale), "input_scale"))
     s_w = np.asarray(weight_scale, dtype=np.float32)
-    if not (math.isfinite(s_x) and s_x > 0):
-        raise ValueError(f"input_scale must be positive and finite, got {input_scale!r}")
     if s_w.ndim > 1 or (s_w.ndim == 1 and s_w.shape[0] not in (1, b.shape[0])):
         raise ValueError(
             f"weight_scale must be a scalar or 1-D with {b.shape[0]} entries (per channel) or 1, got shape {s_w.shape}"
         )
-    if not (np.isfinite(s_w).all() and (s_w > 0).all()):
-        raise ValueError("weight_scale must be positive and finite")
+    check_scale(s_w, "weight_scale")
     scale = np.broadcast_to(s_x * s_w, b.shape).astype(np.float32)
     if (scale == 0).any():
         raise ValueError("input_scale * weight_scale underflows to 0 in float32; the bias cannot be quantized")
