@@ -71,6 +71,8 @@ from onnx import TensorProto, numpy_helper
 from fp8conv.errors import Fp8ConvError, ModelLoadError
 from fp8conv.runtime.formats import FORMATS
 from fp8conv.runtime.integer_types import INTEGER_TYPES, integer_type_of, quantize_output_type
+from fp8conv.runtime.ort_backend import OPTIMIZATION_LEVELS
+from fp8conv.runtime.ort_backend import optimization_level as optimization_level_key
 
 __all__ = [
     "AUDITED_OPS",
@@ -101,24 +103,6 @@ INTEGER_KERNELS: frozenset[str] = frozenset(
 )
 """Optimized-graph op types that compute on integers (any domain)."""
 
-OPTIMIZATION_LEVELS: Mapping[str, str] = {
-    "disable": "ORT_DISABLE_ALL",
-    "basic": "ORT_ENABLE_BASIC",
-    "extended": "ORT_ENABLE_EXTENDED",
-    "layout": "ORT_ENABLE_LAYOUT",
-    "all": "ORT_ENABLE_ALL",
-}
-"""Accepted ``optimization_level`` values and the onnxruntime level each selects."""
-
-_LEVEL_ALIASES = {
-    "disabled": "disable",
-    "disable_all": "disable",
-    "none": "disable",
-    "enable_basic": "basic",
-    "enable_extended": "extended",
-    "enable_layout": "layout",
-    "enable_all": "all",
-}
 _LEVEL_RANK = {"disable": 0, "basic": 1, "extended": 2, "layout": 3, "all": 99}
 
 # Session options this module sets itself; a caller's values for them are overridden.
@@ -304,7 +288,7 @@ def audit_integer_kernels(
         Fp8ConvError: Unknown optimization level.
         ModelLoadError: The file cannot be read, or onnxruntime cannot create a session for the model.
     """
-    level = _normalize_level(optimization_level)
+    level = optimization_level_key(optimization_level)
     config = dict(session_options_config or {})
     with tempfile.TemporaryDirectory(prefix="fp8conv-audit-") as tmp:
         tmp_dir = Path(tmp)
@@ -330,15 +314,6 @@ def audit_integer_kernels(
 # Sessions
 
 
-def _normalize_level(level: str) -> str:
-    key = str(level).strip().lower()
-    key = key.removeprefix("ort_")
-    key = _LEVEL_ALIASES.get(key, key)
-    if key not in OPTIMIZATION_LEVELS:
-        raise Fp8ConvError(f"unknown optimization level {level!r}; expected one of {', '.join(OPTIMIZATION_LEVELS)}")
-    return key
-
-
 def _prepare_model(model: str | os.PathLike | onnx.ModelProto, tmp_dir: Path) -> tuple[onnx.ModelProto, str | bytes]:
     """Returns the emitted model's proto (without external data) and what to hand onnxruntime."""
     if isinstance(model, onnx.ModelProto):
@@ -360,9 +335,7 @@ def _prepare_model(model: str | os.PathLike | onnx.ModelProto, tmp_dir: Path) ->
 
 def _optimized_graph(source: str | bytes, level: str, config: Mapping[str, str], tmp_dir: Path) -> onnx.ModelProto:
     """Creates a CPU session that saves its optimized graph, and parses that graph without weights."""
-    import onnxruntime as ort
-
-    from fp8conv.runtime.ort_backend import create_session
+    from fp8conv.runtime.ort_backend import create_session, graph_optimization_level
 
     out_dir = tmp_dir / "optimized"
     out_dir.mkdir()
@@ -380,7 +353,7 @@ def _optimized_graph(source: str | bytes, level: str, config: Mapping[str, str],
         try:
             create_session(
                 source,
-                optimization_level=getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[level]),
+                optimization_level=graph_optimization_level(level),
                 config={**entries, **forced},
                 optimized_model_path=out_path,
             )

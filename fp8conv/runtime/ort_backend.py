@@ -21,11 +21,41 @@ import onnxruntime as ort
 
 from fp8conv.errors import Fp8ConvError
 
-__all__ = ["CPU_PROVIDER", "TensorInfo", "create_session", "ort_log_severity", "session_inputs", "session_outputs"]
+__all__ = [
+    "CPU_PROVIDER",
+    "OPTIMIZATION_LEVELS",
+    "TensorInfo",
+    "create_session",
+    "graph_optimization_level",
+    "optimization_level",
+    "ort_log_severity",
+    "session_inputs",
+    "session_outputs",
+]
 
 logger = logging.getLogger(__name__)
 
 CPU_PROVIDER = "CPUExecutionProvider"
+
+OPTIMIZATION_LEVELS: Mapping[str, str] = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "layout": "ORT_ENABLE_LAYOUT",
+    "all": "ORT_ENABLE_ALL",
+}
+"""The ``optimization_level`` names fp8conv accepts, and the onnxruntime level each selects, lowest first."""
+
+_LEVEL_ALIASES = {
+    "": "all",
+    "none": "disable",
+    "disabled": "disable",
+    "disable_all": "disable",
+    "enable_basic": "basic",
+    "enable_extended": "extended",
+    "enable_layout": "layout",
+    "enable_all": "all",
+}
 
 _ORT_TYPES: dict[str, np.dtype] = {
     "tensor(float)": np.dtype(np.float32),
@@ -77,6 +107,28 @@ def ort_log_severity() -> int:
     if level <= logging.DEBUG:
         return 1
     return 2 if level <= logging.INFO else 3
+
+
+def optimization_level(level: str) -> str:
+    """The key of :data:`OPTIMIZATION_LEVELS` that ``level`` names: the one parser of optimization levels.
+
+    Accepted, in any case and with surrounding spaces: the keys, onnxruntime's names (``ORT_ENABLE_EXTENDED``,
+    ``ORT_DISABLE_ALL``; the ``ORT_`` prefix optional), ``disabled`` and ``none`` for ``disable``, and the empty
+    string for the default, ``all``.
+
+    Raises:
+        Fp8ConvError: For any other value; the message lists the keys.
+    """
+    key = str(level).strip().lower().removeprefix("ort_")
+    key = _LEVEL_ALIASES.get(key, key)
+    if key not in OPTIMIZATION_LEVELS:
+        raise Fp8ConvError(f"unknown optimization level {level!r}; expected one of {', '.join(OPTIMIZATION_LEVELS)}")
+    return key
+
+
+def graph_optimization_level(level: str) -> ort.GraphOptimizationLevel:
+    """The onnxruntime ``GraphOptimizationLevel`` for ``level`` (anything :func:`optimization_level` accepts)."""
+    return getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization_level(level)])
 
 
 def create_session(

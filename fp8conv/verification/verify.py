@@ -41,8 +41,15 @@ from fp8conv.converter.data import LABELS_KEY, SampleSet
 from fp8conv.converter.loading import LoadedModel, ModelInput, load, read_model
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.reference_runner import ReferenceRunner
-from fp8conv.runtime.audit import OPTIMIZATION_LEVELS, audit_integer_kernels
-from fp8conv.runtime.ort_backend import TensorInfo, create_session, session_inputs, session_outputs
+from fp8conv.runtime.audit import audit_integer_kernels
+from fp8conv.runtime.ort_backend import (
+    TensorInfo,
+    create_session,
+    graph_optimization_level,
+    session_inputs,
+    session_outputs,
+)
+from fp8conv.runtime.ort_backend import optimization_level as optimization_level_key
 from fp8conv.verification.gates import Gates, evaluate_gates
 from fp8conv.verification.inputs import DataInput, open_data, random_samples
 from fp8conv.verification.kernel_gate import evaluate_kernel_gate, kernel_gate_setting
@@ -113,9 +120,7 @@ def verify(
     sites = matched_tensors(loaded.model, candidate_model) if per_layer else []
     captures = [site.name for site in sites]
     runner = ReferenceRunner(loaded.model, capture=captures)
-    deployed = create_session(
-        candidate_model, optimization_level=getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[level])
-    )
+    deployed = create_session(candidate_model, optimization_level=graph_optimization_level(level))
     unfused = create_session(
         _with_outputs(candidate_model, captures), optimization_level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     )
@@ -328,11 +333,7 @@ def _incomparable(reference: np.ndarray, candidate: np.ndarray) -> str | None:
 
 
 def _level(level: str) -> str:
-    key = str(level).lower().removeprefix("ort_").replace("enable_", "").replace("_all", "") or "all"
-    key = {"disable": "disable", "disabled": "disable", "none": "disable"}.get(key, key)
-    if key not in OPTIMIZATION_LEVELS:
-        raise Fp8ConvError(f"unknown optimization level {level!r}; valid: {', '.join(OPTIMIZATION_LEVELS)}")
-    return key
+    return optimization_level_key(level)
 
 
 def _with_outputs(model: ir.Model, names: Sequence[str]) -> ir.Model:
