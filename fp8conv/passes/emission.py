@@ -16,6 +16,7 @@ import onnx_ir as ir
 
 from fp8conv.config import IntegerType
 from fp8conv.passes.canonical import is_fake_quantize, is_fp8_weight_dequantize
+from fp8conv.passes.names import NameAllocator
 from fp8conv.passes.plan import QuantizationPlan
 from fp8conv.passes.values import take_over
 from fp8conv.runtime.integer_quantization import weight_storage_type
@@ -25,7 +26,6 @@ __all__ = [
     "ActivationQuantization",
     "EmissionContext",
     "EmissionPass",
-    "NameAllocator",
     "WeightQuantization",
     "insert_after_producer",
     "is_fp8_quantizer",
@@ -79,27 +79,6 @@ class WeightQuantization:
     def data_type(self) -> ir.DataType:
         """The ONNX type ``q`` is stored as: INT4 or INT8."""
         return weight_storage_type(self.bits).data_type
-
-
-class NameAllocator:
-    """Deterministic unique names: ``base``, then ``base_1``, ``base_2`` and so on."""
-
-    def __init__(self, graph: ir.Graph) -> None:
-        self._taken = {value.name for value in graph.inputs if value.name}
-        self._taken |= {name for name in graph.initializers}
-        for node in ir.traversal.RecursiveGraphIterator(graph):
-            if node.name:
-                self._taken.add(node.name)
-            self._taken |= {value.name for value in node.outputs if value.name}
-
-    def new(self, base: str) -> str:
-        """A name not taken yet, now taken."""
-        name, counter = base, 0
-        while name in self._taken:
-            counter += 1
-            name = f"{base}_{counter}"
-        self._taken.add(name)
-        return name
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@ import logging
 import onnx_ir as ir
 
 from fp8conv.passes.canonical import FP8_DATA_TYPES, constant_array, read_scale
+from fp8conv.passes.names import shared_names
 from fp8conv.passes.normalize_qdq import (
     QDQ_DOMAINS,
     check_zero_point,
@@ -45,9 +46,10 @@ class NormalizeFp8WeightDequantizePass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         """Check and tidy every FP8 weight DequantizeLinear of the model's graph and subgraphs."""
         modified = False
-        for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
-            if self._normalize(node):
-                modified = True
+        with shared_names():
+            for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
+                if self._normalize(node):
+                    modified = True
         if modified:
             drop_unused_opsets(model, lambda domain: domain == "trt")
         return ir.passes.PassResult(model, modified=modified)

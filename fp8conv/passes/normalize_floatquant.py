@@ -11,6 +11,7 @@ import onnx_ir as ir
 from fp8conv import fp8
 from fp8conv.errors import Fp8ConvError, UnsupportedModelError
 from fp8conv.passes.canonical import QuantSpec, constant_array, read_scale
+from fp8conv.passes.names import shared_names
 from fp8conv.passes.normalize_qdq import (
     add_canonical_opset,
     drop_unused_opsets,
@@ -154,10 +155,11 @@ class NormalizeFloatQuantPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         """Rewrite every FloatQuant of the model's graph and subgraphs."""
         modified = False
-        for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
-            if node.domain == QONNX_DOMAIN and node.op_type == "FloatQuant":
-                self._rewrite(node)
-                modified = True
+        with shared_names():
+            for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
+                if node.domain == QONNX_DOMAIN and node.op_type == "FloatQuant":
+                    self._rewrite(node)
+                    modified = True
         if modified:
             add_canonical_opset(model)
             drop_unused_opsets(model, lambda domain: domain.startswith("qonnx"))

@@ -25,6 +25,7 @@ from fp8conv.passes.canonical import (
     make_fake_quantize,
     read_scale,
 )
+from fp8conv.passes.names import forget_name, names_for, shared_names
 from fp8conv.runtime.formats import FORMATS, FloatFormat
 from fp8conv.runtime.integer_types import quantize_output_type
 
@@ -228,7 +229,7 @@ def add_initializer(node: ir.Node, like: ir.Value, array: np.ndarray, suffix: st
 
     The initializer is named ``<like's name>_<suffix>``; an existing initializer of that name with
     equal contents is reused (two quantizers that shared a scale still share the new one), and a
-    counter is appended when the name holds something else.
+    counter is appended when any value or node of the graph has the name (:func:`~fp8conv.passes.names.names_for`).
 
     Args:
         node: A node of the graph that receives the initializer.
@@ -243,14 +244,14 @@ def add_initializer(node: ir.Node, like: ir.Value, array: np.ndarray, suffix: st
     assert graph is not None
     dtype = constant_dtype(like)
     tensor = ir.tensor(np.asarray(array, order="C"), dtype=dtype)  # (ascontiguousarray makes 0-d arrays 1-d)
-    base = f"{like.name}_{suffix}"
-    name, counter = base, 0
-    while name in graph.initializers:
-        existing = graph.initializers[name]
-        if existing.dtype == dtype and np.array_equal(constant_array(existing), array):
-            return existing
-        counter += 1
-        name = f"{base}_{counter}"
+
+    def equal(name: str) -> bool:
+        existing = graph.initializers.get(name)
+        return existing is not None and existing.dtype == dtype and np.array_equal(constant_array(existing), array)
+
+    name = names_for(graph).new(f"{like.name}_{suffix}", reuse=equal)
+    if name in graph.initializers:
+        return graph.initializers[name]
     value = ir.Value(name=name, shape=ir.Shape(array.shape), type=ir.TensorType(dtype), const_value=tensor)
     graph.register_initializer(value)
     return value
@@ -335,22 +336,16 @@ def replace_with_fake_quantize(
 
     graph = pattern[-1].graph
     assert graph is not None
-    taken = {value.name for node in graph for value in node.outputs} | set(graph.initializers)
-    taken |= {value.name for value in graph.inputs}
+    names = names_for(graph)
 
     def build_with_cast(output: ir.Value) -> list[ir.Node]:
         quantized = make_fake_quantize(x, scale, spec, source=source, name=name)
-        base = unique = f"{output.name}_{x.dtype.name.lower() if x.dtype else 'source'}"
-        counter = 0
-        while unique in taken:
-            counter += 1
-            unique = f"{base}_{counter}"
-        quantized.outputs[0].name = unique
+        quantized.outputs[0].name = names.new(f"{output.name}_{x.dtype.name.lower() if x.dtype else 'source'}")
         quantized.outputs[0].type = x.type
         quantized.outputs[0].shape = x.shape
         output.type = ir.TensorType(result_type)
         cast = ir.node("Cast", [quantized.outputs[0]], attributes={"to": result_type}, outputs=[output])
-        cast.name = f"{name}_cast" if name else None
+        cast.name = names.new(f"{name}_cast") if name else None
         return [quantized, cast]
 
     nodes = rewrite_chain(pattern, build_with_cast)
@@ -366,9 +361,11 @@ def remove_unused_constants(values: Iterable[ir.Value | None]) -> None:
         graph = value.graph
         if value.is_initializer() and graph is not None and value.name is not None:
             graph.initializers.pop(value.name, None)
+            forget_name(graph, value.name)
             continue
         producer = value.producer()
         if producer is not None and producer.op_type == "Constant" and producer.graph is not None:
+            forget_name(producer.graph, value.name)
             producer.graph.remove(producer, safe=True)
 
 
@@ -382,9 +379,10 @@ class NodeRewritePass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         """Apply ``_rewrite`` everywhere; modified when any call returned True."""
         modified = False
-        for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
-            if node.graph is not None and self._rewrite(node):
-                modified = True
+        with shared_names():
+            for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
+                if node.graph is not None and self._rewrite(node):
+                    modified = True
         if modified:
             self._after_rewrites(model)
         return ir.passes.PassResult(model, modified=modified)
