@@ -389,11 +389,11 @@ def test_level_names_and_errors(tmp_path) -> None:
 
 
 def test_derived_names_match_the_suffix_grammar():
-    """``_derives(base, name)`` is ``name == (fused )?base(suffix)*`` for onnxruntime's suffixes (regex oracle)."""
+    """``derives(base, name)`` is ``name == (fused )?base(suffix)*`` for onnxruntime's suffixes (regex oracle)."""
     import random
     import re
 
-    from fp8conv.runtime import audit
+    from fp8conv.runtime.audit import matching
 
     rng = random.Random(0)
     suffixes = ["/MatMulAddFusion/", "/GemmFusion", "/duplicated", "_token_12", "_T", "_s8_2_u8", "_nchwc"]
@@ -402,9 +402,9 @@ def test_derived_names_match_the_suffix_grammar():
     for _ in range(5000):
         base = rng.choice(bases)
         name = rng.choice(["", "fused "]) + rng.choice(bases) + "".join(rng.choices(suffixes, k=rng.randint(0, 3)))
-        expected = re.fullmatch("(?:fused )?" + re.escape(base) + f"(?:{audit._SUFFIXES})*", name) is not None
-        assert audit._derives(base, name) == expected, (base, name)
-    assert not audit._derives("", "x")
+        expected = re.fullmatch("(?:fused )?" + re.escape(base) + f"(?:{matching.SUFFIXES})*", name) is not None
+        assert matching.derives(base, name) == expected, (base, name)
+    assert not matching.derives("", "x")
 
 
 @pytest.mark.parametrize(

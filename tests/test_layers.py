@@ -36,10 +36,12 @@ MODULE_LAYERS: Mapping[str, str] = {
     "fp8conv.runtime.emulator": "numerics",
     "fp8conv.runtime.integer_quantization": "numerics",
     "fp8conv.fp8": "numerics",
-    # execution: onnxruntime sessions, the reference session of a lowered model, the kernel audit
+    # execution: onnxruntime sessions, the reference session of a lowered model, onnxruntime's fusion rules, the
+    # kernel audit
     "fp8conv.runtime.ort_backend": "execution",
     "fp8conv.runtime.reference": "execution",
-    "fp8conv.runtime.audit": "execution",
+    "fp8conv.runtime.fusion_rules": "execution",
+    "fp8conv.runtime.audit.*": "execution",
     # passes: normalization, canonical form, lowering, planning (analysis), emission
     "fp8conv.passes.*": "passes",
     # converter: orchestration, calibration, loading, data, files, postconditions

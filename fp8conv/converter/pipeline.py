@@ -53,6 +53,7 @@ from fp8conv.passes.plan import (
     values_by_name,
 )
 from fp8conv.runtime.audit import audit_integer_kernels
+from fp8conv.runtime.fusion_rules import range_inside_clip
 from fp8conv.runtime.integer_quantization import QuantizedWeights, quantize_weights
 from fp8conv.runtime.integer_types import integer_type
 
@@ -657,17 +658,11 @@ def _calibrated_ranges(
 
 
 def _inside_clip_bounds(points: list[ActivationPoint], low: float, high: float) -> tuple[float, float]:
-    """Keep the range inside the bounds of a Clip producing the tensors (ReLU6).
+    """Keep the range inside the bounds of a Clip producing the tensors (ReLU6), so onnxruntime folds the Clip.
 
-    Values beyond the bounds never occur, and a quantizer whose range lies inside them lets onnxruntime
-    drop the Clip (ClipQuantFusion), so the Conv before it fuses into QLinearConv.
+    The rule is onnxruntime's (ClipQuantFusion): :func:`~fp8conv.runtime.fusion_rules.range_inside_clip`.
     """
-    bounds = [point.clip for point in points if point.clip is not None]
-    if not bounds:
-        return low, high
-    clip_low = max(bound[0] for bound in bounds)
-    clip_high = min(bound[1] for bound in bounds)
-    return max(low, min(clip_low, 0.0)), min(high, clip_high) if clip_high > 0 else high
+    return range_inside_clip(low, high, (point.clip for point in points if point.clip is not None))
 
 
 def _data_free_range(

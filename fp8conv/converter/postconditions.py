@@ -33,6 +33,7 @@ import onnx_ir as ir
 
 from fp8conv.errors import InternalError
 from fp8conv.passes.canonical import CANONICAL_DOMAIN
+from fp8conv.runtime.fusion_rules import FUSABLE_ACTIVATIONS, LAYER_OPS, OUTPUT_PROPAGATION_OPS
 from fp8conv.runtime.integer_types import integer_type_of, quantize_output_type
 
 if TYPE_CHECKING:
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["LAYER_OPS", "WrittenLayer", "WrittenModel", "check_written", "written_model"]
 
 logger = logging.getLogger(__name__)
-
-LAYER_OPS = frozenset({"Conv", "MatMul", "Gemm"})
-"""The op types that are layers."""
 
 _PASS_THROUGH = frozenset({"Transpose", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten"})
 """Ops a weight may pass through between its DequantizeLinear and the layer (they move values, never change them)."""
@@ -178,7 +176,7 @@ def check_written(model: ir.Model, layers: Sequence[Layer], *, kept_float: Itera
                 raise InternalError(f"layer {_name(layer)}: planned {layer.precision}, not in the written model")
             continue
         _check_layer(layer, written[index])
-        expected = expects_integer_kernel(layer, _output_quantizer_bits(nodes[index]))
+        expected = expects_integer_kernel(layer, _output_quantizer_bits(nodes[index]), _activation_after(nodes[index]))
         written[index] = dataclasses.replace(written[index], planned_integer_kernel=expected)
     return WrittenModel(tuple(written))
 
@@ -191,18 +189,37 @@ def _output_quantizer_bits(node: ir.Node) -> int | None:
     propagation of Q/DQ across data movement.
     """
     readers = list(node.outputs[0].consumers())
-    if len(readers) == 1 and readers[0].op_type in ("Relu", "Clip") and readers[0].domain in ("", "ai.onnx"):
+    if len(readers) == 1 and readers[0].op_type in FUSABLE_ACTIVATIONS and readers[0].domain in ("", "ai.onnx"):
         readers = list(readers[0].outputs[0].consumers())
     widths: list[int] = []
     while readers:
         reader = readers.pop()
-        if reader.op_type in _PASS_THROUGH and reader.domain in ("", "ai.onnx"):
+        if reader.op_type in OUTPUT_PROPAGATION_OPS and reader.domain in ("", "ai.onnx"):
             readers.extend(reader.outputs[0].consumers())
         elif reader.op_type == "QuantizeLinear" and len(reader.inputs) > 2 and reader.inputs[2] is not None:
             width = _bits(reader.inputs[2].dtype)
             if width is not None:
                 widths.append(width)
     return max(widths, default=None)
+
+
+def _activation_after(node: ir.Node) -> str | None:
+    """The op of the only node reading the layer's output, after its constant bias Add if any (no graph output)."""
+    value = node.outputs[0]
+    readers = value.consumers()
+    if (
+        len(readers) == 1
+        and readers[0].op_type == "Add"
+        and not value.is_graph_output()
+        and len(readers[0].inputs) == 2
+    ):
+        other = readers[0].inputs[1] if readers[0].inputs[0] is value else readers[0].inputs[0]
+        if _constant_dtype(other) is not None:
+            value = readers[0].outputs[0]
+            readers = value.consumers()
+    if len(readers) != 1 or value.is_graph_output() or readers[0].outputs[0].is_graph_output():
+        return None
+    return readers[0].op_type
 
 
 # -- postcondition 2: converted layers -------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Decide, for a model in canonical FP8 form, what becomes integer and where the quantizers go.
 
 The plan is pure analysis (the graph is not changed). It answers, for onnxruntime's CPU fusion rules
-(``shared/reference`` §6.6):
+(:mod:`fp8conv.runtime.fusion_rules`):
 
 1. **Layers.** Every Conv / MatMul / Gemm is a layer. A layer is converted when the FP8 source quantized
    it (its weight or its input went through an FP8 quantizer, possibly followed by data movement such
@@ -53,6 +53,16 @@ from fp8conv.passes.dequantize_fp8 import exact_weights
 from fp8conv.passes.overrides import layer_names, select_overrides
 from fp8conv.runtime.emulator import decode, encode
 from fp8conv.runtime.formats import resolve_format
+from fp8conv.runtime.fusion_rules import (
+    FLOAT_OUTPUT_KERNELS,
+    FUSABLE_ACTIVATIONS,
+    INTEGER_OPS,
+    KERNEL_BITS,
+    LAYER_OPS,
+    SHARED_SCALE_OPS,
+    channel_axis,
+    reduction_axis,
+)
 from fp8conv.runtime.integer_quantization import WeightCodes
 
 __all__ = [
@@ -69,12 +79,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-WEIGHTED_OPS = frozenset({"Conv", "MatMul", "Gemm"})
-FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip"})
-SHARED_SCALE_OPS = frozenset(
-    {"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Concat", "Resize", "Slice"}
-)
-INTEGER_OPS = SHARED_SCALE_OPS | {"Add", "Mul", "AveragePool", "GlobalAveragePool"}
 NON_NEGATIVE_OPS = frozenset({"Relu", "Sigmoid", "Softmax"})
 
 
@@ -299,9 +303,9 @@ def plan_conversion(model: ir.Model, config: ConversionConfig) -> QuantizationPl
         for tensor in layer.inputs:
             add(tensor, layer.activation_bits, "layer input")
     for layer, node in zip(layers, (node for node in graph if _is_layer(node)), strict=True):
-        if layer.op_type == "Conv" and layer.activation_bits == 8:
-            add(_after_fusable_activation(node.outputs[0]).name or "", 8, "conv output")
-    if activation_bits == 8:
+        if layer.op_type not in FLOAT_OUTPUT_KERNELS and layer.activation_bits == KERNEL_BITS:  # QLinearConv
+            add(_after_fusable_activation(node.outputs[0]).name or "", KERNEL_BITS, "conv output")
+    if activation_bits == KERNEL_BITS:
         _propagate_through_integer_ops(graph, points, add)
     _group_shared_scales(graph, points)
     used = {point.fp8.output for point in points.values() if point.fp8 is not None}
@@ -377,7 +381,7 @@ def layer_nodes(graph: ir.Graph) -> list[ir.Node]:
 
 
 def _is_layer(node: ir.Node) -> bool:
-    return node.domain in ("", "ai.onnx") and node.op_type in WEIGHTED_OPS
+    return node.domain in ("", "ai.onnx") and node.op_type in LAYER_OPS
 
 
 def _look_through_fake_quantize(value: ir.Value | None) -> ir.Value | None:
@@ -436,12 +440,9 @@ def _non_negative(value: ir.Value) -> bool:
 
 
 def _weight_axes(node: ir.Node) -> tuple[int, int | None]:
-    """(output-channel axis, K axis for INT4 blocks) of the layer's weight."""
-    if node.op_type == "Conv":
-        return 0, 1
-    if node.op_type == "Gemm" and node.attributes.get_int("transB", 0):
-        return 0, 1
-    return 1, 0
+    """(output-channel axis, K axis for INT4 blocks) of the layer's weight (the fusion rules' axes)."""
+    trans_b = node.op_type == "Gemm" and bool(node.attributes.get_int("transB", 0))
+    return channel_axis(node.op_type, trans_b=trans_b), reduction_axis(node.op_type, trans_b=trans_b)
 
 
 def _weight_codes(node: ir.Node) -> WeightCodes | None:
@@ -729,7 +730,7 @@ def _propagate_through_integer_ops(
                 continue
             consumers = list(_consumers_through_fake_quantize(output))
             if consumers and all(c.op_type in INTEGER_OPS for c in consumers):
-                add(name, 8, "integer op")
+                add(name, KERNEL_BITS, "integer op")
                 added.append(name)
                 changed = True
     values = values_by_name(graph)
