@@ -17,6 +17,7 @@ import onnx_ir as ir
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.emission import EmissionPass, WeightQuantization, is_fp8_quantizer
 from fp8conv.passes.plan import Layer
+from fp8conv.runtime.fusion_rules import KERNEL_BITS
 from fp8conv.runtime.integer_quantization import quantize_bias
 
 __all__ = ["EmitBiasesPass"]
@@ -104,7 +105,7 @@ class EmitBiasesPass(EmissionPass):
         if layer.needs_zero_bias and layer.activation_bits is None:
             return _FLOAT_ZERO, node, -1
         point = self.context.plan.points.get(layer.inputs[0]) if layer.inputs else None
-        if point is None or layer.activation_bits != 8 or weight.block_size:
+        if point is None or layer.activation_bits != KERNEL_BITS or weight.block_size:  # QLinearConv/QGemm
             return None
         if layer.op_type in ("Conv", "Gemm") and layer.bias is not None:
             return _INT32, node, 2
