@@ -402,7 +402,8 @@ def convert_command(
     in every case but 2 and 3.
     """
     from fp8conv.config import ConversionConfig, load_config_file
-    from fp8conv.converter.pipeline import convert_file, default_output_path
+    from fp8conv.converter.pipeline import default_output_path
+    from fp8conv.verification.convert_and_verify import convert_and_verify
     from fp8conv.verification.preflight import check_before_writing
 
     checks = _VerifyOptions.from_kwargs(verification)
@@ -430,26 +431,24 @@ def convert_command(
     target = target or str(options.pop("target", "int8"))
     options.pop("target", None)
     destination = output or default_output_path(model, ConversionConfig(target=target).target)
-    verified_on = verify_data or (data_path if checks.random_inputs is None else None)
-    check_before_writing(
+    check_before_writing(None, output=destination, report_dir=checks.report_dir)  # the rest: convert_and_verify
+    outcome = convert_and_verify(
         model,
+        target,
+        data_path,
         output=destination,
-        report_dir=checks.report_dir,
-        verify_data=None if no_verify else verified_on,
-        random_inputs=None if no_verify else checks.random_inputs,
-        gates=None if no_verify else gates,
-    )
-    result = convert_file(
-        model,
-        destination,
-        to=target,
-        data=data_path,
+        verify_data=verify_data,
+        random_inputs=checks.random_inputs,
+        verify=not no_verify,
+        skip_reason="--no-verify was given",
+        gates=gates,
+        optimization_level=checks.optimization_level,
         audit=not no_audit,
         external_data=external_data,
         progress=True,
         **options,
     )
-    verified = _verify_conversion(model, result, data_path, verify_data, no_verify, gates, checks)
+    result, verified = outcome.conversion, outcome.verification
     if not verified.verified and checks.report_dir is None:
         _finish_unverified(result, verified, as_json, note=not no_verify)
         return
@@ -471,42 +470,6 @@ def _finish_unverified(result: ConversionResult, skipped: VerificationResult, as
         click.echo("\n".join([_conversion_summary(result), *failed_gate_lines(document)]))
     if skipped.exit_code:
         click.get_current_context().exit(skipped.exit_code)
-
-
-def _verify_conversion(
-    model: Path,
-    result: ConversionResult,
-    data_path: Path | None,
-    verify_data: Path | None,
-    no_verify: bool,
-    gates: Gates,
-    checks: _VerifyOptions,
-) -> VerificationResult:
-    """Verify a conversion; a not-verified result (with the integer-kernel gate) when skipped."""
-    from fp8conv.verification.verify import not_verified, verify
-
-    output_path = result.output_path
-    random_inputs = checks.random_inputs
-    reason = None
-    if no_verify:
-        reason = "--no-verify was given"
-    elif verify_data is None and random_inputs is None and data_path is None:
-        reason = (
-            "no data to verify on: pass --data (or --verify-data) DATA.npz, or --random-inputs N to verify on "
-            "random inputs"
-        )
-    if reason is not None:
-        return not_verified(model, output_path, reason, conversion=result, gates=gates)
-    return verify(
-        model,
-        output_path,
-        None if random_inputs is not None else (verify_data or data_path),
-        gates=gates,
-        optimization_level=checks.optimization_level,
-        random_inputs=random_inputs,
-        conversion=result,
-        progress=True,
-    )
 
 
 def _conversion_summary(result: object) -> str:
@@ -613,6 +576,8 @@ def verify_command(
     Exit codes: 0 all gates pass, 1 a gate failed (reports are still written), 2 bad input or usage.
     """
     from fp8conv.config import load_config_file
+    from fp8conv.converter.loading import parse_model
+    from fp8conv.errors import ModelLoadError
     from fp8conv.verification.preflight import check_before_writing
     from fp8conv.verification.verify import verify
 
@@ -623,11 +588,19 @@ def verify_command(
         raise click.UsageError("give --data DATA.npz (or, explicitly, --random-inputs N)")
     config_gates = load_config_file(config_path).get("gates") if config_path is not None else None
     gates = checks.gates(config_gates, config_path)
+    try:
+        parsed = parse_model(reference)  # read once: for the checks below and as the reference
+    except ModelLoadError:
+        parsed = None  # verify() loads it and says why it cannot
     check_before_writing(
-        reference, report_dir=checks.report_dir, verify_data=data_path, random_inputs=checks.random_inputs, gates=gates
+        parsed.proto if parsed is not None else None,
+        report_dir=checks.report_dir,
+        verify_data=data_path,
+        random_inputs=checks.random_inputs,
+        gates=gates,
     )
     result = verify(
-        reference,
+        parsed if parsed is not None else reference,
         candidate,
         data_path,
         gates=gates,

@@ -86,7 +86,7 @@ def test_an_unexpected_exception_is_exit_3_in_one_line_and_the_traceback_only_wi
     def broken(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("fp8conv.converter.pipeline.convert_file", broken)
+    monkeypatch.setattr("fp8conv.converter.pipeline.convert", broken)
     outcome = CliRunner().invoke(cli, [str(source), "--data", str(data)])
     assert outcome.exit_code == 3, outcome.output
     assert outcome.output.count("\n") == 1, outcome.output

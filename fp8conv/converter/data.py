@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import zipfile
+import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -111,23 +113,39 @@ def refuse_constant_input_data(label: str, arrays: Iterable[str], constants: Col
         )
 
 
+_UNREADABLE = (OSError, EOFError, zipfile.BadZipFile, zlib.error)
+"""What NumPy raises for a file that is not the archive or array it claims to be (truncated, not a zip)."""
+
+
 def _open_npz(path: Path) -> Mapping[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        raise Fp8ConvError(f"{path}: cannot be read without pickle (object arrays are refused): {error}") from error
+    except _UNREADABLE as error:
+        raise Fp8ConvError(f"{path}: not a readable .npz file: {error}") from error
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise Fp8ConvError(f"{path}: not an .npz archive but a single .npy array (name the file .npy)")
+    try:
+        with loaded as archive:
             return {key: archive[key] for key in archive.files}
     except ValueError as error:
         raise Fp8ConvError(f"{path}: cannot be read without pickle (object arrays are refused): {error}") from error
-    except (OSError, EOFError) as error:
+    except _UNREADABLE as error:
         raise Fp8ConvError(f"{path}: not a readable .npz file: {error}") from error
 
 
 def _open_npy(path: Path) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False, mmap_mode="r")
+        loaded = np.load(path, allow_pickle=False, mmap_mode="r")
     except ValueError as error:
         raise Fp8ConvError(f"{path}: cannot be read without pickle (object arrays are refused): {error}") from error
-    except (OSError, EOFError) as error:
+    except _UNREADABLE as error:
         raise Fp8ConvError(f"{path}: not a readable .npy file: {error}") from error
+    if not isinstance(loaded, np.ndarray):
+        loaded.close()
+        raise Fp8ConvError(f"{path}: not an .npy array but an .npz archive (name the file .npz)")
+    return loaded
 
 
 def _check_chunk(label: str, arrays: Mapping[str, np.ndarray], names: tuple[str, ...]) -> int:
@@ -145,6 +163,13 @@ def _check_chunk(label: str, arrays: Mapping[str, np.ndarray], names: tuple[str,
             f"{label}: inputs must share the first (sample) axis; sample counts: "
             + ", ".join(f"{name}={count}" for name, count in counts.items())
         )
+    if LABELS_KEY in arrays:
+        labels = arrays[LABELS_KEY]
+        if labels.dtype.kind not in "biuf" or labels.ndim not in (1, 2):
+            raise Fp8ConvError(
+                f"{label}: labels must be class indices [N] or one-hot/scores [N, C] of numbers, "
+                f"got {labels.dtype} of shape {tuple(labels.shape)}"
+            )
     extra = sorted(set(arrays) - set(names) - {LABELS_KEY})
     if extra:
         logger.warning("%s: ignoring arrays that are not model inputs: %s", label, ", ".join(extra))

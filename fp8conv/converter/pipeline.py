@@ -13,21 +13,24 @@ Steps (each delegated to the module that owns it):
    the FP8 quantizers' formats and scales (``fp8`` method) and the result says so.
 5. :func:`~fp8conv.passes.emit_qdq.emission_pipeline` writes the integer QDQ graph (a sequence of
    passes, each recorded in the result); metadata records the fp8conv version, target and methods.
-6. :func:`convert_file` saves atomically and audits which layers onnxruntime runs on integer kernels.
+6. :func:`convert_file` saves atomically and audits which layers onnxruntime runs on integer kernels
+   (:func:`write_converted`: one serialization, written and audited;
+   :func:`fp8conv.convert_and_verify` verifies the same bytes).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import glob
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx_ir as ir
@@ -39,9 +42,10 @@ from fp8conv.converter.collection import StatisticsCollector
 from fp8conv.converter.data import SampleSet, load_samples
 from fp8conv.converter.files import atomic_write, check_writable
 from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
-from fp8conv.converter.postconditions import LAYER_OPS, WrittenModel, check_written
+from fp8conv.converter.postconditions import LAYER_OPS, WrittenModel, check_written, is_low_precision_float
 from fp8conv.converter.stopwatch import Stopwatch
-from fp8conv.errors import Fp8ConvError
+from fp8conv.errors import Fp8ConvError, UnsupportedModelError
+from fp8conv.passes.canonical import is_fake_quantize, is_fp8_weight_dequantize
 from fp8conv.passes.emit_qdq import ActivationQuantization, PassRecord, WeightQuantization, emission_pipeline
 from fp8conv.passes.plan import (
     ActivationPoint,
@@ -57,13 +61,18 @@ from fp8conv.runtime.fusion_rules import range_inside_clip
 from fp8conv.runtime.integer_quantization import QuantizedWeights, quantize_weights
 from fp8conv.runtime.integer_types import integer_type
 
+if TYPE_CHECKING:
+    import onnx
+
 __all__ = [
     "ConversionResult",
+    "SerializedModel",
     "convert",
     "convert_file",
     "default_output_path",
     "promote_outliers_to_int16",
     "save_model",
+    "write_converted",
 ]
 
 logger = logging.getLogger(__name__)
@@ -221,13 +230,14 @@ def convert(
     except (TypeError, ValueError) as error:
         raise Fp8ConvError(f"bad conversion options: {error}") from error
     loaded = model if isinstance(model, LoadedModel) else load(model)
-    # A model loaded here is ours to rewrite; a caller's LoadedModel is copied first. The plan holds the
-    # nodes of the model the emission rewrites.
-    canonical = ir.from_proto(ir.to_proto(loaded.model)) if isinstance(model, LoadedModel) else loaded.model
+    # A model loaded here is ours to rewrite; a caller's LoadedModel is cloned first (its graph copied, the
+    # tensors shared: no pass edits a tensor). The plan holds the nodes of the model the emission rewrites.
+    canonical = loaded.model.clone() if isinstance(model, LoadedModel) else loaded.model
     stopwatch.lap("load")
     warnings: list[str] = []
     if not loaded.quant_points:
         raise Fp8ConvError(_nothing_to_convert(loaded))
+    _refuse_unread_fp8(canonical, loaded)
     plan = plan_conversion(canonical, config)
     _require_work(plan, loaded, config)
     stopwatch.lap("plan")
@@ -305,6 +315,40 @@ def _nothing_to_convert(loaded: LoadedModel) -> str:
     return f"{label}: no FP8 quantization points, nothing to convert; found {found}"
 
 
+def _refuse_unread_fp8(model: ir.Model, loaded: LoadedModel) -> None:
+    """Refuse FP8 that the readers left as it was (each logged why): no integer model can be written for it.
+
+    In canonical form FP8 is only in FakeQuantize nodes and in the FP8 weights behind a DequantizeLinear;
+    an FP8 tensor, cast or zero point anywhere else is a quantizer fp8conv does not read (scales that
+    differ on both sides of a Q/DQ pair, a DequantizeLinear of a non-constant tensor, ...).
+
+    Raises:
+        UnsupportedModelError: Naming the first such node.
+    """
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        if is_fake_quantize(node) or is_fp8_weight_dequantize(node):
+            continue
+        values = [value for value in (*node.inputs, *node.outputs) if value is not None]
+        fp8 = [value for value in values if is_low_precision_float(value.dtype)]
+        types = [
+            attribute.as_int()
+            for name in ("to", "output_dtype")
+            if isinstance(attribute := node.attributes.get(name), ir.Attr) and attribute.type == ir.AttributeType.INT
+        ]
+        fp8_type = next((t for t in types if t in _DATA_TYPES and is_low_precision_float(ir.DataType(t))), None)
+        if fp8 or fp8_type is not None:
+            what = (
+                f"tensor {fp8[0].name!r} is {fp8[0].dtype.name}" if fp8 else f"it casts to {ir.DataType(fp8_type).name}"
+            )
+            raise UnsupportedModelError(
+                f"{loaded.source.path or 'model'}: node {node.name!r} ({node.op_type}): {what}, not part of a "
+                "quantizer fp8conv reads (warnings, or -v, say why a reader left it)"
+            )
+
+
+_DATA_TYPES = frozenset(member.value for member in ir.DataType)
+
+
 def _require_work(plan: QuantizationPlan, loaded: LoadedModel, config: ConversionConfig) -> None:
     """Refuse a conversion that would convert no layer although the user kept none float (nothing to do)."""
     if any(layer.is_integer or layer.decision.code is DecisionCode.KEPT_FLOAT for layer in plan.layers):
@@ -358,27 +402,85 @@ def convert_file(
         raise Fp8ConvError(f"{destination}: the output would overwrite the input model")
     check_writable(destination, directory=False, what="model")
     result = convert(src, target, data, progress=progress, **options)
+    write_converted(result, destination, audit=audit, external_data=external_data)
+    return result
+
+
+@dataclasses.dataclass(frozen=True)
+class SerializedModel:
+    """The one serialization of a written model (:func:`write_converted`): the file's bytes and their protobuf.
+
+    Attributes:
+        proto: ``ir.to_proto`` of the model.
+        serialized: ``proto.SerializeToString()``: the bytes written.
+    """
+
+    proto: onnx.ModelProto = dataclasses.field(repr=False)
+    serialized: bytes = dataclasses.field(repr=False)
+
+
+def write_converted(
+    result: ConversionResult,
+    destination: str | os.PathLike,
+    *,
+    audit: bool = True,
+    external_data: bool | None = None,
+    before_writing: Callable[[bytes], object] | None = None,
+) -> SerializedModel | None:
+    """Write a conversion's model atomically to ``destination`` and audit it (:func:`convert_file`'s second half).
+
+    Sets ``result.output_path``, ``output_size_bytes``, ``audit`` (with ``audit``) and the ``save`` and
+    ``audit`` stages. A model without external data is serialized once: the bytes written are the bytes the
+    audit's onnxruntime session loads (built while they are written), and they are returned for more
+    sessions to load. The file is renamed into place only once the audit has succeeded: a model onnxruntime
+    refuses (bad input, exit code 2) leaves nothing behind.
+
+    Args:
+        result: The conversion.
+        destination: The ``.onnx`` path (external data, if any, beside it).
+        audit: Run the integer-kernel audit on the written model.
+        external_data: Save weights as external data (None: when the model is larger than 1 GiB).
+        before_writing: Called with the bytes before they are written (a check that may raise; nothing is
+            written then). Not called for a model saved with external data.
+
+    Returns:
+        The serialization, or None for a model saved with external data (its files are the model).
+    """
+    destination = Path(destination)
     stopwatch = Stopwatch()
     external = _needs_external_data(result.model) if external_data is None else external_data
     result.output_path = destination
-    if audit and not external:
-        # One serialization serves both: onnxruntime builds the audit session while the bytes are written.
+    written: SerializedModel | None = None
+    if not external:
         proto = ir.to_proto(result.model)
-        serialized = proto.SerializeToString()
+        written = SerializedModel(proto, proto.SerializeToString())
+        if before_writing is not None:
+            before_writing(written.serialized)
+    if written is not None and audit:
+        # One serialization serves both: onnxruntime builds the audit session while the bytes are written.
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fp8conv-audit") as pool:
-            audited = pool.submit(audit_integer_kernels, proto, serialized=serialized)
-            result.output_size_bytes = _write_atomically(serialized, destination)
-            stopwatch.lap("save")
-            result.audit = audited.result()
+            audited = pool.submit(audit_integer_kernels, written.proto, serialized=written.serialized)
+            with atomic_write(destination) as handle:
+                handle.write(written.serialized)
+                stopwatch.lap("save")
+                result.audit = audited.result()
+            result.output_size_bytes = len(written.serialized)
         stopwatch.lap("audit")
+    elif written is not None:
+        result.output_size_bytes = _write_atomically(written.serialized, destination)
+        stopwatch.lap("save")
     else:
-        result.output_size_bytes = save_model(result.model, destination, external_data=external)
+        result.output_size_bytes = save_model(result.model, destination, external_data=True)
         stopwatch.lap("save")
         if audit:
-            result.audit = audit_integer_kernels(destination)
+            try:
+                result.audit = audit_integer_kernels(destination)
+            except BaseException:
+                remove_written_model(destination)
+                raise
             stopwatch.lap("audit")
     result.stage_seconds.update(stopwatch.seconds)
-    return result
+    return written
 
 
 def default_output_path(src: Path, target: Target) -> Path:
@@ -421,6 +523,14 @@ def save_model(model: ir.Model, destination: str | os.PathLike, *, external_data
         return written
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_written_model(destination: str | os.PathLike) -> None:
+    """Remove a model :func:`save_model` wrote, with its external data files (``<name>.data*`` beside it)."""
+    destination = Path(destination)
+    destination.unlink(missing_ok=True)
+    for path in destination.parent.glob(f"{glob.escape(destination.name)}.data*"):
+        path.unlink(missing_ok=True)
 
 
 def _needs_external_data(model: ir.Model) -> bool:

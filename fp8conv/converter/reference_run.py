@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from fp8conv.converter.data import load_samples, save_arrays
+from fp8conv.converter.files import check_writable
 from fp8conv.converter.loading import ModelInput, load
+from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.reference_runner import ReferenceRunner
 
 __all__ = ["ReferenceRunResult", "run_reference"]
@@ -48,8 +51,13 @@ def run_reference(
         What was written.
 
     Raises:
-        Fp8ConvError: Bad model or data.
+        Fp8ConvError: Bad model or data, or an output path that cannot be written or is one of the inputs.
     """
+    output = Path(output)
+    for given, what in ((model, "model"), (data, "data")):
+        if isinstance(given, (str, os.PathLike)) and output.resolve() == Path(given).resolve():
+            raise Fp8ConvError(f"{output}: the outputs would overwrite the input {what}")
+    check_writable(output, directory=False, what="outputs")
     loaded = load(model)
     runner = ReferenceRunner(loaded.model)
     samples = load_samples(data, runner.input_names, constants=loaded.constant_inputs)

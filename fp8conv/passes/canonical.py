@@ -333,6 +333,28 @@ def _iter_nodes(graph: ir.Graph) -> Iterator[ir.Node]:
     yield from ir.traversal.RecursiveGraphIterator(graph)
 
 
+def _check_weight_scales(
+    node: ir.Node,
+    name: str | None,
+    shape: tuple[int | ir.SymbolicDim, ...],
+    scale: np.ndarray,
+    axis: int | None,
+    block_size: int | None,
+) -> None:
+    """Refuse per-axis scales of a constant weight that are not one per element along the axis.
+
+    Raises:
+        Fp8ConvError: Naming the node, the weight and both lengths.
+    """
+    if scale.size <= 1 or block_size or axis is None or not all(isinstance(dim, int) for dim in shape):
+        return
+    if not -len(shape) <= axis < len(shape) or shape[axis] != scale.size:
+        raise Fp8ConvError(
+            f"node {node.name!r}: {scale.size} scales along axis {axis} of the weight {name!r} of shape "
+            f"{list(shape)}: one per element along the axis is needed"
+        )
+
+
 def collect_quant_points(model: ir.Model) -> list[QuantPoint]:
     """Every quantization point of a model in canonical form, in graph order.
 
@@ -344,14 +366,18 @@ def collect_quant_points(model: ir.Model) -> list[QuantPoint]:
         if is_fake_quantize(node):
             x, scale = node.inputs[0], node.inputs[1]
             assert x is not None
-            is_weight = constant_array(x) is not None
+            weight = constant_array(x)
+            spec = read_fake_quantize(node)
+            scales = read_scale(node, scale)
+            if weight is not None:
+                _check_weight_scales(node, x.name, weight.shape, scales, spec.axis, spec.block_size)
             points.append(
                 QuantPoint(
                     tensor=x.name or "",
                     output=node.outputs[0].name or "",
-                    role="weight" if is_weight else "activation",
-                    spec=read_fake_quantize(node),
-                    scale=read_scale(node, scale),
+                    role="weight" if weight is not None else "activation",
+                    spec=spec,
+                    scale=scales,
                     node=node.name or "",
                     consumers=_consumers(node.outputs[0]),
                     dialect=node.attributes.get_string("source", "canonical"),
@@ -363,6 +389,7 @@ def collect_quant_points(model: ir.Model) -> list[QuantPoint]:
             block_size = node.attributes.get_int("block_size", 0) or None
             scale = read_scale(node, node.inputs[1])
             axis = node.attributes.get_int("axis", 1) if (scale.size > 1 or block_size) else None
+            _check_weight_scales(node, data.name, tuple(data.shape or ()), scale, axis, block_size)
             points.append(
                 QuantPoint(
                     tensor=data.name or "",

@@ -87,7 +87,7 @@ class EmitBiasesPass(EmissionPass):
             if action is None:
                 continue
             kind, node, index = action
-            if kind == _INT32 and _quantizable(node.inputs[index]):
+            if kind == _INT32 and _quantizable(node.inputs[index], self.context.weights.get(layer.graph_node)):
                 raise ir.passes.PostconditionError(f"layer {layer.node}: its bias is still a float constant")
             if kind != _INT32 and not _adds_zero_bias(node, integer=kind == _INT32_ZERO):
                 raise ir.passes.PostconditionError(f"layer {layer.node}: no {kind} bias Add after it")
@@ -165,7 +165,7 @@ class EmitBiasesPass(EmissionPass):
             Fp8ConvError: :func:`~fp8conv.runtime.integer_quantization.quantize_bias` refuses the bias.
         """
         bias_value = node.inputs[index]
-        if not _quantizable(bias_value):
+        if not _quantizable(bias_value, weight):
             return False
         assert bias_value is not None
         assert bias_value.const_value is not None
@@ -189,9 +189,15 @@ class EmitBiasesPass(EmissionPass):
         return True
 
 
-def _quantizable(bias: ir.Value | None) -> bool:
-    """Whether ``bias`` is a constant 1-D tensor (an initializer), the bias form the integer kernels take."""
-    return bias is not None and bias.const_value is not None and len(bias.const_value.shape) == 1
+def _quantizable(bias: ir.Value | None, weight: WeightQuantization | None) -> bool:
+    """Whether ``bias`` is a bias form the integer kernels take.
+
+    That is a constant 1-D tensor (an initializer) with one entry per weight scale (or one scale); a bias
+    broadcast over the channels (Gemm's ``C`` of shape ``[1]`` with per-channel weights) stays float.
+    """
+    if bias is None or bias.const_value is None or len(bias.const_value.shape) != 1:
+        return False
+    return weight is None or np.size(weight.scale) in (1, bias.const_value.shape[0])
 
 
 def _adds_zero_bias(node: ir.Node, *, integer: bool) -> bool:

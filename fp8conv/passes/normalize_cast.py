@@ -182,8 +182,8 @@ class NormalizeCastPairPass(NodeRewritePass):
         fmt = FORMATS[FP8_DATA_TYPES[ir.DataType(target)]]
         saturate = self._absorbed_saturate(chain, fmt)
         scale_value = None if saturate is None else self._scale(chain)
-        if saturate is None or scale_value is None:
-            return False
+        if saturate is None or scale_value is None:  # the chain is left as is (logged); its Cast pair is not
+            return self._rewrite_bare_pair(to_fp8, target)
         x = chain.front.data
         scale_value, axis = per_axis_scale(to_fp8, scale_value, read_scale(to_fp8, scale_value), x)
         spec = QuantSpec(fmt, axis=axis, saturate=saturate)

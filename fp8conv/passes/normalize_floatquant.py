@@ -167,8 +167,9 @@ class NormalizeFloatQuantPass(ir.passes.InPlacePass):
 
     @staticmethod
     def _rewrite(node: ir.Node) -> None:
-        if len(node.inputs) != 6 or node.inputs[0] is None:
-            raise UnsupportedModelError(f"node {node.name!r}: FloatQuant needs 6 inputs, got {len(node.inputs)}")
+        if len(node.inputs) != 6 or any(value is None for value in node.inputs):
+            given = sum(value is not None for value in node.inputs)
+            raise UnsupportedModelError(f"node {node.name!r}: FloatQuant needs 6 inputs, got {given}")
         attributes = node.attributes
         rounding_mode = attributes.get_string("rounding_mode", "ROUND")
         if rounding_mode.upper() != "ROUND":
@@ -176,7 +177,6 @@ class NormalizeFloatQuantPass(ir.passes.InPlacePass):
                 f"node {node.name!r}: FloatQuant rounding_mode {rounding_mode!r} is not supported (only ROUND)"
             )
         x, scale_value = node.inputs[0], node.inputs[1]
-        assert scale_value is not None
         saturation = bool(attributes.get_int("saturation", 1))
         fmt = floatquant_format(
             node,

@@ -105,6 +105,8 @@ class DecisionCode(str, enum.Enum):
     """The FP8 source quantized the layer's weight."""
     FP8_INPUT = "fp8_input"
     """The FP8 source quantized the layer's input (not its weight)."""
+    CONSTANT_INPUT = "constant_input"
+    """The layer's quantized input is a constant: nothing to calibrate, it stays float."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -651,6 +653,10 @@ def _decide(
         return LayerPrecision.FLOAT, None, Decision(DecisionCode.KEPT_FLOAT, "kept float by a keep_float pattern")
     if not (fp8_weight or fp8_input):
         return LayerPrecision.FLOAT, None, Decision(DecisionCode.NOT_QUANTIZED, "not quantized in the FP8 source")
+    constant = next((name for name in inputs if node.graph is not None and name in node.graph.initializers), None)
+    if constant is not None:
+        message = f"its input {constant} is a constant, not an activation to calibrate"
+        return LayerPrecision.FLOAT, None, Decision(DecisionCode.CONSTANT_INPUT, message)
     if node.op_type == "Gemm" and node.attributes.get_int("transA", 0):
         return LayerPrecision.FLOAT, None, Decision(DecisionCode.TRANS_A, "Gemm with transA=1 has no integer kernel")
     if not has_weight:

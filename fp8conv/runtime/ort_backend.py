@@ -26,6 +26,7 @@ __all__ = [
     "OPTIMIZATION_LEVELS",
     "TensorInfo",
     "create_session",
+    "external_data_folder",
     "graph_optimization_level",
     "optimization_level",
     "ort_log_severity",
@@ -131,6 +132,19 @@ def graph_optimization_level(level: str) -> ort.GraphOptimizationLevel:
     return getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization_level(level)])
 
 
+_EXTERNAL_FOLDER = "session.model_external_initializers_file_folder_path"
+
+
+def external_data_folder(model: ir.Model) -> str | None:
+    """The directory the model's external data is read from (None: no external data, or several directories)."""
+    folders = {
+        os.fspath(tensor.base_dir)
+        for value in model.graph.initializers.values()
+        if isinstance(tensor := value.const_value, ir.ExternalTensor) and tensor.base_dir
+    }
+    return folders.pop() if len(folders) == 1 else None
+
+
 def create_session(
     model: ir.Model | bytes | str | os.PathLike,
     *,
@@ -139,20 +153,24 @@ def create_session(
     config: Mapping[str, str] | None = None,
     intra_op_threads: int = 0,
     optimized_model_path: str | os.PathLike | None = None,
+    external_data_dir: str | os.PathLike | None = None,
 ) -> ort.InferenceSession:
     """Create a CPU ``InferenceSession``: the one place fp8conv opens onnxruntime sessions.
 
     The session logs at :func:`ort_log_severity`.
 
     Args:
-        model: An onnx_ir model (serialized with ``ir.to_proto``; the caller's object is not changed),
-            serialized model bytes or the path of an ``.onnx`` file (external data beside it).
+        model: An onnx_ir model (serialized with ``ir.to_proto``; the caller's object is not changed; its
+            external data is read from the directory it was loaded from), serialized model bytes or the
+            path of an ``.onnx`` file (external data beside it).
         optimization_level: onnxruntime graph optimization level.
         disabled_optimizers: Graph transformer or rewrite-rule names onnxruntime must not run
             (e.g. ``ReluQuantFusion``).
         config: Session config entries (e.g. ``{"session.disable_quant_qdq": "1"}``).
         intra_op_threads: Threads one run may use (0: onnxruntime's default, one per physical core).
         optimized_model_path: Where onnxruntime writes the optimized graph, if anywhere.
+        external_data_dir: The directory the external data of a model given as bytes is in (a file's
+            external data is found beside the file, an onnx_ir model's where it was loaded from).
 
     Returns:
         The session.
@@ -169,8 +187,14 @@ def create_session(
         options.optimized_model_filepath = os.fspath(optimized_model_path)
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
+    if external_data_dir is not None:
+        options.add_session_config_entry(_EXTERNAL_FOLDER, os.fspath(external_data_dir))
     if isinstance(model, ir.Model):
         source: bytes | str = ir.to_proto(model).SerializeToString()
+        folder = external_data_folder(model)
+        if folder is not None and _EXTERNAL_FOLDER not in (config or {}) and external_data_dir is None:
+            # From bytes, onnxruntime would look for the external data in the working directory.
+            options.add_session_config_entry(_EXTERNAL_FOLDER, folder)
     else:
         source = model if isinstance(model, bytes) else os.fspath(model)
     try:

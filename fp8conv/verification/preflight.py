@@ -14,8 +14,9 @@ they check, and what is left to the steps that follow (which also run before any
   :class:`~fp8conv.config.ConversionConfig`); the calibration data when the conversion opens it, before it
   writes.
 
-The model's interface is read without its external data; a model that cannot be read is left to the
-loader, whose error is the precise one.
+The model's interface is read without its external data (from a file, or from the protobuf
+:func:`fp8conv.converter.loading.parse_model` parsed, which the conversion then loads without reading the
+file again); a model that cannot be read is left to the loader, whose error is the precise one.
 """
 
 from __future__ import annotations
@@ -63,13 +64,19 @@ class ModelInterface:
     unranked: frozenset[str] = frozenset()
 
 
-def model_interface(path: str | os.PathLike) -> ModelInterface | None:
-    """The inputs and outputs of the model file, or None when it cannot be read (the loader will say why)."""
-    try:
-        proto = onnx.load(os.fspath(path), load_external_data=False)
-    except Exception as error:  # any unreadable file: the loader reports it precisely
-        logger.debug("%s: interface not read (%s)", path, error)
-        return None
+def model_interface(model: str | os.PathLike | onnx.ModelProto) -> ModelInterface | None:
+    """The inputs and outputs of the model (a file, or its parsed protobuf), or None when the file cannot be read.
+
+    The loader will say why a file cannot be read.
+    """
+    if isinstance(model, onnx.ModelProto):
+        proto = model
+    else:
+        try:
+            proto = onnx.load(os.fspath(model), load_external_data=False)
+        except Exception as error:  # any unreadable file: the loader reports it precisely
+            logger.debug("%s: interface not read (%s)", model, error)
+            return None
     constants = {tensor.name for tensor in proto.graph.initializer}
     inputs = [value for value in proto.graph.input if value.name not in constants]
     values = [*inputs, *proto.graph.output]
@@ -151,7 +158,8 @@ def _info(value: onnx.ValueInfoProto) -> TensorInfo:
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
     except (KeyError, ValueError):
         dtype = None
-    type_name = onnx.TensorProto.DataType.Name(tensor.elem_type).lower() if tensor.elem_type else "undefined"
+    known = tensor.elem_type in onnx.TensorProto.DataType.values()  # the loader refuses other types, naming them
+    type_name = onnx.TensorProto.DataType.Name(tensor.elem_type).lower() if known else "undefined"
     if dtype is not None and dtype.kind == "V":  # bfloat16, float8: NumPy has no such dtype
         dtype = None
     if dtype is not None and dtype.kind not in "fiub":  # strings, complex: nothing fp8conv feeds
@@ -165,7 +173,7 @@ def _info(value: onnx.ValueInfoProto) -> TensorInfo:
 
 
 def check_before_writing(
-    model: str | os.PathLike,
+    model: str | os.PathLike | onnx.ModelProto | None,
     *,
     output: Path | None = None,
     report_dir: Path | None = None,
@@ -176,7 +184,8 @@ def check_before_writing(
     """Every check of this module that applies (see the module docstring), in the order a user fixes them.
 
     Args:
-        model: The source model (its inputs and outputs are those of the converted model too).
+        model: The source model (its inputs and outputs are those of the converted model too): its file,
+            its parsed protobuf, or None when it could not be parsed (the checks that need it are left out).
         output: The model file to be written, if any.
         report_dir: The report directory to be written, if any.
         verify_data: The data verification will run on, if any.
@@ -190,7 +199,7 @@ def check_before_writing(
         check_writable(output, directory=False, what="model")
     if report_dir is not None:
         check_writable(report_dir, directory=True, what="reports")
-    interface = model_interface(model)
+    interface = model_interface(model) if model is not None else None
     if interface is None:
         return
     if verify_data is not None:

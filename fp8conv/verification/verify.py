@@ -3,7 +3,7 @@
 Three executions run batch by batch over the same inputs:
 
 * **reference**: the reference model brought to canonical form by :func:`fp8conv.load` and executed by
-  :class:`~fp8conv.passes.reference_runner.ReferenceRunner` — exact FP8 numerics at every FP8 quantization
+  :class:`~fp8conv.verification.runners.Fp8ReferenceRunner` — exact FP8 numerics at every FP8 quantization
   point; for a model without FP8 points (float or integer QDQ) it is plain onnxruntime with its
   quantization-sensitive rewrites off. Intermediate tensors are captured for the per-layer comparison.
 * **deployed candidate**: the candidate on onnxruntime's CPU provider at the deployment optimization
@@ -11,6 +11,8 @@ Three executions run batch by batch over the same inputs:
   from fusing the QDQ groups into the integer kernels that deployment runs.
 * **unfused candidate**: the same model at ``ORT_DISABLE_ALL`` — its QDQ graph as written, every Q/DQ
   executed as such — with the same intermediate tensors captured.
+
+Each is a :class:`~fp8conv.verification.runners.Runner` (:mod:`fp8conv.verification.runners`).
 
 Per output: deployed vs reference (the gated error), unfused vs reference (*quantization error*: what
 the INT8 QDQ graph computes differently from FP8) and deployed vs unfused (*kernel error*: what fusion and
@@ -28,39 +30,34 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
-import onnx_ir as ir
-import onnxruntime as ort
 from tqdm import tqdm
 
 from fp8conv.converter.data import LABELS_KEY, SampleSet
-from fp8conv.converter.loading import LoadedModel, ModelInput, load, read_model
+from fp8conv.converter.loading import LoadedModel, ModelInput, ParsedModel, load
 from fp8conv.errors import Fp8ConvError
-from fp8conv.passes.reference_runner import ReferenceRunner
-from fp8conv.runtime.audit import audit_integer_kernels
-from fp8conv.runtime.ort_backend import (
-    TensorInfo,
-    create_session,
-    graph_optimization_level,
-    session_inputs,
-    session_outputs,
-)
-from fp8conv.runtime.ort_backend import optimization_level as optimization_level_key
+from fp8conv.runtime.ort_backend import TensorInfo, optimization_level
 from fp8conv.verification.gates import Gates, evaluate_gates
 from fp8conv.verification.inputs import DataInput, open_data, random_samples
 from fp8conv.verification.kernel_gate import evaluate_kernel_gate, kernel_gate_setting
 from fp8conv.verification.matching import TensorSite, matched_tensors
 from fp8conv.verification.metrics import LabelAccuracy, TopKAgreement, is_classifier
 from fp8conv.verification.result import LayerReport, OutputReport, VerificationResult
+from fp8conv.verification.runners import (
+    Candidate,
+    Fp8ReferenceRunner,
+    Runner,
+    deployed_runner,
+    read_candidate,
+    unfused_runner,
+)
 
 if TYPE_CHECKING:
     from fp8conv.converter.pipeline import ConversionResult
 
-__all__ = ["DEFAULT_BATCH_SIZE", "not_verified", "verify"]
+__all__ = ["DEFAULT_BATCH_SIZE", "normalize_level", "not_verified", "verify"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +66,8 @@ DEFAULT_BATCH_SIZE = 16
 
 
 def verify(
-    reference: ModelInput,
-    candidate: ModelInput,
+    reference: ModelInput | ParsedModel | LoadedModel,
+    candidate: ModelInput | Candidate,
     data: DataInput | None = None,
     *,
     gates: Gates | Mapping[str, Any] | None = None,
@@ -85,8 +82,10 @@ def verify(
 
     Args:
         reference: The reference (FP8 fake-quantized, float or integer model): path, ``onnx.ModelProto``
-            or ``onnx_ir.Model``.
-        candidate: The model to deploy (typically fp8conv's INT8 QDQ output), same inputs and outputs.
+            or ``onnx_ir.Model``, the :class:`~fp8conv.converter.loading.ParsedModel` of one, or its
+            :class:`~fp8conv.LoadedModel` (used as it is: not read again).
+        candidate: The model to deploy (typically fp8conv's INT8 QDQ output), same inputs and outputs: what
+            :func:`fp8conv.load` accepts, or a :class:`~fp8conv.verification.runners.Candidate`.
         data: Inputs: ``.npz`` file or directory keyed by input name (optional ``labels``), a
             :class:`~fp8conv.converter.data.SampleSet`, or ``{name: array}``. None only with
             ``random_inputs``.
@@ -110,25 +109,23 @@ def verify(
     """
     started = time.perf_counter()
     gates = Gates.coerce(gates)
-    level = _level(optimization_level)
+    level = normalize_level(optimization_level)
     if data is None and random_inputs is None:
         raise Fp8ConvError("verification needs data (--data) or explicitly requested random inputs (--random-inputs N)")
     if data is not None and random_inputs is not None:
         raise Fp8ConvError("give verification data or random inputs, not both")
-    loaded = load(reference)
-    candidate_model, _ = read_model(candidate)
-    sites = matched_tensors(loaded.model, candidate_model) if per_layer else []
+    loaded = reference if isinstance(reference, LoadedModel) else load(reference)
+    candidate = candidate if isinstance(candidate, Candidate) else read_candidate(candidate)
+    sites = matched_tensors(loaded.model, candidate.model) if per_layer else []
     captures = [site.name for site in sites]
-    runner = ReferenceRunner(loaded.model, capture=captures)
-    deployed = create_session(candidate_model, optimization_level=graph_optimization_level(level))
-    unfused = create_session(
-        _with_outputs(candidate_model, captures), optimization_level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    )
-    inputs = session_inputs(deployed)
+    runner = Fp8ReferenceRunner(loaded.model, capture=captures)
+    deployed = deployed_runner(candidate, level)
+    unfused = unfused_runner(candidate, captures)
+    inputs = list(deployed.inputs)
     _check_inputs(runner.input_names, inputs)
     warnings: list[str] = []
     reference_outputs = [value.name or "" for value in loaded.model.graph.outputs]
-    pairs = _pair_outputs(reference_outputs, [info.name for info in session_outputs(deployed)], warnings)
+    pairs = _pair_outputs(reference_outputs, [info.name for info in deployed.outputs], warnings)
     if random_inputs is not None:
         samples = random_samples(inputs, random_inputs)
         warnings.append(
@@ -142,7 +139,8 @@ def verify(
     if per_layer and not sites:
         warnings.append("no intermediate tensor has the same name in both models: no per-layer comparison")
 
-    run = _Run(runner, deployed, unfused, pairs, sites, captures)
+    deployed_names = [cand for _, cand in pairs]
+    run = _Run(runner, deployed.fetching(deployed_names), unfused.fetching([*deployed_names, *captures]), pairs, sites)
     run.consume(samples, size, progress)
     if run.samples == 0:
         raise Fp8ConvError(f"{samples.source}: no complete batch of {size} samples to verify on")
@@ -163,8 +161,8 @@ def verify(
     kernel_gate = evaluate_kernel_gate(gates.kernels, kernels, conversion_json)
     result = VerificationResult(
         verified=True,
-        reference=_reference_info(reference, loaded),
-        candidate={"path": _path(candidate), "optimization_level": level},
+        reference=_reference_info(loaded),
+        candidate={"path": str(candidate.path) if candidate.path is not None else None, "optimization_level": level},
         data={
             "source": samples.source,
             "samples": run.samples,
@@ -229,21 +227,21 @@ def not_verified(
 
 
 class _Run:
-    """The batch loop: three executions per batch, statistics accumulated and the batch dropped."""
+    """The batch loop: three executions per batch, statistics accumulated and the batch dropped.
+
+    ``deployed`` returns the candidate names of ``pairs``; ``unfused`` those and every site's tensor.
+    """
 
     def __init__(
         self,
-        runner: ReferenceRunner,
-        deployed: ort.InferenceSession,
-        unfused: ort.InferenceSession,
+        runner: Runner,
+        deployed: Runner,
+        unfused: Runner,
         pairs: Sequence[tuple[str, str]],
         sites: Sequence[TensorSite],
-        captures: Sequence[str],
     ) -> None:
         self.runner, self.deployed, self.unfused = runner, deployed, unfused
         self.pairs = pairs
-        self.deployed_names = [cand for _, cand in pairs]
-        self.unfused_names = [*self.deployed_names, *captures]
         self.outputs: list[OutputReport] = []
         self.layers = [LayerReport(index, site.name, site.node, site.op_type) for index, site in enumerate(sites)]
         self.skipped: dict[str, str] = {}
@@ -252,7 +250,7 @@ class _Run:
         self.dropped = 0
 
     def consume(self, samples: SampleSet, size: int, progress: bool) -> None:
-        static = size if self.runner.static_batch_size or _static(self.deployed) else None
+        static = size if self.runner.static_batch_size or self.deployed.static_batch_size else None
         total = math.ceil(samples.num_samples / size)
         with tqdm(total=total, unit="batch", desc="verify", disable=None if progress else True, leave=False) as bar:
             for feeds in samples.batches(size):
@@ -266,8 +264,8 @@ class _Run:
 
     def _batch(self, feeds: dict[str, np.ndarray], labels: np.ndarray | None, count: int) -> None:
         reference = self.runner.run(feeds)
-        deployed = dict(zip(self.deployed_names, _run(self.deployed, self.deployed_names, feeds), strict=True))
-        unfused = dict(zip(self.unfused_names, _run(self.unfused, self.unfused_names, feeds), strict=True))
+        deployed = self.deployed.run(feeds)
+        unfused = self.unfused.run(feeds)
         if not self.outputs:
             self.outputs = [self._new_output(name, reference[name], deployed[cand], count) for name, cand in self.pairs]
         for output, (name, cand) in zip(self.outputs, self.pairs, strict=True):
@@ -313,14 +311,6 @@ class _Run:
         return output
 
 
-def _run(session: ort.InferenceSession, names: list[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-    try:
-        return session.run(names, dict(feeds))
-    except Exception as error:  # onnxruntime's own exception types
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise Fp8ConvError(f"onnxruntime run of the candidate failed: {first_line}") from error
-
-
 def _incomparable(reference: np.ndarray, candidate: np.ndarray) -> str | None:
     """Why two same-named tensors cannot be compared (None when they can)."""
     if reference.shape != candidate.shape:
@@ -332,27 +322,16 @@ def _incomparable(reference: np.ndarray, candidate: np.ndarray) -> str | None:
     return None
 
 
-def _level(level: str) -> str:
-    return optimization_level_key(level)
+def normalize_level(level: str) -> str:
+    """The key of :data:`~fp8conv.runtime.ort_backend.OPTIMIZATION_LEVELS` an optimization level names.
 
+    The one parser, :func:`~fp8conv.runtime.ort_backend.optimization_level`: the keys (``all``, ``layout``,
+    ``extended``, ``basic``, ``disable``), onnxruntime's names (``ORT_ENABLE_ALL``) and their aliases.
 
-def _with_outputs(model: ir.Model, names: Sequence[str]) -> ir.Model:
-    """A copy of ``model`` whose graph also outputs the named node outputs."""
-    if not names:
-        return model
-    copy = ir.from_proto(ir.to_proto(model))
-    produced = {value.name: value for node in copy.graph for value in node.outputs if value.name}
-    present = {value.name for value in copy.graph.outputs}
-    for name in names:
-        if name not in present:
-            copy.graph.outputs.append(produced[name])
-    return copy
-
-
-def _static(session: ort.InferenceSession) -> int | None:
-    leading = {info.shape[0] if info.shape else None for info in session_inputs(session)}
-    size = leading.pop() if len(leading) == 1 else None
-    return size if isinstance(size, int) and size > 0 else None
+    Raises:
+        Fp8ConvError: An unknown level.
+    """
+    return optimization_level(level)
 
 
 def _batch_size(requested: int | None, reference_static: int | None, inputs: Sequence[TensorInfo]) -> int:
@@ -443,32 +422,25 @@ def _annotate_layers(layers: list[LayerReport], sites: Mapping[str, TensorSite],
 
 
 def _kernels(
-    candidate: ModelInput, level: str, conversion: ConversionResult | Mapping[str, Any] | None, warnings: list[str]
+    candidate: Candidate, level: str, conversion: ConversionResult | Mapping[str, Any] | None, warnings: list[str]
 ) -> dict[str, Any] | None:
     audit = getattr(conversion, "audit", None)
     if audit is not None and getattr(audit, "optimization_level", None) == level:
         return audit.to_json()
-    source: Any = candidate
-    if isinstance(candidate, ir.Model):
-        source = ir.to_proto(candidate)
-    elif not isinstance(candidate, (str, os.PathLike, onnx.ModelProto)):
-        warnings.append(f"integer-kernel audit skipped: cannot audit a {type(candidate).__name__}")
+    if not candidate.auditable:
+        warnings.append("integer-kernel audit skipped: the candidate's model was not kept for it")
         return None
     try:
-        return audit_integer_kernels(source, optimization_level=level).to_json()
+        return candidate.kernel_audit(level).to_json()
     except Fp8ConvError as error:
         warnings.append(f"integer-kernel audit failed: {error}")
         return None
 
 
-def _path(model: ModelInput) -> str | None:
-    return str(Path(model)) if isinstance(model, (str, os.PathLike)) else None
-
-
-def _reference_info(reference: ModelInput, loaded: LoadedModel) -> dict[str, Any]:
+def _reference_info(loaded: LoadedModel) -> dict[str, Any]:
     points = len(loaded.quant_points)
     return {
-        "path": _path(reference),
+        "path": str(loaded.source.path) if loaded.source.path is not None else None,
         "dialects": list(loaded.dialects),
         "quant_points": points,
         "numerics": "exact FP8 reference execution" if points else "onnxruntime (no FP8 quantization points)",
