@@ -2,6 +2,10 @@
 
 Exit codes: 0 success (all gates pass), 1 a gate failed, 2 bad input or usage, 3 an internal error (a
 violated postcondition or any other unexpected exception: one line, the traceback only with ``-v``).
+
+Importing this module imports click and fp8conv's light modules only (errors, the version): each command
+imports its implementation when it runs, so ``fp8conv --version`` and ``fp8conv --help`` load neither
+onnx, onnx_ir, onnxruntime nor NumPy (``tests/test_cli_conventions.py`` checks it).
 """
 
 from __future__ import annotations
@@ -12,16 +16,14 @@ import logging
 import re
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from fp8conv._version import __version__
-from fp8conv.converter.calibration.registry import RANGE_METHODS
 from fp8conv.errors import Fp8ConvError, InternalError
-from fp8conv.runtime.formats import FORMATS
 
 if TYPE_CHECKING:
     from fp8conv.converter.pipeline import ConversionResult
@@ -90,12 +92,41 @@ def formats_command() -> None:
         f"{'name':<12} {'bits':>4} {'E':>2} {'M':>2} {'bias':>4} {'max':>12} {'min normal':>12} "
         f"{'min subnormal':>14}  specials"
     )
+    from fp8conv.runtime.formats import FORMATS
+
     click.echo(header)
     for fmt in FORMATS.values():
         click.echo(
             f"{fmt.name:<12} {fmt.bits:>4} {fmt.exponent_bits:>2} {fmt.mantissa_bits:>2} {fmt.bias:>4} "
             f"{fmt.max_value:>12g} {fmt.min_normal:>12g} {fmt.min_subnormal:>14g}  {fmt.style}"
         )
+
+
+class _LazyChoice(click.Choice):
+    """A :class:`click.Choice` whose choices are read on first use (parsing, the command's ``--help``).
+
+    So that importing the CLI does not import the module that defines them (the calibration registry
+    imports NumPy and onnx_ir).
+    """
+
+    def __init__(self, read: Callable[[], Iterable[str]], case_sensitive: bool = True) -> None:
+        self._read = read
+        self._choices: tuple[str, ...] | None = None
+        self.case_sensitive = case_sensitive
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The choices, read once."""
+        if self._choices is None:
+            self._choices = tuple(self._read())
+        return self._choices
+
+
+def _range_methods() -> list[str]:
+    """The names of the calibration registry's range methods (``--activations-range``)."""
+    from fp8conv.converter.calibration.registry import RANGE_METHODS
+
+    return list(RANGE_METHODS)
 
 
 _GATE_HELP = "Global, or per output as OUTPUT:VALUE (repeatable); 'off' disables."
@@ -276,7 +307,7 @@ def _finish(result: VerificationResult, report_dir: Path | None, as_json: bool, 
 )
 @click.option(
     "--activations-range",
-    type=click.Choice(list(RANGE_METHODS)),
+    type=_LazyChoice(_range_methods),
     default=None,
     help="Activation range method (default mse; fp8 = data-free).",
 )

@@ -52,11 +52,12 @@ import dataclasses
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fp8conv.errors import Fp8ConvError
-from fp8conv.verification.metrics import wilson_lower_bound
-from fp8conv.verification.result import GateResult, OutputReport
+
+if TYPE_CHECKING:  # imported where the gates are evaluated: the CLI reads the defaults without NumPy
+    from fp8conv.verification.result import GateResult, OutputReport
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -304,6 +305,8 @@ def evaluate_gates(gates: Gates, outputs: list[OutputReport], *, has_labels: boo
             f"gates name output(s) {', '.join(unknown)} that the models do not have; "
             f"outputs: {', '.join(sorted(names))}"
         )
+    from fp8conv.verification.result import GateResult
+
     by_name = {output.name: output for output in outputs}
     for name in ("max_top1_drop", "max_accuracy_drop"):
         for output_name, setting in gates.settings.get(name, {}).items():
@@ -338,6 +341,9 @@ def evaluate_gates(gates: Gates, outputs: list[OutputReport], *, has_labels: boo
 
 
 def _check(name: str, setting: _Setting, output: OutputReport, has_labels: bool) -> GateResult | None:
+    from fp8conv.verification.metrics import wilson_lower_bound
+    from fp8conv.verification.result import GateResult
+
     threshold = float(setting.value)  # type: ignore[arg-type]
     metric = _METRIC[name]
     if name in ("min_sqnr", "min_cosine"):
@@ -365,6 +371,8 @@ def _check(name: str, setting: _Setting, output: OutputReport, has_labels: bool)
 
 
 def _not_applicable(name: str, gates: Gates, has_labels: bool) -> GateResult:
+    from fp8conv.verification.result import GateResult
+
     setting = next(s for s in gates.settings[name].values() if s.value is not None and s.source != "default")
     if name == "max_accuracy_drop" and not has_labels:
         note = "needs labels: add a 'labels' array to the data"
