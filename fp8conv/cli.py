@@ -11,6 +11,7 @@ onnx, onnx_ir, onnxruntime nor NumPy (``tests/test_cli_conventions.py`` checks i
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import logging
 import re
@@ -35,7 +36,53 @@ logger = logging.getLogger(__name__)
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL_ERROR = 3
 
-_VERBOSE = re.compile(r"-v+|--verbose")
+_GLOBAL_FLAG = re.compile(r"-v+|--verbose|-q|--quiet")
+"""The top-level flags that may come before the MODEL of the ``fp8conv MODEL`` shorthand."""
+
+_COMMAND_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+"""A first argument of this form that is no file may be a misspelt command (no suffix, no directory)."""
+
+
+class _OneLineError(click.ClickException):
+    """A click error (usage, bad option, bad choice) shown as fp8conv shows its own errors: one line."""
+
+    def __init__(self, line: str, exit_code: int) -> None:
+        super().__init__(line)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        """Print the line on stderr (no ``Usage:`` block)."""
+        click.echo(self.message, file=file, err=file is None)
+
+
+def _one_line(error: click.ClickException, command_path: str) -> _OneLineError:
+    """``fp8conv: error: MESSAGE (try 'fp8conv COMMAND --help')``: click's message in one line.
+
+    The message starts lower case, as fp8conv's own do; a usage error ends with the ``--help`` of the
+    command it is about (its context's, else ``command_path``), on the same line.
+    """
+    message = " ".join(error.format_message().split()).removesuffix(".")
+    if isinstance(error, click.NoSuchOption):  # click's "(Did you mean one of: …?)" in fp8conv's words
+        message = f"no such option '{error.option_name}'"
+        if error.possibilities:
+            message += f"; did you mean {' or '.join(repr(name) for name in error.possibilities)}?"
+    if len(message) > 1 and message[0].isupper() and message[1].islower():
+        message = message[0].lower() + message[1:]
+    if isinstance(error, click.UsageError):
+        message += f" (try '{error.ctx.command_path if error.ctx is not None else command_path} --help')"
+    return _OneLineError(f"fp8conv: error: {message}", error.exit_code)
+
+
+def _quiet() -> bool:
+    """Whether ``-q`` was given: no warnings, notes or progress bars, only errors on stderr."""
+    context = click.get_current_context(silent=True)
+    return bool(context is not None and context.find_root().params.get("quiet"))
+
+
+def _warn(message: str) -> None:
+    """``fp8conv: warning: MESSAGE`` on stderr, unless ``-q``."""
+    if not _quiet():
+        click.echo(f"fp8conv: warning: {message}", err=True)
 
 
 class _Fp8ConvGroup(click.Group):
@@ -43,16 +90,42 @@ class _Fp8ConvGroup(click.Group):
 
     An :class:`InternalError` or any exception that is neither fp8conv's nor click's is a bug: one line
     ``fp8conv: internal error: …`` (with the traceback after it only at ``-v``), never a bare traceback.
+    click's usage errors (a missing argument, an unknown option, a bad choice) are one line too,
+    ``fp8conv: error: … (try 'fp8conv COMMAND --help')``, exit code 2, without click's ``Usage:`` block.
 
     ``fp8conv MODEL.onnx --to int8`` is short for ``fp8conv convert MODEL.onnx --to int8``: a first
-    argument (after ``-v``) that is not a command name runs ``convert``.
+    argument (after ``-v``/``-q``) that is not a command name runs ``convert``, unless it is no file and
+    close to a command name (``fp8conv convrt``: "no such command 'convrt'; did you mean 'convert'?").
     """
 
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Both forms: ``fp8conv [OPTIONS] COMMAND [ARGS]...`` and the ``fp8conv MODEL`` shorthand."""
+        formatter.write_usage(ctx.command_path, "[OPTIONS] COMMAND [ARGS]...")
+        formatter.write_usage(ctx.command_path, "[OPTIONS] MODEL [CONVERT OPTIONS]...", prefix="   or: ")
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # a bare ``fp8conv``: the help, as click prints it
+        except click.ClickException as error:
+            raise _one_line(error, info_name or "fp8conv") from None
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        first = next((i for i, arg in enumerate(args) if not _VERBOSE.fullmatch(arg)), len(args))
+        first = next((i for i, arg in enumerate(args) if not _GLOBAL_FLAG.fullmatch(arg)), len(args))
         if first < len(args) and not args[first].startswith("-") and args[first] not in self.commands:
+            self._refuse_a_misspelt_command(ctx, args[first])
             args = [*args[:first], "convert", *args[first:]]
         return super().parse_args(ctx, args)
+
+    def _refuse_a_misspelt_command(self, ctx: click.Context, name: str) -> None:
+        if not _COMMAND_LIKE.fullmatch(name) or Path(name).exists():
+            return
+        close = difflib.get_close_matches(name, list(self.commands), n=1, cutoff=0.6)
+        if close:
+            raise click.UsageError(f"no such command '{name}'; did you mean '{close[0]}'?", ctx)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -60,7 +133,12 @@ class _Fp8ConvGroup(click.Group):
         except Fp8ConvError as error:
             click.echo(f"fp8conv: error: {error}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except _OneLineError:
+            raise
+        except click.exceptions.ClickException as error:
+            command = " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))
+            raise _one_line(error, command) from None
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as error:  # a bug: one line, exit 3 (the traceback at -v)
             what = str(error) if isinstance(error, InternalError) else f"{type(error).__name__}: {error}"
@@ -73,16 +151,37 @@ class _Fp8ConvGroup(click.Group):
             ctx.exit(EXIT_INTERNAL_ERROR)
 
 
-@click.group(cls=_Fp8ConvGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("fp8conv", cls=_Fp8ConvGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fp8conv")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def cli(verbose: int) -> None:
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Errors only on stderr: no warnings, notes or progress bars, and onnxruntime logs nothing below "
+    "fatal (its errors reach fp8conv's one error line). Not with -v.",
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Convert FP8 fake-quantized ONNX models to INT8/INT4 models that onnxruntime runs on integer kernels.
 
+    `fp8conv MODEL.onnx [OPTIONS]` is short for `fp8conv convert MODEL.onnx [OPTIONS]`: a first argument
+    that is not a command name is the MODEL to convert (`fp8conv convert --help` lists its options).
     Run `fp8conv COMMAND --help` for the options of each command.
+
+    Errors are one line on stderr (`fp8conv: error: ...`). Exit codes: 0 success, 1 a gate failed, 2 bad
+    input or usage, 3 an internal error (a bug in fp8conv; -v shows the traceback).
     """
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    if verbose and quiet:
+        raise click.UsageError("-q/--quiet and -v/--verbose exclude each other", ctx)
+    level = (
+        logging.ERROR if quiet else logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    package_logger = logging.getLogger("fp8conv")  # also when logging was configured before (tests, embedding)
+    previous = package_logger.level
+    package_logger.setLevel(level)
+    ctx.call_on_close(lambda: package_logger.setLevel(previous))
 
 
 @cli.command("formats")
@@ -431,6 +530,11 @@ def convert_command(
     layer planned on an integer kernel runs in float. Exit codes: 0 all gates pass, 1 a gate failed, 2
     bad input (nothing is written), 3 an internal error. The model and the --report files are written
     in every case but 2 and 3.
+
+    An existing output file is replaced without asking, as compilers' -o, Polygraphy and onnxsim do, so
+    that a rerun (CI, make) works; the new file takes its place atomically, so a run that ends with 2 or 3
+    leaves it as it was. MODEL itself is never overwritten (exit 2). An -o without the .onnx suffix is
+    written all the same, with a warning.
     """
     from fp8conv.config import ConversionConfig, load_config_file
     from fp8conv.converter.pipeline import default_output_path
@@ -461,6 +565,7 @@ def convert_command(
             options[field] = tuple(options.get(field, ())) + patterns
     target = target or str(options.pop("target", "int8"))
     options.pop("target", None)
+    _warn_unless_onnx_suffix(output)
     destination = output or default_output_path(model, ConversionConfig(target=target).target)
     check_before_writing(None, output=destination, report_dir=checks.report_dir)  # the rest: convert_and_verify
     outcome = convert_and_verify(
@@ -476,7 +581,7 @@ def convert_command(
         optimization_level=checks.optimization_level,
         audit=not no_audit,
         external_data=external_data,
-        progress=True,
+        progress=not _quiet(),
         **options,
     )
     result, verified = outcome.conversion, outcome.verification
@@ -486,12 +591,19 @@ def convert_command(
     _finish(verified, checks.report_dir, as_json, prefix="" if as_json else _conversion_summary(result) + "\n")
 
 
+def _warn_unless_onnx_suffix(output: Path | None) -> None:
+    """A warning for an ``-o`` whose name does not end in ``.onnx`` (onnxruntime and viewers go by it)."""
+    if output is not None and output.suffix.lower() != ".onnx":
+        what = f"suffix {output.suffix!r}" if output.suffix else "no suffix"
+        _warn(f"{output}: the output has {what}, not '.onnx'; writing an ONNX model there all the same")
+
+
 def _finish_unverified(result: ConversionResult, skipped: VerificationResult, as_json: bool, note: bool) -> None:
     """Print the conversion summary (or record) and any failed gate, and exit with the result's code."""
     from fp8conv.report.terminal import failed_gate_lines
 
     document = skipped.to_json()
-    if note:
+    if note and not _quiet():
         click.echo(f"note: verification skipped: {skipped.warnings[0]}", err=True)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
@@ -562,7 +674,7 @@ def run_command(model: Path, data_path: Path, output: Path, batch_size: int | No
     """
     from fp8conv.converter.reference_run import run_reference
 
-    written = run_reference(model, data_path, output, batch_size=batch_size)
+    written = run_reference(model, data_path, output, batch_size=batch_size, progress=not _quiet())
     click.echo(f"wrote {written.num_samples} samples of {', '.join(written.output_names)} to {output}")
 
 
@@ -639,7 +751,7 @@ def verify_command(
         per_layer=not no_layers,
         random_inputs=checks.random_inputs,
         batch_size=batch_size,
-        progress=True,
+        progress=not _quiet(),
     )
     _finish(result, checks.report_dir, as_json)
 

@@ -100,14 +100,17 @@ def ort_log_severity() -> int:
     """Onnxruntime's log severity for fp8conv's own verbosity (the ``fp8conv`` logger's level).
 
     The default (warnings and above) shows onnxruntime's errors only (severity 3), ``-v`` (info) its
-    warnings too (2), ``-vv`` (debug) its info messages (1). onnxruntime otherwise prints multi-line
-    warnings on every session it opens (one per initializer that is also a graph input, for instance),
-    which fp8conv reports itself once where they matter.
+    warnings too (2), ``-vv`` (debug) its info messages (1), ``-q`` (errors only) nothing below fatal (4):
+    an onnxruntime error fails the call that fp8conv reports as its one error line. onnxruntime otherwise
+    prints multi-line warnings on every session it opens (one per initializer that is also a graph input,
+    for instance), which fp8conv reports itself once where they matter.
     """
     level = logging.getLogger("fp8conv").getEffectiveLevel()
     if level <= logging.DEBUG:
         return 1
-    return 2 if level <= logging.INFO else 3
+    if level <= logging.INFO:
+        return 2
+    return 3 if level <= logging.WARNING else 4
 
 
 def optimization_level(level: str) -> str:
