@@ -184,15 +184,35 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     ctx.call_on_close(lambda: package_logger.setLevel(previous))
 
 
+FORMATS_SCHEMA_VERSION = 1
+"""Version of the ``fp8conv formats --json`` document."""
+
+
 @cli.command("formats")
-def formats_command() -> None:
-    """List the named number formats of the FP8 emulator (fp8conv.fp8) with their facts."""
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON: {schema_version, formats: [{name, bits, exponent_bits, mantissa_bits, bias, max_value, "
+    "min_normal, min_subnormal, style, has_inf, has_nan, has_sign, has_subnormal, has_zero, onnx_type}]}.",
+)
+def formats_command(as_json: bool) -> None:
+    """List the named number formats of the FP8 emulator (fp8conv.fp8) with their facts.
+
+    specials (JSON: style) is how Inf and NaN are encoded: ieee (the top exponent is Inf and NaN), fn
+    (finite; the all-ones magnitude is NaN), fnuz (finite, no negative zero; 0x80 is the NaN), none (every
+    code is a number).
+    """
+    from fp8conv.runtime.formats import FORMATS
+
+    if as_json:
+        document = {"schema_version": FORMATS_SCHEMA_VERSION, "formats": [fmt.to_json() for fmt in FORMATS.values()]}
+        click.echo(json.dumps(document, indent=2, allow_nan=False))
+        return
     header = (
         f"{'name':<12} {'bits':>4} {'E':>2} {'M':>2} {'bias':>4} {'max':>12} {'min normal':>12} "
         f"{'min subnormal':>14}  specials"
     )
-    from fp8conv.runtime.formats import FORMATS
-
     click.echo(header)
     for fmt in FORMATS.values():
         click.echo(
@@ -629,10 +649,12 @@ def inspect_command(model: Path, as_json: bool) -> None:
 
     The first table lists every quantization point: the quantized tensor, its role (weight or activation),
     the op that consumes it, the FP8 format, the granularity and the range of its scales. The second lists
-    every Conv/MatMul/Gemm layer by the names --keep-float, --int16 and --int4 match: its node, its
-    stored weight and its output tensor. With --json the document has the keys schema_version, opset,
-    ir_version, size_bytes, external_data, dialects, quant_points (tensor, role, format, axis, block_size,
-    ...), integer_qdq and layers (node, op_type, weights: every tensor on the weight's path, output).
+    every Conv/MatMul/Gemm layer by every name --keep-float, --int16 and --int4 search: its node, its
+    stored weight, its output tensor and the other tensors on the weight's path to the layer (a
+    DequantizeLinear, Transpose or Cast output). With --json the document has the keys schema_version,
+    opset, ir_version, size_bytes, external_data, dialects, quant_points (tensor, role, format, axis,
+    block_size, ...), integer_qdq and layers (node, op_type, weights: every tensor on the weight's path,
+    stored first, output, names: all of them, what the patterns are searched in).
     """
     from fp8conv.converter.inspection import inspect
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import ml_dtypes
 import numpy as np
 import onnx
 import pytest
@@ -20,7 +21,10 @@ from fp8_models import residual_cnn
 
 import fp8conv
 from fp8conv.cli import cli
+from fp8conv.config import ConversionConfig
 from fp8conv.converter import inspection
+from fp8conv.passes.overrides import LayerNames, select_overrides
+from fp8conv.runtime.formats import FORMATS
 from fp8conv.runtime.ort_backend import ort_log_severity
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -317,3 +321,72 @@ def test_an_output_without_the_onnx_suffix_is_written_with_a_warning(tmp_path, n
         ]
     else:
         assert warnings == []
+
+
+# -- formats --json ------------------------------------------------------------------------------------------
+
+
+def test_formats_json_states_every_formats_facts():
+    outcome = CliRunner().invoke(cli, ["formats", "--json"])
+    assert outcome.exit_code == 0
+    document = json.loads(outcome.stdout)
+    assert document["schema_version"] == 1
+    entries = {entry["name"]: entry for entry in document["formats"]}
+    assert list(entries) == list(FORMATS)
+    for name, entry in entries.items():
+        fmt = FORMATS[name]
+        assert entry["bits"] == 1 + entry["exponent_bits"] + entry["mantissa_bits"] - (not entry["has_sign"])
+        assert (entry["exponent_bits"], entry["mantissa_bits"], entry["bias"]) == (
+            fmt.exponent_bits,
+            fmt.mantissa_bits,
+            fmt.bias,
+        )
+        assert entry["has_inf"] == (entry["style"] == "ieee")
+        assert entry["has_nan"] == (entry["style"] != "none")
+        assert entry["min_subnormal"] <= entry["min_normal"] <= 1.0 < entry["max_value"]
+    # The numbers against an independent source: ml_dtypes' finfo, and what a cast of +Inf gives.
+    for name, entry in entries.items():
+        dtype = getattr(ml_dtypes, f"float{entry['bits']}_{name}")
+        info = ml_dtypes.finfo(dtype)
+        assert entry["max_value"] == float(info.max), name
+        assert entry["min_normal"] == float(info.smallest_normal), name
+        assert entry["min_subnormal"] == float(info.smallest_subnormal), name
+        inf = np.array(np.inf, np.float32).astype(dtype).astype(np.float32)
+        assert entry["has_inf"] == bool(np.isinf(inf)), name
+    assert entries["e4m3fn"] | {"onnx_type": None} == {
+        "name": "e4m3fn",
+        "bits": 8,
+        "exponent_bits": 4,
+        "mantissa_bits": 3,
+        "bias": 7,
+        "max_value": 448.0,
+        "min_normal": 2.0**-6,
+        "min_subnormal": 2.0**-9,
+        "style": "fn",
+        "has_inf": False,
+        "has_nan": True,
+        "has_sign": True,
+        "has_subnormal": True,
+        "has_zero": True,
+        "onnx_type": None,
+    }
+    assert entries["e4m3fn"]["onnx_type"] == onnx.TensorProto.FLOAT8E4M3FN
+
+
+# -- inspect: the names the override patterns search -----------------------------------------------------------
+
+
+def test_inspect_lists_every_name_the_override_patterns_match():
+    source = ROOT / "tests" / "corpus" / "transformer.dynamo_noopt.onnx"
+    document = json.loads(CliRunner().invoke(cli, ["inspect", "--json", str(source)]).stdout)
+    text = CliRunner().invoke(cli, ["inspect", str(source)]).stdout
+    layers = [LayerNames(l["node"], l["op_type"], tuple(l["weights"]), l["output"]) for l in document["layers"]]  # noqa: E741
+    assert any(len(layer.weights) > 1 for layer in layers)  # names on the weight's path beyond the stored one
+    rows = {line.split()[0]: line for line in text.splitlines() if line.split() and line.split()[0].startswith("node_")}
+    for index, (layer, entry) in enumerate(zip(layers, document["layers"], strict=True)):
+        assert entry["names"] == list(dict.fromkeys([layer.node, *layer.weights, layer.output]))
+        row = rows[layer.node].replace(",", " ").split()
+        assert set(entry["names"]) <= set(row), (row, entry["names"])  # every name is in the table's row
+        for name in entry["names"]:  # and each one is what a pattern selects the layer by
+            selected = select_overrides(layers, ConversionConfig(keep_float=(f"^{re.escape(name)}$",)))
+            assert selected[index], name

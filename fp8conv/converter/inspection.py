@@ -75,7 +75,11 @@ class Inspection:
             lines.append(f"integer Q/DQ {len(self.integer_qdq)} nodes kept as they are")
         lines.append(
             f"layers       {len(self.layers)} Conv/MatMul/Gemm"
-            + (" (--keep-float, --int16 and --int4 patterns match any name in their row)" if self.layers else "")
+            + (
+                " (--keep-float, --int16 and --int4 patterns are searched in every name of a row)"
+                if self.layers
+                else ""
+            )
         )
         if self.quant_points:
             lines.append("")
@@ -111,8 +115,12 @@ def _human_size(size: int) -> str:
 
 
 def _layer_table(layers: tuple[LayerNames, ...]) -> list[str]:
-    rows = [(layer.node, layer.op_type, layer.weight or "-", layer.output) for layer in layers]
-    return _columns(("layer", "op", "weight", "output"), rows)
+    """Every name the override patterns search, one row per layer: the stored weight, then the rest of its path."""
+    rows = [
+        (layer.node, layer.op_type, layer.weight or "-", layer.output, ", ".join(layer.weights[1:]) or "-")
+        for layer in layers
+    ]
+    return _columns(("layer", "op", "weight", "output", "weight path (to the layer)"), rows)
 
 
 def _table(points: tuple[QuantPoint, ...]) -> list[str]:
