@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import re
+import shlex
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -47,14 +48,18 @@ class _Fp8ConvGroup(click.Group):
     """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["fp8conv.command"] = shlex.join(["fp8conv", *args])  # for the reports' provenance
         first = next((i for i, arg in enumerate(args) if not _VERBOSE.fullmatch(arg)), len(args))
         if first < len(args) and not args[first].startswith("-") and args[first] not in self.commands:
             args = [*args[:first], "convert", *args[first:]]
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> object:
+        from fp8conv.verification.provenance import recording_command
+
         try:
-            return super().invoke(ctx)
+            with recording_command(ctx.meta.get("fp8conv.command", "fp8conv")):
+                return super().invoke(ctx)
         except Fp8ConvError as error:
             click.echo(f"fp8conv: error: {error}", err=True)
             ctx.exit(EXIT_BAD_INPUT)

@@ -2,7 +2,7 @@
 
 After the verdict line: what was compared (paths relative to the provenance root; a warning when the data
 is the calibration data), failed gates, outputs with a legend, the worst 10 layers, integer-kernel counts
-(float kernels grouped by reason, at most 10 lines), and warnings. Rendered from the
+(float kernels grouped by reason, at most 10 lines), warnings and a provenance line. Rendered from the
 report.json document alone, short enough for a pull-request comment (GitHub's limit is 65 536 characters;
 a report stays under ~5 KB).
 """
@@ -29,6 +29,7 @@ __all__ = ["render_markdown"]
 
 _ICON = {"PASSED": "✅", "FAILED": "❌", "NOT VERIFIED": "⚠️"}
 _KERNEL_LINES = 10
+_FOOTER_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -103,8 +104,25 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines.append("")
         lines += [f"- {warning}" for warning in warnings]
     lines.append("")
-    lines.append("<sub>fp8conv " + report["fp8conv_version"] + " · full details in report.html / report.json</sub>")
+    lines.append(f"<sub>{_provenance(report)} · full details in report.html / report.json</sub>")
     return "\n".join(lines) + "\n"
+
+
+def _provenance(report: Mapping[str, Any]) -> str:
+    """``fp8conv 0.1.0 · onnxruntime 1.x · CPU (avx2, avx512_vnni) · 2025-…Z · `command```."""
+    provenance = report.get("provenance")
+    if not provenance:
+        return "fp8conv " + report["fp8conv_version"]
+    versions = provenance["versions"]
+    cpu = provenance["cpu"]
+    flags = ", ".join(flag for flag in cpu["flags"] if flag in _FOOTER_FLAGS)
+    if not flags:
+        flags = "ISA flags unknown" if cpu["flags_source"] == "unavailable" else "no AVX2/VNNI/AMX"
+    command = provenance["command"].replace("`", "'")
+    return (
+        f"fp8conv {versions['fp8conv']} · onnxruntime {versions['onnxruntime']} · {cpu['model'] or cpu['machine']} "
+        f"({flags}) · {provenance['created_utc']} · `{command}`"
+    )
 
 
 def _outputs(outputs: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from fp8conv._version import __version__
 from fp8conv.verification.metrics import HISTOGRAM_EDGES, ErrorStats, LabelAccuracy, TopKAgreement
+from fp8conv.verification.provenance import collect_provenance
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -232,6 +233,9 @@ class VerificationResult:
         verification_data: What the data is to the conversion
             (:func:`~fp8conv.verification.inputs.data_role`: ``source`` ``calibration``, ``separate``,
             ``random`` or ``unknown``, ``path``, ``warning``); None when nothing was verified.
+        provenance: Versions, CPU, UTC time, command line and file digests
+            (:func:`~fp8conv.verification.provenance.collect_provenance`); collected at construction
+            when not given.
     """
 
     verified: bool
@@ -249,6 +253,24 @@ class VerificationResult:
     warnings: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     verification_data: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.provenance is None:
+            self.provenance = collect_provenance(self._files())
+
+    def _files(self) -> dict[str, str | None]:
+        """The files the report is about, by role: reference, candidate, data and calibration data."""
+        data = self.data or {}
+        calibration = (self.conversion or {}).get("calibration_source")
+        files = {
+            "reference": self.reference.get("path"),
+            "candidate": self.candidate.get("path"),
+            "data": None if data.get("random") else data.get("source"),
+        }
+        if calibration and calibration != files["data"]:
+            files["calibration_data"] = calibration
+        return files
 
     @property
     def passed(self) -> bool:
@@ -311,5 +333,6 @@ class VerificationResult:
             "warnings": list(self.warnings),
             "seconds": self.seconds,
             "verification_data": self.verification_data,
+            "provenance": self.provenance,
         }
         return json_safe(document)
