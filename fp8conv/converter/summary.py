@@ -57,6 +57,11 @@ def _kernel_lines(result: ConversionResult) -> list[str]:
     labels = {record.node: f"{record.node} ({record.op_type} as {record.kernel})" for record in floats}
     for nodes, reason in group_by_message((record.node, record.reason or "?") for record in floats):
         lines.append(f"  float: {subject(nodes, 'layer', labels[nodes[0]])}: {reason}")
+    # A layer the plan keeps float that onnxruntime runs on an integer kernel anyway (it quantized the weight).
+    overruled = [record for record in audit.records if record.integer and record.node in planned_float]
+    labels = {record.node: f"{record.node} ({record.op_type} as {record.kernel})" for record in overruled}
+    for nodes, reason in group_by_message((r.node, (r.reason or "?").removeprefix("warning: ")) for r in overruled):
+        lines.append(f"  warning: {subject(nodes, 'layer', labels[nodes[0]])} planned float: {reason}")
     return lines
 
 
