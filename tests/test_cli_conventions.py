@@ -330,7 +330,7 @@ def test_formats_json_states_every_formats_facts():
     outcome = CliRunner().invoke(cli, ["formats", "--json"])
     assert outcome.exit_code == 0
     document = json.loads(outcome.stdout)
-    assert document["schema_version"] == 1
+    assert document["schema_version"] == "1.0"
     entries = {entry["name"]: entry for entry in document["formats"]}
     assert list(entries) == list(FORMATS)
     for name, entry in entries.items():

@@ -41,6 +41,7 @@ from fp8conv.converter import calibration
 from fp8conv.converter.collection import StatisticsCollector
 from fp8conv.converter.data import SampleSet, load_samples
 from fp8conv.converter.files import atomic_write, check_writable
+from fp8conv.converter.grouping import group_by_message, subject
 from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
 from fp8conv.converter.postconditions import LAYER_OPS, WrittenModel, check_written, is_low_precision_float
 from fp8conv.converter.stopwatch import Stopwatch
@@ -70,6 +71,7 @@ __all__ = [
     "convert",
     "convert_file",
     "default_output_path",
+    "int16_outliers",
     "promote_outliers_to_int16",
     "save_model",
     "write_converted",
@@ -137,7 +139,8 @@ class ConversionResult:
         dialects: FP8 dialects found in the input.
         layers: One record per Conv/MatMul/Gemm.
         activations: One record per activation quantization group.
-        warnings: Things the user should know (data-free ranges, layers left float, …).
+        warnings: Things the user should know (data-free ranges, layers left float, …); layers that stay
+            float for one reason are one message (``6 layers (a, b, c, … and 3 more) stay float: …``).
         calibration_samples: Samples the ranges were computed from (0: data-free).
         seconds: Wall time of the conversion (excluding saving and auditing).
         stage_seconds: Wall time per stage (``load``, ``plan``, ``weights``, ``reference session``,
@@ -150,6 +153,11 @@ class ConversionResult:
         audit: The integer-kernel audit (set by :func:`convert_file`).
         output_path: Where the model was written (set by :func:`convert_file`).
         output_size_bytes: Size of the written model (set by :func:`convert_file`).
+        notes: What the user asked for and got, said for the record (layers a keep_float pattern kept
+            float); not warnings.
+        calibration_source: Where the calibration samples came from (the data path; None: data-free).
+        auto_int16: The activation groups ``auto_int16_below_db`` gave INT16: ``tensors``, their
+            ``int8_sqnr_db`` on the calibration data and the ``layers`` reading them.
     """
 
     model: ir.Model
@@ -167,6 +175,9 @@ class ConversionResult:
     audit: Any = None
     output_path: Path | None = None
     output_size_bytes: int | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
+    calibration_source: str | None = None
+    auto_int16: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         """The conversion decisions as JSON (the ``conversion`` part of ``report.json``)."""
@@ -183,11 +194,14 @@ class ConversionResult:
                 "size_bytes": self.output_size_bytes,
             },
             "calibration_samples": self.calibration_samples,
+            "calibration_source": self.calibration_source,
+            "auto_int16": [dict(record) for record in self.auto_int16],
             "seconds": self.seconds,
             "stage_seconds": dict(self.stage_seconds),
             "layers": [layer.to_json() for layer in self.layers],
             "activations": [record.to_json() for record in self.activations],
             "warnings": list(self.warnings),
+            "notes": list(self.notes),
             "written": self.written.to_json() if self.written is not None else None,
             "emission_passes": [record.to_json() for record in self.emission_passes],
             "kernels": self.audit.to_json() if self.audit is not None else None,
@@ -265,8 +279,14 @@ def convert(
             stopwatch.lap("calibration")
         weights, weight_ranges = weights_done.result()
         stopwatch.lap("weights")
+    auto_int16: list[dict[str, Any]] = []
     if statistics and config.auto_int16_below_db is not None:
-        plan = promote_outliers_to_int16(plan, statistics, config)
+        outliers = int16_outliers(plan, statistics, config)
+        auto_int16 = [
+            {"tensors": list(tensors), "int8_sqnr_db": sqnr, "layers": _readers(plan, tensors)}
+            for tensors, sqnr in outliers
+        ]
+        plan = promote_outliers_to_int16(plan, statistics, config, outliers)
     activations, activation_records = _activation_quantization(canonical, plan, statistics, config, warnings)
     stopwatch.lap("ranges")
     converted = canonical
@@ -275,9 +295,8 @@ def convert(
     kept_float = [layer.node for layer in plan.layers if layer.decision.code is DecisionCode.KEPT_FLOAT]
     written = check_written(converted, plan.layers, kept_float=kept_float)
     stopwatch.lap("emission")
-    for layer in plan.layers:
-        if not layer.is_integer and layer.decision.code is not DecisionCode.NOT_QUANTIZED:
-            warnings.append(f"layer {layer.node} ({layer.op_type}) stays float: {layer.reason}")
+    float_warnings, notes = _float_layer_messages(plan.layers)
+    warnings += float_warnings
     return ConversionResult(
         model=converted,
         config=config,
@@ -294,7 +313,39 @@ def convert(
         stage_seconds=stopwatch.seconds,
         written=written,
         emission_passes=emitted.passes,
+        notes=notes,
+        calibration_source=samples.source if samples is not None else None,
+        auto_int16=auto_int16,
     )
+
+
+def _float_layer_messages(layers: tuple[Layer, ...]) -> tuple[list[str], list[str]]:
+    """(warnings, notes) about the layers that stay float, one message per reason.
+
+    A layer a keep_float pattern selects is a note (the user asked for it); any other reason is a warning.
+    Layers the FP8 source did not quantize are not mentioned.
+    """
+    warned, noted = [], []
+    for layer in layers:
+        if layer.is_integer or layer.decision.code is DecisionCode.NOT_QUANTIZED:
+            continue
+        (noted if layer.decision.code is DecisionCode.KEPT_FLOAT else warned).append(layer)
+    by_node = {layer.node: layer for layer in layers}
+
+    def messages(group: list[Layer]) -> list[str]:
+        lines = []
+        for nodes, reason in group_by_message((layer.node, layer.reason) for layer in group):
+            single = f"{nodes[0]} ({by_node[nodes[0]].op_type})"
+            verb = "stays" if len(nodes) == 1 else "stay"
+            lines.append(f"{subject(nodes, 'layer', single)} {verb} float: {reason}")
+        return lines
+
+    return messages(warned), messages(noted)
+
+
+def _readers(plan: QuantizationPlan, tensors: tuple[str, ...]) -> list[str]:
+    """The layers reading any of ``tensors``, in plan order."""
+    return [layer.node for layer in plan.layers if any(tensor in layer.inputs for tensor in tensors)]
 
 
 def _nothing_to_convert(loaded: LoadedModel) -> str:
@@ -644,8 +695,32 @@ def int8_sqnr_db(stats: calibration.Statistics, qtype: str) -> float:
     return 10.0 * float(np.log10(max(power, 1e-300) / error))
 
 
-def promote_outliers_to_int16(
+def int16_outliers(
     plan: QuantizationPlan, statistics: Mapping[str, calibration.Statistics], config: ConversionConfig
+) -> list[tuple[tuple[str, ...], float]]:
+    """The 8-bit activation groups whose INT8 SQNR is below ``config.auto_int16_below_db``, in plan order.
+
+    Returns:
+        ``[(tensors of the group, INT8 SQNR in dB on the calibration statistics)]``.
+    """
+    threshold = config.auto_int16_below_db
+    assert threshold is not None
+    outliers = []
+    for group, tensors in plan.groups().items():
+        points = [plan.points[t] for t in tensors]
+        if any(point.bits != 8 for point in points) or group not in statistics or statistics[group].count == 0:
+            continue
+        sqnr = int8_sqnr_db(statistics[group], config.activation_type.value)
+        if sqnr < threshold:
+            outliers.append((tuple(tensors), sqnr))
+    return outliers
+
+
+def promote_outliers_to_int16(
+    plan: QuantizationPlan,
+    statistics: Mapping[str, calibration.Statistics],
+    config: ConversionConfig,
+    outliers: list[tuple[tuple[str, ...], float]] | None = None,
 ) -> QuantizationPlan:
     """The plan with INT16 for the activation groups whose INT8 SQNR is below ``config.auto_int16_below_db``.
 
@@ -656,21 +731,16 @@ def promote_outliers_to_int16(
         plan: The plan (not changed).
         statistics: Calibration statistics per activation group.
         config: The options (``auto_int16_below_db`` set; ``activation_type`` is the INT8 type measured).
+        outliers: :func:`int16_outliers` of these arguments, when the caller has it already.
 
     Returns:
         The new plan (``plan`` itself when the threshold promotes nothing).
     """
     threshold = config.auto_int16_below_db
     assert threshold is not None
-    promoted: dict[str, float] = {}
-    for group, tensors in plan.groups().items():
-        points = [plan.points[t] for t in tensors]
-        if any(point.bits != 8 for point in points) or group not in statistics or statistics[group].count == 0:
-            continue
-        sqnr = int8_sqnr_db(statistics[group], config.activation_type.value)
-        if sqnr < threshold:
-            for point in points:
-                promoted[point.tensor] = sqnr
+    if outliers is None:
+        outliers = int16_outliers(plan, statistics, config)
+    promoted = {tensor: sqnr for tensors, sqnr in outliers for tensor in tensors}
     layers = []
     for layer in plan.layers:
         hits = [promoted[tensor] for tensor in layer.inputs if tensor in promoted]
