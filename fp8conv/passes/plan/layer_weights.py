@@ -4,8 +4,9 @@ The FP8 model computes with ``w = decode(codes) · scale`` (a stored FP8 weight 
 ``w = fake_quantize(w_float)`` (a FakeQuantize of a float constant). Both are read exactly:
 
 * as **codes** (:class:`~fp8conv.runtime.integer_quantization.WeightCodes`, ``w = values[codes] · scale`` in
-  float32) when the scale is per tensor or per axis: the integer weight search then counts codes instead of
-  sorting values, and the float32 weight is decoded only when asked for;
+  float32) when the scale is per tensor or per axis (and stays on one axis through the data movement): the
+  integer weight search then counts codes instead of sorting values, and the float32 weight is decoded only
+  when asked for;
 * else as the decoded **float32 array** (blocked scales, a float constant, a Cast of an f16/bf16 quantizer).
 
 Data movement with constant parameters between the quantizer and the layer (Transpose, Reshape, …;
