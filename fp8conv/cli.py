@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import re
+import shlex
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -47,14 +48,18 @@ class _Fp8ConvGroup(click.Group):
     """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["fp8conv.command"] = shlex.join(["fp8conv", *args])  # for the reports' provenance
         first = next((i for i, arg in enumerate(args) if not _VERBOSE.fullmatch(arg)), len(args))
         if first < len(args) and not args[first].startswith("-") and args[first] not in self.commands:
             args = [*args[:first], "convert", *args[first:]]
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> object:
+        from fp8conv.verification.provenance import recording_command
+
         try:
-            return super().invoke(ctx)
+            with recording_command(ctx.meta.get("fp8conv.command", "fp8conv")):
+                return super().invoke(ctx)
         except Fp8ConvError as error:
             click.echo(f"fp8conv: error: {error}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
@@ -112,9 +117,11 @@ def _verification_options(command: Callable[..., object]) -> Callable[..., objec
     """Options shared by ``convert`` and ``verify``: report directory, gates, optimization level, random inputs.
 
     They reach the command as keyword arguments ``report_dir``, ``min_sqnr``, ``min_cosine``,
-    ``max_top1_drop``, ``max_accuracy_drop``, ``max_abs_err`` (tuples of specs), ``min_integer_kernels`` (a
-    spec or None), ``optimization_level`` and ``random_inputs``.
+    ``max_top1_drop``, ``max_accuracy_drop``, ``max_abs_err`` (tuples of specs), ``min_layer_sqnr`` and
+    ``min_integer_kernels`` (a spec or None), ``optimization_level`` and ``random_inputs``.
     """
+    from fp8conv.verification.gates import RATE_GATE_HELP
+
     options = [
         click.option(
             "--report",
@@ -139,21 +146,30 @@ def _verification_options(command: Callable[..., object]) -> Callable[..., objec
             "--max-top1-drop",
             multiple=True,
             metavar="[OUTPUT:]PP",
-            help=f"Maximum top-1 disagreement in percentage points, classifier outputs ({_default('max_top1_drop')}). "
-            f"{_GATE_HELP}",
+            help="Maximum top-1 disagreement with the FP8 model in percentage points, classifier outputs "
+            f"({_default('max_top1_drop')}). {RATE_GATE_HELP} {_GATE_HELP}",
         ),
         click.option(
             "--max-accuracy-drop",
             multiple=True,
             metavar="[OUTPUT:]PP",
             help=f"Maximum accuracy drop in percentage points, needs labels in the data "
-            f"({_default('max_accuracy_drop')}). {_GATE_HELP}",
+            f"({_default('max_accuracy_drop')}). {RATE_GATE_HELP} {_GATE_HELP}",
         ),
         click.option(
             "--max-abs-err",
             multiple=True,
             metavar="[OUTPUT:]X",
             help=f"Maximum absolute error ({_default('max_abs_err')}). {_GATE_HELP}",
+        ),
+        click.option(
+            "--min-layer-sqnr",
+            "min_layer_sqnr",
+            default=None,
+            metavar="DB",
+            help="Minimum SQNR in dB of every layer compared (the unfused QDQ graph vs the reference; default "
+            "off: per-layer numbers are diagnostics that fail nothing). When set, a layer below it fails the run "
+            "and is marked in the reports. 'off' disables it.",
         ),
         click.option(
             "--min-integer-kernels",
@@ -196,13 +212,12 @@ class _VerifyOptions:
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> _VerifyOptions:
-        from fp8conv.verification.gates import GATE_NAMES, KERNEL_GATE
+        from fp8conv.verification.gates import GATE_NAMES, KERNEL_GATE, LAYER_GATE
 
-        kernel_spec = kwargs[KERNEL_GATE]
+        single = {name: (kwargs[name],) if kwargs[name] is not None else () for name in (LAYER_GATE, KERNEL_GATE)}
         return cls(
             report_dir=kwargs["report_dir"],
-            gate_specs={name: tuple(kwargs[name]) for name in GATE_NAMES}
-            | {KERNEL_GATE: (kernel_spec,) if kernel_spec is not None else ()},
+            gate_specs={name: tuple(kwargs[name]) for name in GATE_NAMES} | single,
             optimization_level=kwargs["optimization_level"],
             random_inputs=kwargs["random_inputs"],
         )
@@ -349,7 +364,8 @@ def _finish(result: VerificationResult, report_dir: Path | None, as_json: bool, 
     "--verify-data",
     type=click.Path(path_type=Path),
     default=None,
-    help="Held-out data to verify on (default: the calibration data --data).",
+    help="Held-out data to verify on (default: the calibration data --data, which the report then flags: "
+    "numbers measured on the data the ranges were fit to can be optimistic).",
 )
 @click.option(
     "--no-verify",

@@ -17,13 +17,37 @@ from fp8conv.config import ConversionConfig
 from fp8conv.converter import calibration
 from fp8conv.passes.plan import QuantizationPlan, unify_activation_bits
 
-__all__ = ["promote_outliers_to_int16"]
+__all__ = ["int16_outliers", "promote_outliers_to_int16"]
 
 logger = logging.getLogger(__name__)
 
 
-def promote_outliers_to_int16(
+def int16_outliers(
     plan: QuantizationPlan, statistics: Mapping[str, calibration.Statistics], config: ConversionConfig
+) -> list[tuple[tuple[str, ...], float]]:
+    """The 8-bit activation groups whose INT8 SQNR is below ``config.auto_int16_below_db``, in plan order.
+
+    Returns:
+        ``[(tensors of the group, INT8 SQNR in dB on the calibration statistics)]``.
+    """
+    threshold = config.auto_int16_below_db
+    assert threshold is not None
+    outliers = []
+    for group, tensors in plan.groups().items():
+        points = [plan.points[t] for t in tensors]
+        if any(point.bits != 8 for point in points) or group not in statistics or statistics[group].count == 0:
+            continue
+        sqnr = calibration.int8_sqnr_db(statistics[group], config.activation_type.value)
+        if sqnr < threshold:
+            outliers.append((tuple(tensors), sqnr))
+    return outliers
+
+
+def promote_outliers_to_int16(
+    plan: QuantizationPlan,
+    statistics: Mapping[str, calibration.Statistics],
+    config: ConversionConfig,
+    outliers: list[tuple[tuple[str, ...], float]] | None = None,
 ) -> QuantizationPlan:
     """The plan with INT16 for the activation groups whose INT8 SQNR is below ``config.auto_int16_below_db``.
 
@@ -34,21 +58,16 @@ def promote_outliers_to_int16(
         plan: The plan (not changed).
         statistics: Calibration statistics per activation group.
         config: The options (``auto_int16_below_db`` set; ``activation_type`` is the INT8 type measured).
+        outliers: :func:`int16_outliers` of these arguments, when the caller has it already.
 
     Returns:
         The new plan (``plan`` itself when the threshold promotes nothing).
     """
     threshold = config.auto_int16_below_db
     assert threshold is not None
-    promoted: dict[str, float] = {}
-    for group, tensors in plan.groups().items():
-        points = [plan.points[t] for t in tensors]
-        if any(point.bits != 8 for point in points) or group not in statistics or statistics[group].count == 0:
-            continue
-        sqnr = calibration.int8_sqnr_db(statistics[group], config.activation_type.value)
-        if sqnr < threshold:
-            for point in points:
-                promoted[point.tensor] = sqnr
+    if outliers is None:
+        outliers = int16_outliers(plan, statistics, config)
+    promoted = {tensor: sqnr for tensors, sqnr in outliers for tensor in tensors}
     layers = []
     for layer in plan.layers:
         hits = [promoted[tensor] for tensor in layer.inputs if tensor in promoted]

@@ -14,7 +14,8 @@ __all__ = ["INSPECT_SCHEMA_VERSION", "Inspection", "inspect"]
 
 logger = logging.getLogger(__name__)
 
-INSPECT_SCHEMA_VERSION = 1
+INSPECT_SCHEMA_VERSION = "1.0"
+"""Version of the ``inspect --json`` document, ``MAJOR.MINOR`` as a string like report.json's ``schema_version``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Inspection:
         return cls(loaded.source, loaded.dialects, tuple(loaded.quant_points), loaded.integer_qdq, layers)
 
     def to_json(self) -> dict[str, object]:
-        """A stable JSON document (``schema_version`` 1)."""
+        """A stable JSON document (``schema_version`` ``"1.0"``)."""
         return {
             "schema_version": INSPECT_SCHEMA_VERSION,
             "path": str(self.source.path) if self.source.path else None,

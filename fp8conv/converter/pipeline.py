@@ -35,12 +35,13 @@ import onnx_ir as ir
 from fp8conv._version import __version__
 from fp8conv.config import ActivationRange, ConversionConfig, IntegerType, LayerPrecision, Target
 from fp8conv.converter import calibration
-from fp8conv.converter.auto_int16 import promote_outliers_to_int16
+from fp8conv.converter.auto_int16 import int16_outliers, promote_outliers_to_int16
 from fp8conv.converter.calibration.sqnr import int8_sqnr_db
 from fp8conv.converter.collection import StatisticsCollector
 from fp8conv.converter.data import SampleSet, load_samples
 from fp8conv.converter.data_free_ranges import data_free_range
 from fp8conv.converter.files import atomic_write, check_writable
+from fp8conv.converter.grouping import group_by_message, subject
 from fp8conv.converter.loading import LoadedModel, ModelInput, load
 from fp8conv.converter.postconditions import LAYER_OPS, check_written, is_low_precision_float
 from fp8conv.converter.results import ActivationRecord, ConversionResult, LayerRecord
@@ -74,6 +75,7 @@ __all__ = [
     "convert_file",
     "default_output_path",
     "int8_sqnr_db",
+    "int16_outliers",
     "promote_outliers_to_int16",
     "remove_written_model",
     "save_model",
@@ -156,8 +158,14 @@ def convert(
             stopwatch.lap("calibration")
         weights, weight_ranges = weights_done.result()
         stopwatch.lap("weights")
+    auto_int16: list[dict[str, Any]] = []
     if statistics and config.auto_int16_below_db is not None:
-        plan = promote_outliers_to_int16(plan, statistics, config)
+        outliers = int16_outliers(plan, statistics, config)
+        auto_int16 = [
+            {"tensors": list(tensors), "int8_sqnr_db": sqnr, "layers": _readers(plan, tensors)}
+            for tensors, sqnr in outliers
+        ]
+        plan = promote_outliers_to_int16(plan, statistics, config, outliers)
     activations, activation_records = _activation_quantization(canonical, plan, statistics, config, warnings)
     stopwatch.lap("ranges")
     converted = canonical
@@ -166,9 +174,8 @@ def convert(
     kept_float = [layer.node for layer in plan.layers if layer.decision.code is DecisionCode.KEPT_FLOAT]
     written = check_written(converted, plan.layers, kept_float=kept_float)
     stopwatch.lap("emission")
-    for layer in plan.layers:
-        if not layer.is_integer and layer.decision.code is not DecisionCode.NOT_QUANTIZED:
-            warnings.append(f"layer {layer.node} ({layer.op_type}) stays float: {layer.reason}")
+    float_warnings, notes = _float_layer_messages(plan.layers)
+    warnings += float_warnings
     return ConversionResult(
         model=converted,
         config=config,
@@ -185,7 +192,39 @@ def convert(
         stage_seconds=stopwatch.seconds,
         written=written,
         emission_passes=emitted.passes,
+        notes=notes,
+        calibration_source=samples.source if samples is not None else None,
+        auto_int16=auto_int16,
     )
+
+
+def _float_layer_messages(layers: tuple[Layer, ...]) -> tuple[list[str], list[str]]:
+    """(warnings, notes) about the layers that stay float, one message per reason.
+
+    A layer a keep_float pattern selects is a note (the user asked for it); any other reason is a warning.
+    Layers the FP8 source did not quantize are not mentioned.
+    """
+    warned, noted = [], []
+    for layer in layers:
+        if layer.is_integer or layer.decision.code is DecisionCode.NOT_QUANTIZED:
+            continue
+        (noted if layer.decision.code is DecisionCode.KEPT_FLOAT else warned).append(layer)
+    by_node = {layer.node: layer for layer in layers}
+
+    def messages(group: list[Layer]) -> list[str]:
+        lines = []
+        for nodes, reason in group_by_message((layer.node, layer.reason) for layer in group):
+            single = f"{nodes[0]} ({by_node[nodes[0]].op_type})"
+            verb = "stays" if len(nodes) == 1 else "stay"
+            lines.append(f"{subject(nodes, 'layer', single)} {verb} float: {reason}")
+        return lines
+
+    return messages(warned), messages(noted)
+
+
+def _readers(plan: QuantizationPlan, tensors: tuple[str, ...]) -> list[str]:
+    """The layers reading any of ``tensors``, in plan order."""
+    return [layer.node for layer in plan.layers if any(tensor in layer.inputs for tensor in tensors)]
 
 
 def _nothing_to_convert(loaded: LoadedModel) -> str:

@@ -78,7 +78,8 @@ class ConversionResult:
         dialects: FP8 dialects found in the input.
         layers: One record per Conv/MatMul/Gemm.
         activations: One record per activation quantization group.
-        warnings: Things the user should know (data-free ranges, layers left float, …).
+        warnings: Things the user should know (data-free ranges, layers left float, …); layers that stay
+            float for one reason are one message (``6 layers (a, b, c, … and 3 more) stay float: …``).
         calibration_samples: Samples the ranges were computed from (0: data-free).
         seconds: Wall time of the conversion (excluding saving and auditing).
         stage_seconds: Wall time per stage (``load``, ``plan``, ``weights``, ``reference session``,
@@ -91,6 +92,11 @@ class ConversionResult:
         audit: The integer-kernel audit (set by :func:`~fp8conv.converter.pipeline.convert_file`).
         output_path: Where the model was written (set by :func:`~fp8conv.converter.pipeline.convert_file`).
         output_size_bytes: Size of the written model (set by :func:`~fp8conv.converter.pipeline.convert_file`).
+        notes: What the user asked for and got, said for the record (layers a keep_float pattern kept
+            float); not warnings.
+        calibration_source: Where the calibration samples came from (the data path; None: data-free).
+        auto_int16: The activation groups ``auto_int16_below_db`` gave INT16: ``tensors``, their
+            ``int8_sqnr_db`` on the calibration data and the ``layers`` reading them.
     """
 
     model: ir.Model
@@ -108,6 +114,9 @@ class ConversionResult:
     audit: Any = None
     output_path: Path | None = None
     output_size_bytes: int | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
+    calibration_source: str | None = None
+    auto_int16: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         """The conversion decisions as JSON (the ``conversion`` part of ``report.json``)."""
@@ -124,11 +133,14 @@ class ConversionResult:
                 "size_bytes": self.output_size_bytes,
             },
             "calibration_samples": self.calibration_samples,
+            "calibration_source": self.calibration_source,
+            "auto_int16": [dict(record) for record in self.auto_int16],
             "seconds": self.seconds,
             "stage_seconds": dict(self.stage_seconds),
             "layers": [layer.to_json() for layer in self.layers],
             "activations": [record.to_json() for record in self.activations],
             "warnings": list(self.warnings),
+            "notes": list(self.notes),
             "written": self.written.to_json() if self.written is not None else None,
             "emission_passes": [record.to_json() for record in self.emission_passes],
             "kernels": self.audit.to_json() if self.audit is not None else None,

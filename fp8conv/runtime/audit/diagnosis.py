@@ -125,6 +125,12 @@ def integer_warning(node: onnx.NodeProto, g: GraphIndex, kernel: str) -> str | N
             f"weight-only fusion: the activation DequantizeLinear ({type_name(g.dq_input_type(act_dq))}) "
             "still runs in float before MatMulNBits"
         )
+    if len(node.input) > 1 and node.input[1] and g.producer_op(node.input[1], "DequantizeLinear") is None:
+        warnings.append(
+            "onnxruntime quantized this layer's float weight itself (its QDQ weight/bias quantization: per "
+            "tensor, asymmetric, full int8 range) as its input is dequantized and its output quantized: it does not "
+            "run in float; to keep it float, keep float the layers around it too"
+        )
     if node.op_type == "Conv" and kernel == "QLinearConv":
         dq = g.producer_op(node.input[1], "DequantizeLinear")
         if dq is not None:
