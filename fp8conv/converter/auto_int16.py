@@ -1,8 +1,9 @@
 """Auto-INT16: the plan with 16-bit activations where 8 bits lose too much (a plan → plan function).
 
 An activation group whose INT8 SQNR on the calibration statistics
-(:func:`~fp8conv.converter.calibration.int8_sqnr_db`) is below ``config.auto_int16_below_db`` gets 16-bit
-points, and every layer reading one of its tensors 16-bit activations; then one width per tensor again
+(:func:`~fp8conv.converter.calibration.int8_sqnr_db`) is below ``config.auto_int16_below_db`` (one of
+:func:`int16_outliers`) gets 16-bit points (:func:`promote_outliers_to_int16`), and every layer reading one
+of its tensors 16-bit activations; then one width per tensor again
 (:func:`~fp8conv.passes.plan.unify_activation_bits`). On onnxruntime CPU a 16-bit layer runs in float
 between DQ and Q: accuracy bought with speed, noted in each layer's decision.
 """
