@@ -34,7 +34,7 @@ MODULE_LAYERS: Mapping[str, str] = {
     "fp8conv.runtime.integer_types": "numerics",
     "fp8conv.runtime.rounding": "numerics",
     "fp8conv.runtime.emulator": "numerics",
-    "fp8conv.runtime.integer_quantization": "numerics",
+    "fp8conv.runtime.integer_quantization.*": "numerics",
     "fp8conv.fp8": "numerics",
     # execution: onnxruntime sessions, the reference session of a lowered model, onnxruntime's fusion rules, the
     # kernel audit

@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import glob
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,25 +35,28 @@ import onnx_ir as ir
 from fp8conv._version import __version__
 from fp8conv.config import ActivationRange, ConversionConfig, IntegerType, LayerPrecision, Target
 from fp8conv.converter import calibration
+from fp8conv.converter.auto_int16 import int16_outliers, promote_outliers_to_int16
+from fp8conv.converter.calibration.sqnr import int8_sqnr_db
 from fp8conv.converter.collection import StatisticsCollector
 from fp8conv.converter.data import SampleSet, load_samples
+from fp8conv.converter.data_free_ranges import data_free_range
 from fp8conv.converter.files import atomic_write, check_writable
 from fp8conv.converter.grouping import group_by_message, subject
-from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
-from fp8conv.converter.postconditions import LAYER_OPS, WrittenModel, check_written, is_low_precision_float
+from fp8conv.converter.loading import LoadedModel, ModelInput, load
+from fp8conv.converter.postconditions import LAYER_OPS, check_written, is_low_precision_float
+from fp8conv.converter.results import ActivationRecord, ConversionResult, LayerRecord
+from fp8conv.converter.saving import (
+    EXTERNAL_DATA_THRESHOLD_BYTES,
+    needs_external_data,
+    remove_written_model,
+    save_model,
+    write_atomically,
+)
 from fp8conv.converter.stopwatch import Stopwatch
 from fp8conv.errors import Fp8ConvError, UnsupportedModelError
 from fp8conv.passes.canonical import is_fake_quantize, is_fp8_weight_dequantize
-from fp8conv.passes.emit_qdq import ActivationQuantization, PassRecord, WeightQuantization, emission_pipeline
-from fp8conv.passes.plan import (
-    ActivationPoint,
-    DecisionCode,
-    Layer,
-    QuantizationPlan,
-    plan_conversion,
-    unify_activation_bits,
-    values_by_name,
-)
+from fp8conv.passes.emit_qdq import ActivationQuantization, WeightQuantization, emission_pipeline
+from fp8conv.passes.plan import ActivationPoint, DecisionCode, Layer, QuantizationPlan, plan_conversion
 from fp8conv.runtime.audit import audit_integer_kernels
 from fp8conv.runtime.fusion_rules import range_inside_clip
 from fp8conv.runtime.integer_quantization import QuantizedWeights, quantize_weights
@@ -66,13 +66,18 @@ if TYPE_CHECKING:
     import onnx
 
 __all__ = [
+    "EXTERNAL_DATA_THRESHOLD_BYTES",
+    "ActivationRecord",
     "ConversionResult",
+    "LayerRecord",
     "SerializedModel",
     "convert",
     "convert_file",
     "default_output_path",
+    "int8_sqnr_db",
     "int16_outliers",
     "promote_outliers_to_int16",
+    "remove_written_model",
     "save_model",
     "write_converted",
 ]
@@ -80,132 +85,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SCHEDULING_OPTIONS = frozenset({"calibration_batch_size", "calibration_workers"})
-
-EXTERNAL_DATA_THRESHOLD_BYTES = 1 << 30
-"""Models whose initializers exceed this are saved with (sharded) external data."""
-
-
-@dataclasses.dataclass
-class ActivationRecord:
-    """How one activation group was quantized (for reports)."""
-
-    tensors: tuple[str, ...]
-    dtype: str
-    method: str
-    low: float
-    high: float
-    scale: float
-    zero_point: int
-    statistics: str
-    fp8_source: tuple[str, ...]
-
-    def to_json(self) -> dict[str, object]:
-        """JSON view."""
-        return dataclasses.asdict(self) | {"tensors": list(self.tensors), "fp8_source": list(self.fp8_source)}
-
-
-@dataclasses.dataclass
-class LayerRecord:
-    """What happened to one Conv/MatMul/Gemm (for reports)."""
-
-    node: str
-    op_type: str
-    precision: str
-    activation_bits: int | None
-    reason: str
-    weight_bits: int | None = None
-    weight_method: str | None = None
-    weight_granularity: str | None = None
-    clip_ratio_min: float | None = None
-    clip_ratio_max: float | None = None
-    weight_mse: float | None = None
-    weight_range: tuple[float, float] | None = None
-
-    def to_json(self) -> dict[str, object]:
-        """JSON view."""
-        data = dataclasses.asdict(self)
-        data["weight_range"] = list(self.weight_range) if self.weight_range else None
-        return data
-
-
-@dataclasses.dataclass
-class ConversionResult:
-    """The converted model and the record of every decision.
-
-    Attributes:
-        model: The integer QDQ model (onnx_ir).
-        config: The options used.
-        source: Facts about the input model.
-        dialects: FP8 dialects found in the input.
-        layers: One record per Conv/MatMul/Gemm.
-        activations: One record per activation quantization group.
-        warnings: Things the user should know (data-free ranges, layers left float, …); layers that stay
-            float for one reason are one message (``6 layers (a, b, c, … and 3 more) stay float: …``).
-        calibration_samples: Samples the ranges were computed from (0: data-free).
-        seconds: Wall time of the conversion (excluding saving and auditing).
-        stage_seconds: Wall time per stage (``load``, ``plan``, ``weights``, ``reference session``,
-            ``calibration forward``, ``statistics``, ``ranges``, ``emission``; ``save`` and ``audit`` from
-            :func:`convert_file`).
-        written: What the emitted model holds, read from its graph and checked against the plan
-            (:mod:`~fp8conv.converter.postconditions`); the summary's counts come from it.
-        emission_passes: The emission's passes in order, each with whether it modified the model and its
-            wall time (:func:`~fp8conv.passes.emit_qdq.emission_pipeline`).
-        audit: The integer-kernel audit (set by :func:`convert_file`).
-        output_path: Where the model was written (set by :func:`convert_file`).
-        output_size_bytes: Size of the written model (set by :func:`convert_file`).
-        notes: What the user asked for and got, said for the record (layers a keep_float pattern kept
-            float); not warnings.
-        calibration_source: Where the calibration samples came from (the data path; None: data-free).
-        auto_int16: The activation groups ``auto_int16_below_db`` gave INT16: ``tensors``, their
-            ``int8_sqnr_db`` on the calibration data and the ``layers`` reading them.
-    """
-
-    model: ir.Model
-    config: ConversionConfig
-    source: SourceInfo
-    dialects: tuple[str, ...]
-    layers: list[LayerRecord]
-    activations: list[ActivationRecord]
-    warnings: list[str]
-    calibration_samples: int
-    seconds: float
-    stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
-    written: WrittenModel | None = None
-    emission_passes: tuple[PassRecord, ...] = ()
-    audit: Any = None
-    output_path: Path | None = None
-    output_size_bytes: int | None = None
-    notes: list[str] = dataclasses.field(default_factory=list)
-    calibration_source: str | None = None
-    auto_int16: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        """The conversion decisions as JSON (the ``conversion`` part of ``report.json``)."""
-        return {
-            "config": self.config.to_json(),
-            "source": {
-                "path": str(self.source.path) if self.source.path else None,
-                "opset": self.source.opset,
-                "size_bytes": self.source.size_bytes,
-                "dialects": list(self.dialects),
-            },
-            "output": {
-                "path": str(self.output_path) if self.output_path else None,
-                "size_bytes": self.output_size_bytes,
-            },
-            "calibration_samples": self.calibration_samples,
-            "calibration_source": self.calibration_source,
-            "auto_int16": [dict(record) for record in self.auto_int16],
-            "seconds": self.seconds,
-            "stage_seconds": dict(self.stage_seconds),
-            "layers": [layer.to_json() for layer in self.layers],
-            "activations": [record.to_json() for record in self.activations],
-            "warnings": list(self.warnings),
-            "notes": list(self.notes),
-            "written": self.written.to_json() if self.written is not None else None,
-            "emission_passes": [record.to_json() for record in self.emission_passes],
-            "kernels": self.audit.to_json() if self.audit is not None else None,
-        }
 
 
 def convert(
@@ -499,7 +378,7 @@ def write_converted(
     """
     destination = Path(destination)
     stopwatch = Stopwatch()
-    external = _needs_external_data(result.model) if external_data is None else external_data
+    external = needs_external_data(result.model) if external_data is None else external_data
     result.output_path = destination
     written: SerializedModel | None = None
     if not external:
@@ -518,7 +397,7 @@ def write_converted(
             result.output_size_bytes = len(written.serialized)
         stopwatch.lap("audit")
     elif written is not None:
-        result.output_size_bytes = _write_atomically(written.serialized, destination)
+        result.output_size_bytes = write_atomically(written.serialized, destination)
         stopwatch.lap("save")
     else:
         result.output_size_bytes = save_model(result.model, destination, external_data=True)
@@ -537,63 +416,6 @@ def write_converted(
 def default_output_path(src: Path, target: Target) -> Path:
     """``<dir>/<stem>.<target>.onnx`` for ``<dir>/<stem>.onnx``."""
     return src.with_name(f"{src.stem}.{target.value}.onnx")
-
-
-def save_model(model: ir.Model, destination: str | os.PathLike, *, external_data: bool | None = None) -> int:
-    """Save atomically: files are written in a temporary directory beside ``destination`` and moved in.
-
-    Args:
-        model: The model.
-        destination: ``.onnx`` path; external data (if any) goes to ``<name>.data`` beside it, sharded.
-        external_data: Force (True) or forbid (False) external data; None decides by size (1 GiB).
-
-    Returns:
-        Total bytes written.
-    """
-    destination = Path(destination)
-    if external_data is None:
-        external_data = _needs_external_data(model)
-    if not external_data:
-        return _write_atomically(ir.to_proto(model).SerializeToString(), destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    try:
-        staged = staging / destination.name
-        ir.save(
-            model,
-            staged,
-            external_data=f"{destination.name}.data",
-            size_threshold_bytes=1024,
-            max_shard_size_bytes=EXTERNAL_DATA_THRESHOLD_BYTES,
-        )
-        written = 0
-        extra = sorted(path for path in staging.iterdir() if path != staged)
-        for path in [*extra, staged]:
-            written += path.stat().st_size
-            os.replace(path, destination.parent / path.name)
-        return written
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def remove_written_model(destination: str | os.PathLike) -> None:
-    """Remove a model :func:`save_model` wrote, with its external data files (``<name>.data*`` beside it)."""
-    destination = Path(destination)
-    destination.unlink(missing_ok=True)
-    for path in destination.parent.glob(f"{glob.escape(destination.name)}.data*"):
-        path.unlink(missing_ok=True)
-
-
-def _needs_external_data(model: ir.Model) -> bool:
-    total = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
-    return total > EXTERNAL_DATA_THRESHOLD_BYTES
-
-
-def _write_atomically(data: bytes, destination: Path) -> int:
-    """Write ``data`` to ``destination`` atomically (:func:`~fp8conv.converter.files.atomic_write`); its size."""
-    with atomic_write(destination) as handle:
-        handle.write(data)
-    return len(data)
 
 
 # -- weights --------------------------------------------------------------------------------------
@@ -680,84 +502,6 @@ def _open_samples(
     return load_samples(data, names, constants=constants)
 
 
-def int8_sqnr_db(stats: calibration.Statistics, qtype: str) -> float:
-    """SQNR (dB) of the MSE-optimal 8-bit quantizer on the calibration statistics.
-
-    ``10·log10(Σ count·E[x²] / Σ count·E[(x − Q(x))²])`` with each histogram interval ``[a, b]`` taken as
-    uniform mass (``E[x²] = (a² + ab + b²)/3``; exact for FP8-code histograms, whose intervals are points).
-    """
-    low, high = calibration.mse(stats, qtype)
-    error = calibration.range_error(stats, low, high, qtype)
-    a, b, counts = stats.mass()
-    power = float(np.sum(counts * (a * a + a * b + b * b) / 3.0))
-    if error <= 0.0:
-        return float("inf")
-    return 10.0 * float(np.log10(max(power, 1e-300) / error))
-
-
-def int16_outliers(
-    plan: QuantizationPlan, statistics: Mapping[str, calibration.Statistics], config: ConversionConfig
-) -> list[tuple[tuple[str, ...], float]]:
-    """The 8-bit activation groups whose INT8 SQNR is below ``config.auto_int16_below_db``, in plan order.
-
-    Returns:
-        ``[(tensors of the group, INT8 SQNR in dB on the calibration statistics)]``.
-    """
-    threshold = config.auto_int16_below_db
-    assert threshold is not None
-    outliers = []
-    for group, tensors in plan.groups().items():
-        points = [plan.points[t] for t in tensors]
-        if any(point.bits != 8 for point in points) or group not in statistics or statistics[group].count == 0:
-            continue
-        sqnr = int8_sqnr_db(statistics[group], config.activation_type.value)
-        if sqnr < threshold:
-            outliers.append((tuple(tensors), sqnr))
-    return outliers
-
-
-def promote_outliers_to_int16(
-    plan: QuantizationPlan,
-    statistics: Mapping[str, calibration.Statistics],
-    config: ConversionConfig,
-    outliers: list[tuple[tuple[str, ...], float]] | None = None,
-) -> QuantizationPlan:
-    """The plan with INT16 for the activation groups whose INT8 SQNR is below ``config.auto_int16_below_db``.
-
-    The layers reading a promoted tensor get 16-bit activations (they then run in float between DQ and
-    Q on onnxruntime CPU: accuracy bought with speed, noted in each layer's decision message).
-
-    Args:
-        plan: The plan (not changed).
-        statistics: Calibration statistics per activation group.
-        config: The options (``auto_int16_below_db`` set; ``activation_type`` is the INT8 type measured).
-        outliers: :func:`int16_outliers` of these arguments, when the caller has it already.
-
-    Returns:
-        The new plan (``plan`` itself when the threshold promotes nothing).
-    """
-    threshold = config.auto_int16_below_db
-    assert threshold is not None
-    if outliers is None:
-        outliers = int16_outliers(plan, statistics, config)
-    promoted = {tensor: sqnr for tensors, sqnr in outliers for tensor in tensors}
-    layers = []
-    for layer in plan.layers:
-        hits = [promoted[tensor] for tensor in layer.inputs if tensor in promoted]
-        if hits and layer.activation_bits == 8:
-            note = f"INT16 activations: INT8 SQNR {min(hits):.1f} dB < {threshold:g} dB (auto)"
-            layers.append(dataclasses.replace(layer, activation_bits=16, decision=layer.decision.noted(note)))
-        else:
-            layers.append(layer)
-    logger.info("auto INT16: %d activation tensors promoted", len(promoted))
-    if not promoted:
-        return plan
-    points = {
-        name: dataclasses.replace(point, bits=16) if name in promoted else point for name, point in plan.points.items()
-    }
-    return unify_activation_bits(dataclasses.replace(plan, layers=tuple(layers), points=points))
-
-
 def _qtype(point: ActivationPoint, config: ConversionConfig) -> IntegerType:
     return IntegerType.for_activations(point.bits, config.activation_type)
 
@@ -783,7 +527,7 @@ def _activation_quantization(
         method = config.activations_range.value
         stats = statistics.get(group)
         if stats is None or method == "fp8":
-            low, high, source = _data_free_range(model, plan, points, qtype)
+            low, high, source = data_free_range(model, plan, points, qtype)
             method = "fp8"
             if source == "borrowed":
                 warnings.append(
@@ -843,48 +587,6 @@ def _inside_clip_bounds(points: list[ActivationPoint], low: float, high: float) 
     The rule is onnxruntime's (ClipQuantFusion): :func:`~fp8conv.runtime.fusion_rules.range_inside_clip`.
     """
     return range_inside_clip(low, high, (point.clip for point in points if point.clip is not None))
-
-
-def _data_free_range(
-    model: ir.Model, plan: QuantizationPlan, points: list[ActivationPoint], qtype: IntegerType
-) -> tuple[float, float, str]:
-    """Range from FP8 quantizers alone: the group's own, else the nearest one downstream (symmetric)."""
-    ranges = [
-        calibration.fp8_range(p.fp8.spec.format, float(np.max(p.fp8.scale)), qtype.value, non_negative=p.non_negative)
-        for p in points
-        if p.fp8 is not None and p.fp8.spec.format.fits_code
-    ]
-    if ranges:
-        return min(r[0] for r in ranges), max(r[1] for r in ranges), "own"
-    borrowed = _downstream_fp8_range(model, plan, points[0].tensor, qtype)
-    if borrowed is None:
-        raise Fp8ConvError(
-            f"activation {points[0].tensor}: no FP8 quantizer to derive a data-free range from; "
-            "pass calibration data (--data)"
-        )
-    high = max(abs(borrowed[0]), abs(borrowed[1]))
-    return (-high if qtype is not IntegerType.UINT8 or not points[0].non_negative else 0.0), high, "borrowed"
-
-
-def _downstream_fp8_range(
-    model: ir.Model, plan: QuantizationPlan, tensor: str, qtype: IntegerType, depth: int = 4
-) -> tuple[float, float] | None:
-    frontier = [values_by_name(model.graph).get(tensor)]
-    for _ in range(depth):
-        next_frontier = []
-        for value in frontier:
-            if value is None:
-                continue
-            for consumer in value.consumers():
-                for output in consumer.outputs:
-                    point = plan.points.get(output.name or "")
-                    if point is not None and point.fp8 is not None:
-                        return calibration.fp8_range(
-                            point.fp8.spec.format, float(np.max(point.fp8.scale)), qtype.value, non_negative=False
-                        )
-                    next_frontier.append(output)
-        frontier = next_frontier
-    return None
 
 
 # -- metadata -------------------------------------------------------------------------------------

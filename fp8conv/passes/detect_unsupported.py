@@ -9,7 +9,7 @@ import onnx_ir as ir
 
 from fp8conv.errors import UnsupportedModelError
 from fp8conv.passes.canonical import FP8_DATA_TYPES
-from fp8conv.passes.normalize_qdq import QDQ_DOMAINS, constant_dtype
+from fp8conv.passes.normalization import QDQ_DOMAINS, constant_dtype
 from fp8conv.runtime.integer_types import INTEGER_TYPES, quantize_output_type
 
 __all__ = [

@@ -130,7 +130,8 @@ class EmissionPass(ir.passes.InPlacePass):
     """An in-place emission pass over a model planned by ``context.plan``.
 
     Its ``requires`` checks at least that the plan was made for the model: every layer's node is a node
-    of its main graph.
+    of its main graph. Its ``call`` asks for the name allocator, then rewrites the main graph
+    (:meth:`rewrite`, what each pass defines).
 
     Attributes:
         context: The plan, the quantizations and the name allocator.
@@ -149,6 +150,20 @@ class EmissionPass(ir.passes.InPlacePass):
         for layer in self.context.plan.layers:
             if layer.graph_node.graph is not model.graph:
                 raise ir.passes.PreconditionError(f"layer {layer.node}: its node is not in the model being rewritten")
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        """Rewrite the model's main graph in place (:meth:`rewrite`), with the name allocator made first.
+
+        Asking for the allocator before changing the graph is what makes the first pass's allocator know the
+        graph as planned (:meth:`EmissionContext.names`).
+        """
+        graph = model.graph
+        self.context.names(graph)
+        return ir.passes.PassResult(model, modified=self.rewrite(graph))
+
+    def rewrite(self, graph: ir.Graph) -> bool:
+        """Rewrite ``graph`` in place and say whether it changed (a pass defines this or overrides ``call``)."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither rewrite nor call")
 
 
 def is_fp8_quantizer(node: ir.Node | None) -> bool:

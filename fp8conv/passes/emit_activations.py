@@ -46,9 +46,8 @@ class EmitActivationsPass(EmissionPass):
             if point.group not in self.context.activations:
                 raise ir.passes.PreconditionError(f"activation {name}: no quantization for its group {point.group}")
 
-    def call(self, model: ir.Model) -> ir.passes.PassResult:
-        """Insert the activation Q/DQ of ``model`` in place."""
-        graph = model.graph
+    def rewrite(self, graph: ir.Graph) -> bool:
+        """Insert the activation Q/DQ of the main graph in place."""
         names = self.context.names(graph)
         values = values_by_name(graph)
         group_constants: dict[str, tuple[ir.Value, ir.Value]] = {}
@@ -85,7 +84,7 @@ class EmitActivationsPass(EmissionPass):
                     consumer.replace_input_with(index, dequantize.outputs[0])
             if point.fp8 is None and value.is_graph_output():
                 self._quantize_graph_output(graph, value, quantize, scale, zero_point)
-        return ir.passes.PassResult(model, modified=bool(self.context.plan.points))
+        return bool(self.context.plan.points)
 
     def ensures(self, model: ir.Model) -> None:
         """See the class docstring.

@@ -56,10 +56,8 @@ class EmitBiasesPass(EmissionPass):
             if self.context.plan.points[layer.inputs[0]].group not in self.context.activations:
                 raise ir.passes.PreconditionError(f"layer {layer.node}: no quantization for its input")
 
-    def call(self, model: ir.Model) -> ir.passes.PassResult:
-        """Rewrite the biases of ``model`` in place."""
-        graph = model.graph
-        self.context.names(graph)
+    def rewrite(self, graph: ir.Graph) -> bool:
+        """Rewrite the biases of the main graph in place."""
         modified = False
         for layer in self.context.plan.layers:
             action = self._action(layer)
@@ -74,7 +72,7 @@ class EmitBiasesPass(EmissionPass):
             else:
                 self._insert_zero_bias(graph, node, weight, integer=kind == _INT32_ZERO)
                 modified = True
-        return ir.passes.PassResult(model, modified=modified)
+        return modified
 
     def ensures(self, model: ir.Model) -> None:
         """See the class docstring.

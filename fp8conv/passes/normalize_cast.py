@@ -10,7 +10,7 @@ import onnx_ir as ir
 
 from fp8conv.passes.canonical import FP8_DATA_TYPES, QuantSpec, constant_array, read_scale
 from fp8conv.passes.clip_bounds import clip_bounds
-from fp8conv.passes.normalize_qdq import (
+from fp8conv.passes.normalization import (
     NodeRewritePass,
     add_canonical_opset,
     add_initializer,

@@ -8,7 +8,7 @@ import onnx_ir as ir
 
 from fp8conv.passes.canonical import FP8_DATA_TYPES, constant_array, read_scale
 from fp8conv.passes.names import shared_names
-from fp8conv.passes.normalize_qdq import (
+from fp8conv.passes.normalization import (
     QDQ_DOMAINS,
     check_zero_point,
     constant_dtype,

@@ -10,7 +10,7 @@ import onnx_ir as ir
 from fp8conv.errors import UnsupportedModelError
 from fp8conv.passes.canonical import QuantSpec, constant_array, read_scale
 from fp8conv.passes.names import names_for, shared_names
-from fp8conv.passes.normalize_qdq import (
+from fp8conv.passes.normalization import (
     add_canonical_opset,
     constant_dtype,
     drop_unused_opsets,
