@@ -2,13 +2,19 @@
 
 Exit codes: 0 success (all gates pass), 1 a gate failed, 2 bad input or usage, 3 an internal error (a
 violated postcondition or any other unexpected exception: one line, the traceback only with ``-v``).
+
+Importing this module imports click and fp8conv's light modules only (errors, the version): each command
+imports its implementation when it runs, so ``fp8conv --version`` and ``fp8conv --help`` load neither
+onnx, onnx_ir, onnxruntime nor NumPy (``tests/test_cli_conventions.py`` checks it).
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import re
+import shlex
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -20,7 +26,6 @@ import click
 from fp8conv import options
 from fp8conv._version import __version__
 from fp8conv.errors import Fp8ConvError, InternalError
-from fp8conv.runtime.formats import FORMATS
 
 if TYPE_CHECKING:
     from fp8conv.converter.pipeline import ConversionResult
@@ -32,8 +37,54 @@ logger = logging.getLogger(__name__)
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL_ERROR = 3
 
-_VERBOSE = re.compile(r"-v+|--verbose")
-_GROUP_FLAGS = ("-h", "--help", "--version")
+_GLOBAL_FLAG = re.compile(r"-v+|--verbose|-q|--quiet")
+"""The top-level flags that may come before the MODEL of the ``fp8conv MODEL`` shorthand."""
+
+
+_COMMAND_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+"""A first argument of this form that is no file may be a misspelt command (no suffix, no directory)."""
+
+
+class _OneLineError(click.ClickException):
+    """A click error (usage, bad option, bad choice) shown as fp8conv shows its own errors: one line."""
+
+    def __init__(self, line: str, exit_code: int) -> None:
+        super().__init__(line)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        """Print the line on stderr (no ``Usage:`` block)."""
+        click.echo(self.message, file=file, err=file is None)
+
+
+def _one_line(error: click.ClickException, command_path: str) -> _OneLineError:
+    """``fp8conv: error: MESSAGE (try 'fp8conv COMMAND --help')``: click's message in one line.
+
+    The message starts lower case, as fp8conv's own do; a usage error ends with the ``--help`` of the
+    command it is about (its context's, else ``command_path``), on the same line.
+    """
+    message = " ".join(error.format_message().split()).removesuffix(".")
+    if isinstance(error, click.NoSuchOption):  # click's "(Did you mean one of: …?)" in fp8conv's words
+        message = f"no such option '{error.option_name}'"
+        if error.possibilities:
+            message += f"; did you mean {' or '.join(repr(name) for name in error.possibilities)}?"
+    if len(message) > 1 and message[0].isupper() and message[1].islower():
+        message = message[0].lower() + message[1:]
+    if isinstance(error, click.UsageError):
+        message += f" (try '{error.ctx.command_path if error.ctx is not None else command_path} --help')"
+    return _OneLineError(f"fp8conv: error: {message}", error.exit_code)
+
+
+def _quiet() -> bool:
+    """Whether ``-q`` was given: no warnings, notes or progress bars, only errors on stderr."""
+    context = click.get_current_context(silent=True)
+    return bool(context is not None and context.find_root().params.get("quiet"))
+
+
+def _warn(message: str) -> None:
+    """``fp8conv: warning: MESSAGE`` on stderr, unless ``-q``."""
+    if not _quiet():
+        click.echo(f"fp8conv: warning: {message}", err=True)
 
 
 class _Fp8ConvGroup(click.Group):
@@ -41,31 +92,69 @@ class _Fp8ConvGroup(click.Group):
 
     An :class:`InternalError` or any exception that is neither fp8conv's nor click's is a bug: one line
     ``fp8conv: internal error: …`` (with the traceback after it only at ``-v``), never a bare traceback.
+    click's usage errors (a missing argument, an unknown option, a bad choice) are one line too,
+    ``fp8conv: error: … (try 'fp8conv COMMAND --help')``, exit code 2, without click's ``Usage:`` block.
 
     ``fp8conv MODEL.onnx --to int8`` is short for ``fp8conv convert MODEL.onnx --to int8``: a first
-    argument (after ``-v``) that is neither a command name nor ``--help``/``--version`` runs ``convert``
-    (so ``fp8conv --config fp8conv.yaml`` converts the model the file names).
-
-    A usage error (an unknown flag, a value click refuses) is one line too, exit code 2.
+    argument (after ``-v``/``-q``) that is not a command name runs ``convert``, unless it is no file and
+    close to a command name (``fp8conv convrt``: "no such command 'convrt'; did you mean 'convert'?"); so
+    does a first option other than ``--help``/``--version`` (``fp8conv --config fp8conv.yaml``: the file
+    names the model).
     """
 
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Both forms: ``fp8conv [OPTIONS] COMMAND [ARGS]...`` and the ``fp8conv MODEL`` shorthand."""
+        formatter.write_usage(ctx.command_path, "[OPTIONS] COMMAND [ARGS]...")
+        formatter.write_usage(ctx.command_path, "[OPTIONS] MODEL [CONVERT OPTIONS]...", prefix="   or: ")
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # a bare ``fp8conv``: the help, as click prints it
+        except click.ClickException as error:
+            raise _one_line(error, info_name or "fp8conv") from None
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        first = next((i for i, arg in enumerate(args) if not _VERBOSE.fullmatch(arg)), len(args))
-        if first < len(args) and args[first] not in (*self.commands, *_GROUP_FLAGS):
-            args = [*args[:first], "convert", *args[first:]]
+        ctx.meta["fp8conv.command"] = shlex.join(["fp8conv", *args])  # for the reports' provenance
+        first = next((i for i, arg in enumerate(args) if not _GLOBAL_FLAG.fullmatch(arg)), len(args))
+        if first < len(args) and args[first] not in self.commands and self._starts_convert(args[first]):
+            if not args[first].startswith("-"):
+                self._refuse_a_misspelt_command(ctx, args[first])
+            args = [*args[:first], "convert", *args[first:]]  # also `fp8conv --config FILE`: the file names MODEL
         return super().parse_args(ctx, args)
 
+    def _starts_convert(self, arg: str) -> bool:
+        """Whether a first argument starts the shorthand: a MODEL, or a long flag of ``convert`` (``--config``)."""
+        if not arg.startswith("-"):
+            return True
+        flags = {flag for param in self.commands["convert"].params for flag in (*param.opts, *param.secondary_opts)}
+        return arg.startswith("--") and arg.partition("=")[0] in flags - {"--help"}
+
+    def _refuse_a_misspelt_command(self, ctx: click.Context, name: str) -> None:
+        if not _COMMAND_LIKE.fullmatch(name) or Path(name).exists():
+            return
+        close = difflib.get_close_matches(name, list(self.commands), n=1, cutoff=0.6)
+        if close:
+            raise click.UsageError(f"no such command '{name}'; did you mean '{close[0]}'?", ctx)
+
     def invoke(self, ctx: click.Context) -> object:
+        from fp8conv.verification.provenance import recording_command
+
         try:
-            return super().invoke(ctx)
+            with recording_command(ctx.meta.get("fp8conv.command", "fp8conv")):
+                return super().invoke(ctx)
         except Fp8ConvError as error:
             click.echo(f"fp8conv: error: {error}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
-        except click.exceptions.UsageError as error:
-            command = error.ctx.command_path if error.ctx is not None else "fp8conv"
-            click.echo(f"fp8conv: error: {error.format_message()} ('{command} -h' lists the options)", err=True)
-            ctx.exit(EXIT_BAD_INPUT)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except _OneLineError:
+            raise
+        except click.exceptions.ClickException as error:
+            command = " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))
+            raise _one_line(error, command) from None
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as error:  # a bug: one line, exit 3 (the traceback at -v)
             what = str(error) if isinstance(error, InternalError) else f"{type(error).__name__}: {error}"
@@ -78,21 +167,64 @@ class _Fp8ConvGroup(click.Group):
             ctx.exit(EXIT_INTERNAL_ERROR)
 
 
-@click.group(cls=_Fp8ConvGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("fp8conv", cls=_Fp8ConvGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fp8conv")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def cli(verbose: int) -> None:
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Errors only on stderr: no warnings, notes or progress bars, and onnxruntime logs nothing below "
+    "fatal (its errors reach fp8conv's one error line). Not with -v.",
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Convert FP8 fake-quantized ONNX models to INT8/INT4 models that onnxruntime runs on integer kernels.
 
+    `fp8conv MODEL.onnx [OPTIONS]` is short for `fp8conv convert MODEL.onnx [OPTIONS]`: a first argument
+    that is not a command name is the MODEL to convert (`fp8conv convert --help` lists its options).
     Run `fp8conv COMMAND --help` for the options of each command.
+
+    Errors are one line on stderr (`fp8conv: error: ...`). Exit codes: 0 success, 1 a gate failed, 2 bad
+    input or usage, 3 an internal error (a bug in fp8conv; -v shows the traceback).
     """
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    if verbose and quiet:
+        raise click.UsageError("-q/--quiet and -v/--verbose exclude each other", ctx)
+    level = (
+        logging.ERROR if quiet else logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    package_logger = logging.getLogger("fp8conv")  # also when logging was configured before (tests, embedding)
+    previous = package_logger.level
+    package_logger.setLevel(level)
+    ctx.call_on_close(lambda: package_logger.setLevel(previous))
+
+
+FORMATS_SCHEMA_VERSION = "1.0"
+"""Version of the ``fp8conv formats --json`` document (a string, as report.json's and inspect's)."""
 
 
 @cli.command("formats")
-def formats_command() -> None:
-    """List the named number formats of the FP8 emulator (fp8conv.fp8) with their facts."""
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON: {schema_version, formats: [{name, bits, exponent_bits, mantissa_bits, bias, max_value, "
+    "min_normal, min_subnormal, style, has_inf, has_nan, has_sign, has_subnormal, has_zero, onnx_type}]}.",
+)
+def formats_command(as_json: bool) -> None:
+    """List the named number formats of the FP8 emulator (fp8conv.fp8) with their facts.
+
+    specials (JSON: style) is how Inf and NaN are encoded: ieee (the top exponent is Inf and NaN), fn
+    (finite; the all-ones magnitude is NaN), fnuz (finite, no negative zero; 0x80 is the NaN), none (every
+    code is a number).
+    """
+    from fp8conv.runtime.formats import FORMATS
+
+    if as_json:
+        document = {"schema_version": FORMATS_SCHEMA_VERSION, "formats": [fmt.to_json() for fmt in FORMATS.values()]}
+        click.echo(json.dumps(document, indent=2, allow_nan=False))
+        return
     header = (
         f"{'name':<12} {'bits':>4} {'E':>2} {'M':>2} {'bias':>4} {'max':>12} {'min normal':>12} "
         f"{'min subnormal':>14}  specials"
@@ -145,11 +277,12 @@ def _click_params(option: options.Option, command: str) -> list[Callable[[Callab
     decls = [option.flag, *([option.short] if option.short else [])]
     if kind is options.Kind.FLAG:
         decls = [f"{option.flag}/--no-{option.flag[2:]}"]
+    low, high, open_low = option.minimum, option.maximum, option.exclusive_minimum
     types: dict[options.Kind, click.ParamType] = {
         options.Kind.PATH: click.Path(path_type=Path),
         options.Kind.DATA: click.Path(path_type=Path),
-        options.Kind.INTEGER: click.INT,
-        options.Kind.NUMBER: click.FLOAT,
+        options.Kind.INTEGER: click.IntRange(low, high) if low is not None or high is not None else click.INT,  # type: ignore[arg-type]
+        options.Kind.NUMBER: click.FloatRange(low, high, min_open=open_low) if low is not None else click.FLOAT,
     }
     if kind is options.Kind.CHOICE:
         types[kind] = click.Choice([str(choice) for choice in option.choices])
@@ -188,8 +321,16 @@ class _SectionOption(click.Option):
         self.section = section
 
 
+_RATE_GATES = ("max_top1_drop", "max_accuracy_drop")
+"""The gates on rates, judged with the Wilson bound (their --help says how: gates.RATE_GATE_HELP)."""
+
+
 def _help(option: options.Option, command: str) -> str:
     text = option.help_for(command)
+    if option.name in _RATE_GATES:
+        from fp8conv.verification.gates import RATE_GATE_HELP
+
+        text = text.replace(" Global, or per output", f" {RATE_GATE_HELP} Global, or per output", 1)
     if option.kind is options.Kind.FLAG or (option.default is None and option.default_text is None):
         return text
     default = options.default_text(option, command).replace("`", "")
@@ -215,14 +356,10 @@ def _settings(command: str, values: Mapping[str, Any]) -> options.Settings:
     return settings
 
 
-def _warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
-
-
 def _required(settings: options.Settings, name: str) -> Path:
     value = settings[name]
     if value is None:
-        raise click.UsageError(f"missing {name.upper()}: give it as an argument, or as '{name}' in a --config file")
+        raise click.UsageError(f"missing argument '{name.upper()}' (or '{name}' in a --config file)")
     return value  # type: ignore[return-value]
 
 
@@ -287,6 +424,11 @@ def convert_command(**values: Any) -> None:
 
     Exit codes: 0 all gates pass, 1 a gate failed, 2 bad input or options (nothing is written), 3 an
     internal error. The model and the --report files are written in every case but 2 and 3.
+
+    An existing output file is replaced without asking, as compilers' -o, Polygraphy and onnxsim do, so
+    that a rerun (CI, make) works; the new file takes its place atomically, so a run that ends with 2 or 3
+    leaves it as it was. MODEL itself is never overwritten (exit 2). An -o without the .onnx suffix is
+    written all the same, with a warning.
     """
     from fp8conv.converter.pipeline import default_output_path
     from fp8conv.options import Target
@@ -298,6 +440,7 @@ def convert_command(**values: Any) -> None:
     gates = _gates(settings)
     report_dir = settings["report"]
     verify = bool(settings["verify"])
+    _warn_unless_onnx_suffix(settings["output"])  # type: ignore[arg-type]
     destination = settings["output"] or default_output_path(model, Target(settings["to"]))
     check_before_writing(None, output=destination, report_dir=report_dir)  # the rest: convert_and_verify
     conversion = settings.conversion_options()
@@ -316,7 +459,7 @@ def convert_command(**values: Any) -> None:
         per_layer=bool(settings["per_layer"]),
         audit=bool(settings["audit"]),
         external_data=settings["external_data"],  # type: ignore[arg-type]
-        progress=True,
+        progress=not _quiet(),
         **conversion,
     )
     result, verified = outcome.conversion, outcome.verification
@@ -327,12 +470,19 @@ def convert_command(**values: Any) -> None:
     _finish(verified, report_dir, as_json, prefix="" if as_json else _conversion_summary(result) + "\n")  # type: ignore[arg-type]
 
 
+def _warn_unless_onnx_suffix(output: Path | None) -> None:
+    """A warning for an ``-o`` whose name does not end in ``.onnx`` (onnxruntime and viewers go by it)."""
+    if output is not None and output.suffix.lower() != ".onnx":
+        what = f"suffix {output.suffix!r}" if output.suffix else "no suffix"
+        _warn(f"{output}: the output has {what}, not '.onnx'; writing an ONNX model there all the same")
+
+
 def _finish_unverified(result: ConversionResult, skipped: VerificationResult, as_json: bool, note: bool) -> None:
     """Print the conversion summary (or record) and any failed gate, and exit with the result's code."""
     from fp8conv.report.terminal import failed_gate_lines
 
     document = skipped.to_json()
-    if note:
+    if note and not _quiet():
         click.echo(f"note: verification skipped: {skipped.warnings[0]}", err=True)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
@@ -358,10 +508,12 @@ def inspect_command(model: Path, as_json: bool) -> None:
 
     The first table lists every quantization point: the quantized tensor, its role (weight or activation),
     the op that consumes it, the FP8 format, the granularity and the range of its scales. The second lists
-    every Conv/MatMul/Gemm layer by the names --keep-float, --int16 and --int4 match: its node, its
-    stored weight and its output tensor. With --json the document has the keys schema_version, opset,
-    ir_version, size_bytes, external_data, dialects, quant_points (tensor, role, format, axis, block_size,
-    ...), integer_qdq and layers (node, op_type, weights: every tensor on the weight's path, output).
+    every Conv/MatMul/Gemm layer by every name --keep-float, --int16 and --int4 search: its node, its
+    stored weight, its output tensor and the other tensors on the weight's path to the layer (a
+    DequantizeLinear, Transpose or Cast output). With --json the document has the keys schema_version,
+    opset, ir_version, size_bytes, external_data, dialects, quant_points (tensor, role, format, axis,
+    block_size, ...), integer_qdq and layers (node, op_type, weights: every tensor on the weight's path,
+    stored first, output, names: all of them, what the patterns are searched in).
     """
     from fp8conv.converter.inspection import inspect
 
@@ -403,7 +555,7 @@ def run_command(model: Path, data_path: Path, output: Path, batch_size: int | No
     """
     from fp8conv.converter.reference_run import run_reference
 
-    written = run_reference(model, data_path, output, batch_size=batch_size)
+    written = run_reference(model, data_path, output, batch_size=batch_size, progress=not _quiet())
     click.echo(f"wrote {written.num_samples} samples of {', '.join(written.output_names)} to {output}")
 
 
@@ -451,7 +603,7 @@ def verify_command(**values: Any) -> None:
         per_layer=bool(settings["per_layer"]),
         random_inputs=random_inputs,  # type: ignore[arg-type]
         batch_size=settings["batch_size"],  # type: ignore[arg-type]
-        progress=True,
+        progress=not _quiet(),
     )
     _finish(result, report_dir, bool(settings["json"]))  # type: ignore[arg-type]
 

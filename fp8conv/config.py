@@ -79,9 +79,11 @@ class LayerPrecision(str, enum.Enum):
 
 
 class IntegerType(str, enum.Enum):
-    """Integer type of a quantized activation tensor (what its ``QuantizeLinear`` produces).
+    """Integer type of a quantized activation tensor (what its ``QuantizeLinear`` produces), by name.
 
-    ``str()`` and f-strings give the value (``uint8``).
+    The facts about each type (bits, range, ONNX type) are in one table,
+    :func:`fp8conv.runtime.integer_types.integer_type` (which takes a member). ``str()`` and f-strings give
+    the value (``uint8``).
     """
 
     UINT8 = "uint8"
@@ -91,11 +93,6 @@ class IntegerType(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
-
-    @property
-    def bits(self) -> int:
-        """8 or 16."""
-        return 16 if self in (IntegerType.UINT16, IntegerType.INT16) else 8
 
     @classmethod
     def for_activations(cls, bits: int, activation_type: ActivationType) -> IntegerType:

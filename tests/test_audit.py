@@ -7,6 +7,7 @@ import tempfile
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -388,11 +389,11 @@ def test_level_names_and_errors(tmp_path) -> None:
 
 
 def test_derived_names_match_the_suffix_grammar():
-    """``_derives(base, name)`` is ``name == (fused )?base(suffix)*`` for onnxruntime's suffixes (regex oracle)."""
+    """``derives(base, name)`` is ``name == (fused )?base(suffix)*`` for onnxruntime's suffixes (regex oracle)."""
     import random
     import re
 
-    from fp8conv.runtime import audit
+    from fp8conv.runtime.audit import matching
 
     rng = random.Random(0)
     suffixes = ["/MatMulAddFusion/", "/GemmFusion", "/duplicated", "_token_12", "_T", "_s8_2_u8", "_nchwc"]
@@ -401,6 +402,35 @@ def test_derived_names_match_the_suffix_grammar():
     for _ in range(5000):
         base = rng.choice(bases)
         name = rng.choice(["", "fused "]) + rng.choice(bases) + "".join(rng.choices(suffixes, k=rng.randint(0, 3)))
-        expected = re.fullmatch("(?:fused )?" + re.escape(base) + f"(?:{audit._SUFFIXES})*", name) is not None
-        assert audit._derives(base, name) == expected, (base, name)
-    assert not audit._derives("", "x")
+        expected = re.fullmatch("(?:fused )?" + re.escape(base) + f"(?:{matching.SUFFIXES})*", name) is not None
+        assert matching.derives(base, name) == expected, (base, name)
+    assert not matching.derives("", "x")
+
+
+@pytest.mark.parametrize(
+    ("alias", "key"),
+    [
+        ("all", "all"),
+        ("ORT_ENABLE_ALL", "all"),
+        ("enable_all", "all"),
+        (" Extended ", "extended"),
+        ("ORT_ENABLE_EXTENDED", "extended"),
+        ("enable_basic", "basic"),
+        ("ort_enable_layout", "layout"),
+        ("disable", "disable"),
+        ("disabled", "disable"),
+        ("none", "disable"),
+        ("ORT_DISABLE_ALL", "disable"),
+        ("disable_all", "disable"),
+        ("", "all"),
+    ],
+)
+def test_one_optimization_level_parser_for_audit_and_verify(alias, key):
+    """The audit and verify parse levels with the one parser (they accepted different aliases before)."""
+    from fp8conv.runtime.ort_backend import OPTIMIZATION_LEVELS, graph_optimization_level, optimization_level
+
+    assert optimization_level(alias) == key
+    assert graph_optimization_level(alias) == getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[key])
+    for bad in ("fast", "ORT_ENABLE_EVERYTHING", "enable"):
+        with pytest.raises(Fp8ConvError, match=f"unknown optimization level {bad!r}; expected one of disable, basic"):
+            optimization_level(bad)

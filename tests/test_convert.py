@@ -509,3 +509,21 @@ def test_a_tensor_read_by_8_and_16_bit_layers_gets_one_width(options: dict, wide
             assert zero_point is not None, (name, value.name)
             assert zero_point.dtype in sixteen, (name, value.name)
     assert any(layer.activation_bits == 8 for layer in result.layers)
+
+
+def test_a_kept_float_layer_that_onnxruntime_quantizes_itself_is_a_warning(tmp_path: Path) -> None:
+    """``--keep-float`` on a Conv between quantized neighbours: onnxruntime's QDQ weight/bias quantization
+    turns its float weight into int8 and runs QLinearConv. The audit and summary say so, not "kept float"."""
+    from fp8conv.converter.summary import conversion_summary
+
+    sample = Path(__file__).resolve().parent.parent / "models" / "digits_mobilenet"
+    result = convert_file(
+        sample / "model.onnx", tmp_path / "out.onnx", to="int8", data=sample / "calib.npz", keep_float=["conv2d_1$"]
+    )
+    layer = next(layer for layer in result.layers if layer.node == "node_conv2d_1")
+    assert layer.precision == "float"
+    (record,) = [r for r in result.audit.records if r.node == "node_conv2d_1"]
+    assert record.integer
+    assert "quantized this layer's float weight itself" in (record.reason or "")
+    summary = conversion_summary(result)
+    assert "warning: layer node_conv2d_1 (Conv as QLinearConv) planned float" in summary

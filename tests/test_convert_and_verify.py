@@ -141,9 +141,10 @@ def test_the_two_step_path_reads_the_source_and_candidate_again(tmp_path, spy):
 
 
 def _comparable(document: Any) -> Any:
-    """The document without timings, files by their names only (the outputs are in two directories)."""
+    """The document without timings and timestamps, files by their names only (outputs in two directories)."""
     if isinstance(document, dict):
-        return {key: _comparable(value) for key, value in document.items() if key not in ("seconds", "stage_seconds")}
+        skipped = ("seconds", "stage_seconds", "created_utc")
+        return {key: _comparable(value) for key, value in document.items() if key not in skipped}
     if isinstance(document, list):
         return [_comparable(value) for value in document]
     if isinstance(document, str) and document.endswith(".onnx"):

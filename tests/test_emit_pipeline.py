@@ -10,7 +10,7 @@ from fp8_models import mlp, residual_cnn
 
 from fp8conv.converter.pipeline import convert
 from fp8conv.errors import Fp8ConvError, InternalError
-from fp8conv.passes.emission import EmissionPass
+from fp8conv.passes.emission import EmissionContext, EmissionPass
 from fp8conv.passes.emit_qdq import EmissionPipeline, EmissionResult
 
 ORDER = [
@@ -53,6 +53,32 @@ def test_the_emission_passes_share_one_context_and_keep_no_run_state():
     assert result.model is model
     assert result.modified
     assert all(set(vars(pass_)) == {"context"} for pass_ in emission)
+
+
+def test_an_emission_pass_asks_for_the_name_allocator_then_rewrites_the_main_graph(monkeypatch):
+    model, passes = planned(mlp())
+    context = next(pass_ for pass_ in passes.passes if isinstance(pass_, EmissionPass)).context
+    events: list[tuple[str, ir.Graph]] = []
+    names = EmissionContext.names
+    monkeypatch.setattr(
+        EmissionContext, "names", lambda self, graph: events.append(("names", graph)) or names(self, graph)
+    )
+
+    class Rewrites(EmissionPass):
+        def rewrite(self, graph: ir.Graph) -> bool:
+            events.append(("rewrite", graph))
+            return graph is model.graph
+
+    result = Rewrites(context)(model)
+    assert events == [("names", model.graph), ("rewrite", model.graph)]
+    assert result.modified
+    assert result.model is model
+
+    class Nothing(EmissionPass):
+        pass
+
+    with pytest.raises(NotImplementedError, match="Nothing defines neither rewrite nor call"):
+        Nothing(context).call(model)
 
 
 def test_every_emitted_name_is_unique():

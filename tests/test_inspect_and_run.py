@@ -30,7 +30,7 @@ def test_inspect_json_lists_dialects_and_quant_points(tmp_path, name):
     result = CliRunner().invoke(cli, ["inspect", str(_save(tmp_path, name)), "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
-    assert document["schema_version"] == 1
+    assert document["schema_version"] == "1.1"  # a string, as report.json's
     assert document["dialects"] == sorted(case.dialects)
     roles = [point["role"] for point in document["quant_points"]]
     assert roles.count("activation") == case.activation_points

@@ -29,17 +29,20 @@ MODULE_LAYERS: Mapping[str, str] = {
     "fp8conv.config": "base",
     "fp8conv.options.*": "base",
     "fp8conv._version": "base",
-    # numerics: number formats, rounding, the FP8 emulator, integer weight quantization math
+    # numerics: number formats (float and integer), rounding, the FP8 emulator, integer weight quantization math
     "fp8conv.runtime": "numerics",
     "fp8conv.runtime.formats": "numerics",
+    "fp8conv.runtime.integer_types": "numerics",
     "fp8conv.runtime.rounding": "numerics",
     "fp8conv.runtime.emulator": "numerics",
-    "fp8conv.runtime.integer_quantization": "numerics",
+    "fp8conv.runtime.integer_quantization.*": "numerics",
     "fp8conv.fp8": "numerics",
-    # execution: onnxruntime sessions, the reference session of a lowered model, the kernel audit
+    # execution: onnxruntime sessions, the reference session of a lowered model, onnxruntime's fusion rules, the
+    # kernel audit
     "fp8conv.runtime.ort_backend": "execution",
     "fp8conv.runtime.reference": "execution",
-    "fp8conv.runtime.audit": "execution",
+    "fp8conv.runtime.fusion_rules": "execution",
+    "fp8conv.runtime.audit.*": "execution",
     # passes: normalization, canonical form, lowering, planning (analysis), emission
     "fp8conv.passes.*": "passes",
     # converter: orchestration, calibration, loading, data, files, postconditions

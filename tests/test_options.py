@@ -111,10 +111,10 @@ def test_every_configuration_field_is_one_option_with_the_same_default():
 
 
 def test_the_gate_options_are_the_gates_with_their_defaults():
-    from fp8conv.verification.gates import DEFAULT_THRESHOLDS, GATE_NAMES, KERNEL_GATE
+    from fp8conv.verification.gates import DEFAULT_THRESHOLDS, GATE_NAMES, KERNEL_GATE, LAYER_GATE
 
-    assert (*GATE_NAMES, KERNEL_GATE) == options.GATE_OPTIONS
-    for name in GATE_NAMES:
+    assert (*GATE_NAMES, LAYER_GATE, KERNEL_GATE) == options.GATE_OPTIONS
+    for name in (*GATE_NAMES, LAYER_GATE):
         assert options.option(name).default == DEFAULT_THRESHOLDS[name], name
 
 
@@ -225,26 +225,27 @@ def test_the_config_only_options_are_flags_now(tmp_path):
 
 
 BAD_VALUES = {
-    "percentile": (["--activations-range", "percentile", "--percentile", "40"], "percentile: high",
+    "percentile": (["--activations-range", "percentile", "--percentile", "40"],
+                   "invalid value for '--percentile': 40.0 is not in the range 50.0<x<=100.0", "percentile: high",
                    {"percentile": "high"}, "percentile must be a number in (50, 100]"),
-    "max-samples": (["--max-samples", "-5"], "max_samples: -5", {"max_samples": -5},
-                    "max_samples must be an integer >= 1"),
-    "deprecated-key": (None, "max_calibration_samples: -5", {"max_calibration_samples": -5},
+    "max-samples": (["--max-samples", "-5"], "invalid value for '--max-samples': -5 is not in the range x>=1",
+                    "max_samples: -5", {"max_samples": -5}, "max_samples must be an integer >= 1"),
+    "deprecated-key": (None, None, "max_calibration_samples: -5", {"max_calibration_samples": -5},
                        "max_calibration_samples must be an integer >= 1"),
-    "block-size": (["--int4-block-size", "48"], "int4_block_size: 48", {"int4_block_size": 48},
+    "block-size": (["--int4-block-size", "48"], "--int4-block-size must be one of 0, 16, 32, 64, 128, 256, got 48",
+                   "int4_block_size: 48", {"int4_block_size": 48},
                    "int4_block_size must be one of 0, 16, 32, 64, 128, 256"),
-    "nan": (["--auto-int16", "nan"], "auto_int16: .nan", {"auto_int16": float("nan")},
-            "auto_int16 must be a number"),
+    "nan": (["--auto-int16", "nan"], "--auto-int16 must be a number, got nan", "auto_int16: .nan",
+            {"auto_int16": float("nan")}, "auto_int16 must be a number"),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(BAD_VALUES))
 def test_a_bad_value_names_the_option_on_the_command_line_in_a_file_and_in_python(tmp_path, case):
     """'percentile: high' gave "'<' not supported"; max_calibration_samples -5 "calibration saw no finite values"."""
-    flags, key, keyword, message = BAD_VALUES[case]
-    name = message.split(" must")[0]
+    flags, cli_message, key, keyword, message = BAD_VALUES[case]
     if flags is not None:
-        _refused(_invoke(MODEL, "--data", CALIB, *flags), message.replace(name, "--" + name.replace("_", "-"), 1))
+        _refused(_invoke(MODEL, "--data", CALIB, *flags), cli_message)
     config = _config(tmp_path, key + "\n")
     _refused(_invoke(MODEL, "--data", CALIB, "--config", config), f"{config}: {message}")
     with warnings.catch_warnings():
@@ -302,9 +303,9 @@ def test_an_old_keyword_warns_and_means_the_same(tmp_path):
 
 
 def test_a_usage_error_is_one_line():
-    _refused(_invoke(MODEL, "--no-such-flag"), "No such option '--no-such-flag'")
+    _refused(_invoke(MODEL, "--no-such-flag"), "no such option '--no-such-flag'")
     _refused(_invoke(MODEL, "--max-samples", "many"), "'--max-samples'", "'many' is not a valid integer")
-    _refused(_invoke("convert"), "missing MODEL")
+    _refused(_invoke("convert"), "missing argument 'MODEL' (or 'model' in a --config file)")
 
 
 # -- contradictions are refused, one line naming the option -----------------------------------------------------------

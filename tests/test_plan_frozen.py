@@ -18,6 +18,7 @@ from fp8conv.converter.collection import StatisticsCollector
 from fp8conv.converter.data import load_samples
 from fp8conv.converter.pipeline import promote_outliers_to_int16
 from fp8conv.passes.plan import Decision, DecisionCode, plan_conversion
+from fp8conv.runtime.integer_types import integer_type
 
 
 def _plan(model, **options):
@@ -59,8 +60,8 @@ def test_decisions_have_codes_and_the_messages_reports_show():
 def test_enum_values_print_as_their_names_in_messages():
     assert f"planned {LayerPrecision.INT8}" == "planned int8"
     assert str(IntegerType.UINT8) == "uint8"
-    assert IntegerType.INT16.bits == 16
-    assert IntegerType.UINT8.bits == 8
+    assert integer_type(IntegerType.INT16).bits == 16
+    assert integer_type(IntegerType.UINT8).bits == 8
     assert IntegerType.for_activations(16, ConversionConfig().activation_type) is IntegerType.INT16
     assert IntegerType.for_activations(8, ConversionConfig().activation_type) is IntegerType.UINT8
 

@@ -421,7 +421,7 @@ def test_non_constant_scale_is_rejected():
     x, s = tensor_value("x", [4]), tensor_value("s", [])
     node = make_fake_quantize(x, s, QuantSpec(fp8.FORMATS["e3m4"]), source="test", name="fq")
     model = model_of([x, s], node.outputs, [node], [])
-    with pytest.raises(Fp8ConvError, match="'fq': the scale is not a constant"):
+    with pytest.raises(Fp8ConvError, match="'fq': the scale 's' is not a constant"):
         LowerFakeQuantizePass()(model)
 
 

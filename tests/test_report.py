@@ -60,6 +60,13 @@ def failing(models) -> dict:
     return fp8conv.verify(models["conv"], models["broken"], models["conv_data"]).to_json()
 
 
+@pytest.fixture(scope="module")
+def gated(models) -> dict:
+    """The failing comparison with the per-layer gate set: layers below 20 dB are failures, and marked."""
+    gates = {"min_layer_sqnr": 20}
+    return fp8conv.verify(models["conv"], models["broken"], models["conv_data"], gates=gates).to_json()
+
+
 class _Page(HTMLParser):
     """Collects tags and attributes of an HTML document."""
 
@@ -94,7 +101,7 @@ def test_schema_is_a_valid_versioned_json_schema():
     assert SCHEMA_VERSION.startswith("1.")
 
 
-def test_report_json_validates_for_passing_failing_and_skipped_runs(passing, failing, models):
+def test_report_json_validates_for_passing_failing_and_skipped_runs(passing, failing, gated, models):
     for document in (passing, failing, not_verified(models["conv"], None, "--no-verify was given").to_json()):
         roundtrip = json.loads(json.dumps(document, allow_nan=False))  # strict JSON: no NaN/Infinity
         validate_report(roundtrip)
@@ -109,7 +116,10 @@ def test_report_json_validates_for_passing_failing_and_skipped_runs(passing, fai
         "FoldFp8ConstantsPass",
     ]
     assert passing["kernels"]["counts_by_op"]["MatMul"] == {"integer": 2, "float": 0}
-    assert failing["first_failing_layer"] == "conv1"
+    assert failing["first_failing_layer"] is None  # no per-layer gate: layer numbers are diagnostics
+    assert failing["lowest_layer"]["tensor"] == "conv1"
+    validate_report(json.loads(json.dumps(gated, allow_nan=False)))
+    assert gated["first_failing_layer"] == "conv1"
     assert all({"tensor", "sqnr_db", "rank"} <= set(layer) for layer in failing["layers"])
 
 
@@ -144,17 +154,21 @@ def test_identical_models_write_inf_as_a_string(models):
 # --- report.md ---------------------------------------------------------------------------------------
 
 
-def test_markdown_starts_with_the_verdict_and_stays_short(passing, failing):
+def test_markdown_starts_with_the_verdict_and_stays_short(passing, failing, gated):
     good = render_markdown(passing)
     assert good.splitlines()[0].startswith("## ✅ fp8conv verification PASSED")
     bad = render_markdown(failing)
     assert bad.splitlines()[0] == "## ❌ fp8conv verification FAILED: 1 of 3 gates failed"
     assert "| min_sqnr | `output` | >= 20 |" in bad
-    assert "first below 20.0 dB: `conv1`" in bad
-    assert "`conv1` ⬅ first below" in bad
+    assert "lowest layer SQNR: 6.0 dB at `conv1` (Conv); per-layer numbers are diagnostics" in bad
+    assert "⬅ first below" not in bad
+    layered = render_markdown(gated)
+    assert layered.splitlines()[0] == "## ❌ fp8conv verification FAILED: 2 of 4 gates failed"
+    assert "3 of 4 layers below min_layer_sqnr 20.0 dB, first: `conv1`" in layered
+    assert "`conv1` ⬅ first below" in layered
     # scaling conv1's weight scale also broke its bias-scale consistency: onnxruntime stops fusing it
     assert "**Kernels** (all): Conv 1/2 on integer kernels." in bad
-    assert "- `conv1` (Conv as Conv): bias scale differs" in bad
+    assert "- layer `conv1` (Conv as Conv): bias scale differs" in bad
     assert len(bad) < 10_000
     assert len(good) < 10_000
 
@@ -167,7 +181,7 @@ def test_markdown_of_a_skipped_verification_says_so(models):
 # --- report.html -------------------------------------------------------------------------------------
 
 
-def test_html_is_self_contained_with_embedded_plots(passing, failing):
+def test_html_is_self_contained_with_embedded_plots(passing, failing, gated):
     for document, images in ((passing, 3), (failing, 3)):
         html = render_html(document)
         page = _parse(html)
@@ -190,7 +204,11 @@ def test_html_is_self_contained_with_embedded_plots(passing, failing):
         assert "https://" not in html
     text = " ".join(_parse(render_html(failing)).text)
     assert "fp8conv verification FAILED" in text
+    assert "first below the gate" not in text
+    assert "lowest layer SQNR (diagnostic)" in text
+    text = " ".join(_parse(render_html(gated)).text)
     assert "first below the gate" in text
+    assert "first layer below min_layer_sqnr 20.0 dB" in text
 
 
 def test_html_escapes_names(failing):
@@ -227,7 +245,7 @@ def test_cli_verify_exit_0_on_pass_with_reports(models, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert result.output.startswith("verification PASSED")
-    assert "worst layer:" in result.output
+    assert "lowest layer SQNR:" in result.output
     assert "kernels: Conv 2/2" in result.output
     validate_report(json.loads((tmp_path / "r" / "report.json").read_text()))
 
@@ -240,7 +258,7 @@ def test_cli_verify_exit_1_on_a_failed_gate_and_reports_are_written(models, tmp_
     assert "FAILED min_sqnr on output" in result.output
     for name in ("report.json", "report.md", "report.html"):
         assert (tmp_path / "r" / name).stat().st_size > 0
-    assert json.loads((tmp_path / "r" / "report.json").read_text())["first_failing_layer"] == "conv1"
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["lowest_layer"]["tensor"] == "conv1"
 
 
 def test_cli_gate_flags_and_config_file(models, tmp_path):

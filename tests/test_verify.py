@@ -439,14 +439,23 @@ def test_weights_scaled_by_1_5_fail_min_sqnr_but_not_cosine_and_the_first_failin
     sqnr = next(gate for gate in result.gates if gate.name == "min_sqnr").value
     assert sqnr < 10.0  # ‖1.5·y − y‖ = 0.5‖y‖ → about 6 dB
     assert next(gate for gate in result.gates if gate.name == "min_cosine").passed  # a scale error keeps direction
-    first = result.first_failing_layer
+    # without the per-layer gate, layers are diagnostics: the lowest is named, none is marked as failing
+    assert result.first_failing_layer is None
+    assert not any(layer.below_threshold for layer in result.layers)
+    assert result.lowest_layer.tensor == "conv1"
+    layered = fp8conv.verify(conv["fp8"], conv["broken"], conv["data"], gates={"min_layer_sqnr": 20})
+    assert [(gate.name, gate.output) for gate in layered.failed_gates] == [
+        ("min_sqnr", "output"),
+        ("min_layer_sqnr", None),
+    ]
+    first = layered.first_failing_layer
     assert first is not None
     assert first.tensor == "conv1"
-    layers = {layer.tensor: layer for layer in result.layers}
+    layers = {layer.tensor: layer for layer in layered.layers}
     assert not layers["input_dequantized"].below_threshold
     assert layers["conv1"].stats.sqnr_db == pytest.approx(20 * math.log10(2), abs=0.5)
-    assert [layer.tensor for layer in result.layers if layer.first_below_threshold] == ["conv1"]
-    healthy = fp8conv.verify(conv["fp8"], conv["int8"], conv["data"])
+    assert [layer.tensor for layer in layered.layers if layer.first_below_threshold] == ["conv1"]
+    healthy = fp8conv.verify(conv["fp8"], conv["int8"], conv["data"], gates={"min_layer_sqnr": 20})
     assert healthy.passed
     assert healthy.first_failing_layer is None
 

@@ -15,15 +15,18 @@ from helpers import run_unoptimized
 from onnx import TensorProto, helper
 
 from fp8conv import fp8
-from fp8conv.runtime import integer_quantization as weights_module
 from fp8conv.runtime.integer_quantization import (
     QuantizedWeights,
     WeightCodes,
     dequantize,
+    distinct_values,
     quantize_bias,
     quantize_weights,
     weight_range,
 )
+from fp8conv.runtime.integer_quantization import codes as codes_module
+from fp8conv.runtime.integer_quantization import groups as groups_module
+from fp8conv.runtime.integer_quantization import weights as weights_module
 
 
 def normal(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -232,7 +235,7 @@ def test_method_and_argument_validation() -> None:
 
 def element_search(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the MSE search score every element (the slow path) instead of distinct values."""
-    monkeypatch.setattr(weights_module, "_DISTINCT_MIN_LENGTH", 1 << 62)
+    monkeypatch.setattr(distinct_values, "_DISTINCT_MIN_LENGTH", 1 << 62)
 
 
 @pytest.mark.parametrize(
@@ -250,11 +253,11 @@ def test_distinct_value_search_equals_element_search(
     shape: tuple[int, int], kwargs: dict[str, int | None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     w = fp8_weights(shape, seed=12)
-    groups = weights_module._group(w, kwargs["axis"], kwargs.get("block_size")).data
-    assert weights_module._distinct(groups, absolute=kwargs["bits"] != 4)[1] is not None  # the fast path runs
+    groups = groups_module.group_weights(w, kwargs["axis"], kwargs.get("block_size")).data
+    assert distinct_values.distinct(groups, absolute=kwargs["bits"] != 4)[1] is not None  # the fast path runs
     fast = quantize_weights(w, method="mse", **kwargs)  # type: ignore[arg-type]
     element_search(monkeypatch)
-    assert weights_module._distinct(groups, absolute=True)[1] is None
+    assert distinct_values.distinct(groups, absolute=True)[1] is None
     slow = quantize_weights(w, method="mse", **kwargs)  # type: ignore[arg-type]
     # The same float32 error per element, summed in another order: the same choice on this data.
     np.testing.assert_array_equal(fast.clip_ratio, slow.clip_ratio)
@@ -294,7 +297,7 @@ def test_code_counting_gives_the_sort_path_result_bit_for_bit(
     fmt: str, shape: tuple[int, ...], axis: int, code_axis: int | None, bits: int
 ) -> None:
     w, codes = fp8_coded_weights(shape, fmt, code_axis, seed=31)
-    groups = weights_module._group(w, axis, None)
+    groups = groups_module.group_weights(w, axis, None)
     coded = WeightCodes(
         codes=np.moveaxis(codes.codes, axis, 0).reshape(shape[axis], -1),
         values=codes.values,
@@ -303,8 +306,8 @@ def test_code_counting_gives_the_sort_path_result_bit_for_bit(
         sign_bit=codes.sign_bit,
     )
     absolute = bits != 4
-    counted = weights_module._pack_distinct(coded, weights_module._code_counts(coded), absolute=absolute)
-    sorted_ = weights_module._distinct(groups.data, absolute=absolute)
+    counted = distinct_values.pack_distinct(coded, codes_module.code_counts(coded), absolute=absolute)
+    sorted_ = distinct_values.distinct(groups.data, absolute=absolute)
     assert counted is not None
     assert sorted_[1] is not None
     np.testing.assert_array_equal(counted[0].view(np.uint32) & 0x7FFFFFFF, sorted_[0].view(np.uint32) & 0x7FFFFFFF)
@@ -327,9 +330,9 @@ def test_codes_are_ignored_where_they_cannot_help() -> None:
             quantize_weights(codes, bits=8, **kwargs).q, quantize_weights(w, bits=8, **kwargs).q
         )
     short = WeightCodes(codes.codes[:, :16], codes.values, np.ones(32, np.float32), 0, 0x80)
-    assert weights_module._pack_distinct(short, weights_module._code_counts(short), absolute=True) is None
+    assert distinct_values.pack_distinct(short, codes_module.code_counts(short), absolute=True) is None
     no_sign = WeightCodes(codes.codes, codes.values, np.ones(32, np.float32), 0, None)
-    assert weights_module._pack_distinct(no_sign, weights_module._code_counts(no_sign), absolute=True) is None
+    assert distinct_values.pack_distinct(no_sign, codes_module.code_counts(no_sign), absolute=True) is None
     nan_weight = codes.codes.copy()
     nan_weight[0, 0] = 0x7F  # e4m3fn NaN: the codes cannot stand for the values, the caller checks the elements
     bad = WeightCodes(nan_weight, codes.values, np.ones(32, np.float32), 0, 0x80)
@@ -340,7 +343,7 @@ def test_distinct_rows_match_numpy_unique() -> None:
     rng = np.random.default_rng(13)
     x = rng.choice(np.array([-1.5, -0.0, 0.0, 0.25, 3.0, 7.0], dtype=np.float32), size=(5, 40))
     x[2] = 3.0  # a row with one value
-    values, counts = weights_module._distinct_rows(x)
+    values, counts = distinct_values._distinct_rows(x)
     for row in range(x.shape[0]):
         expected_values, expected_counts = np.unique(x[row] + np.float32(0.0), return_counts=True)  # -0 == 0
         used = counts[row] > 0
@@ -351,13 +354,13 @@ def test_distinct_rows_match_numpy_unique() -> None:
 
 def test_distinct_values_only_where_they_shrink_the_groups() -> None:
     fp8_data = fp8_weights((16, 1024), seed=14)
-    values, counts = weights_module._distinct(fp8_data, absolute=True)
+    values, counts = distinct_values.distinct(fp8_data, absolute=True)
     assert counts is not None
     assert values.shape[1] <= 128  # at most 127 distinct e4m3fn magnitudes (and 0) per channel
     np.testing.assert_array_equal(counts.sum(axis=1), 1024)
     dense = normal((16, 1024), seed=15)  # float weights: every value distinct
-    assert weights_module._distinct(dense, absolute=True)[1] is None
-    assert weights_module._distinct(fp8_data[:, :32], absolute=True)[1] is None  # too short to pay
+    assert distinct_values.distinct(dense, absolute=True)[1] is None
+    assert distinct_values.distinct(fp8_data[:, :32], absolute=True)[1] is None  # too short to pay
 
 
 @pytest.mark.parametrize("bits", [8, 7, 4])
@@ -445,7 +448,7 @@ def test_bias_matches_rint_and_onnxruntime_dequantizes_it_back() -> None:
 
 def test_bias_saturates_to_int32_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     bias = np.array([1e6, -1e6, 1e-4], dtype=np.float32)
-    with caplog.at_level(logging.WARNING, logger="fp8conv.runtime.integer_quantization"):
+    with caplog.at_level(logging.WARNING, logger="fp8conv.runtime.integer_quantization.bias"):
         q, _ = quantize_bias(bias, 1e-4, np.float32(1e-6))  # 1e6 / 1e-10 = 1e16 > 2^31
     np.testing.assert_array_equal(
         q,

@@ -119,7 +119,8 @@ def open_samples(
         arrays = _as_feed(label, data, names)
         refuse_constant_input_data(label, arrays, constants)
         count = _check_chunk(label, arrays, names)
-        return SampleSet(label, names, count, LABELS_KEY in arrays, (_constant(_inputs(arrays, names)),))
+        source = f"{label} (arrays in memory)"
+        return SampleSet(source, names, count, LABELS_KEY in arrays, (_constant(_inputs(arrays, names)),))
     feeds = _read_feeds(label, data, names)
     for feed in feeds:
         refuse_constant_input_data(label, feed, constants)
@@ -127,7 +128,7 @@ def open_samples(
         raise Fp8ConvError(f"{label}: some feeds have labels and some do not")
     counts = [_check_chunk(f"{label}: feed {index}", feed, names) for index, feed in enumerate(feeds)]
     chunks = tuple(_constant(_inputs(feed, names)) for feed in feeds)
-    return SampleSet(f"{label}: {len(feeds)} feeds", names, sum(counts), LABELS_KEY in feeds[0], chunks)
+    return SampleSet(f"{label} ({len(feeds)} feeds in memory)", names, sum(counts), LABELS_KEY in feeds[0], chunks)
 
 
 def _inputs(arrays: Mapping[str, np.ndarray], names: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -14,7 +14,11 @@ __all__ = ["INSPECT_SCHEMA_VERSION", "Inspection", "inspect"]
 
 logger = logging.getLogger(__name__)
 
-INSPECT_SCHEMA_VERSION = 1
+INSPECT_SCHEMA_VERSION = "1.1"
+"""Version of the ``inspect --json`` document, ``MAJOR.MINOR`` as a string like report.json's ``schema_version``.
+
+1.1 added ``names`` to each layer: every name the override patterns are searched in.
+"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +47,7 @@ class Inspection:
         return cls(loaded.source, loaded.dialects, tuple(loaded.quant_points), loaded.integer_qdq, layers)
 
     def to_json(self) -> dict[str, object]:
-        """A stable JSON document (``schema_version`` 1)."""
+        """A stable JSON document (``schema_version`` :data:`INSPECT_SCHEMA_VERSION`)."""
         return {
             "schema_version": INSPECT_SCHEMA_VERSION,
             "path": str(self.source.path) if self.source.path else None,
@@ -75,7 +79,11 @@ class Inspection:
             lines.append(f"integer Q/DQ {len(self.integer_qdq)} nodes kept as they are")
         lines.append(
             f"layers       {len(self.layers)} Conv/MatMul/Gemm"
-            + (" (--keep-float, --int16 and --int4 patterns match any name in their row)" if self.layers else "")
+            + (
+                " (--keep-float, --int16 and --int4 patterns are searched in every name of a row)"
+                if self.layers
+                else ""
+            )
         )
         if self.quant_points:
             lines.append("")
@@ -111,8 +119,12 @@ def _human_size(size: int) -> str:
 
 
 def _layer_table(layers: tuple[LayerNames, ...]) -> list[str]:
-    rows = [(layer.node, layer.op_type, layer.weight or "-", layer.output) for layer in layers]
-    return _columns(("layer", "op", "weight", "output"), rows)
+    """Every name the override patterns search, one row per layer: the stored weight, then the rest of its path."""
+    rows = [
+        (layer.node, layer.op_type, layer.weight or "-", layer.output, ", ".join(layer.weights[1:]) or "-")
+        for layer in layers
+    ]
+    return _columns(("layer", "op", "weight", "output", "weight path (to the layer)"), rows)
 
 
 def _table(points: tuple[QuantPoint, ...]) -> list[str]:

@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import glob
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,38 +35,50 @@ import onnx_ir as ir
 from fp8conv._version import __version__
 from fp8conv.config import ActivationRange, ConversionConfig, IntegerType, LayerPrecision, Target, checked_call
 from fp8conv.converter import calibration
+from fp8conv.converter.auto_int16 import int16_outliers, promote_outliers_to_int16
+from fp8conv.converter.calibration.sqnr import int8_sqnr_db
 from fp8conv.converter.collection import StatisticsCollector
 from fp8conv.converter.data import DataSource, SampleSet, open_samples
+from fp8conv.converter.data_free_ranges import data_free_range
 from fp8conv.converter.files import atomic_write, check_writable
-from fp8conv.converter.loading import LoadedModel, ModelInput, SourceInfo, load
-from fp8conv.converter.postconditions import LAYER_OPS, WrittenModel, check_written, is_low_precision_float
-from fp8conv.converter.stopwatch import Stopwatch
-from fp8conv.errors import Fp8ConvError, UnsupportedModelError
-from fp8conv.passes.canonical import is_fake_quantize, is_fp8_weight_dequantize
-from fp8conv.passes.emit_qdq import ActivationQuantization, PassRecord, WeightQuantization, emission_pipeline
-from fp8conv.passes.plan import (
-    ActivationPoint,
-    DecisionCode,
-    Layer,
-    QuantizationPlan,
-    plan_conversion,
-    unify_activation_bits,
-    values_by_name,
+from fp8conv.converter.grouping import group_by_message, subject
+from fp8conv.converter.loading import LoadedModel, ModelInput, load
+from fp8conv.converter.postconditions import check_written
+from fp8conv.converter.refusals import nothing_to_convert, refuse_unread_fp8, require_work
+from fp8conv.converter.results import ActivationRecord, ConversionResult, LayerRecord
+from fp8conv.converter.saving import (
+    EXTERNAL_DATA_THRESHOLD_BYTES,
+    needs_external_data,
+    remove_written_model,
+    save_model,
+    write_atomically,
 )
+from fp8conv.converter.stopwatch import Stopwatch
+from fp8conv.errors import Fp8ConvError
+from fp8conv.passes.emit_qdq import ActivationQuantization, WeightQuantization, emission_pipeline
+from fp8conv.passes.plan import ActivationPoint, DecisionCode, Layer, QuantizationPlan, plan_conversion
 from fp8conv.runtime.audit import audit_integer_kernels
+from fp8conv.runtime.fusion_rules import range_inside_clip
 from fp8conv.runtime.integer_quantization import QuantizedWeights, quantize_weights
+from fp8conv.runtime.integer_types import integer_type
 
 if TYPE_CHECKING:
     import onnx
 
 __all__ = [
+    "EXTERNAL_DATA_THRESHOLD_BYTES",
+    "ActivationRecord",
     "ConversionResult",
+    "LayerRecord",
     "SerializedModel",
     "convert",
     "convert_file",
     "default_output_path",
     "open_calibration_samples",
+    "int8_sqnr_db",
+    "int16_outliers",
     "promote_outliers_to_int16",
+    "remove_written_model",
     "save_model",
     "write_converted",
 ]
@@ -77,151 +86,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SCHEDULING_OPTIONS = frozenset({"calibration_batch_size", "calibration_workers"})
-
-EXTERNAL_DATA_THRESHOLD_BYTES = 1 << 30
-"""Models whose initializers exceed this are saved with (sharded) external data."""
-
-
-@dataclasses.dataclass
-class ActivationRecord:
-    """How one activation group was quantized (for reports)."""
-
-    tensors: tuple[str, ...]
-    dtype: str
-    method: str
-    low: float
-    high: float
-    scale: float
-    zero_point: int
-    statistics: str
-    fp8_source: tuple[str, ...]
-
-    def to_json(self) -> dict[str, object]:
-        """JSON view."""
-        return dataclasses.asdict(self) | {"tensors": list(self.tensors), "fp8_source": list(self.fp8_source)}
-
-
-@dataclasses.dataclass
-class LayerRecord:
-    """What happened to one Conv/MatMul/Gemm (for reports)."""
-
-    node: str
-    op_type: str
-    precision: str
-    activation_bits: int | None
-    reason: str
-    weight_bits: int | None = None
-    weight_method: str | None = None
-    weight_granularity: str | None = None
-    clip_ratio_min: float | None = None
-    clip_ratio_max: float | None = None
-    weight_mse: float | None = None
-    weight_range: tuple[float, float] | None = None
-
-    def to_json(self) -> dict[str, object]:
-        """JSON view."""
-        data = dataclasses.asdict(self)
-        data["weight_range"] = list(self.weight_range) if self.weight_range else None
-        return data
-
-
-@dataclasses.dataclass
-class ConversionResult:
-    """The converted model and the record of every decision.
-
-    Attributes:
-        model: The integer QDQ model (onnx_ir).
-        config: The options used.
-        source: Facts about the input model.
-        dialects: FP8 dialects found in the input.
-        layers: One record per Conv/MatMul/Gemm.
-        activations: One record per activation quantization group.
-        warnings: Things the user should know (data-free ranges, layers left float, …).
-        calibration_samples: Samples the ranges were computed from (0: data-free).
-        seconds: Wall time of the conversion (excluding saving and auditing).
-        stage_seconds: Wall time per stage (``load``, ``plan``, ``weights``, ``reference session``,
-            ``calibration forward``, ``statistics``, ``ranges``, ``emission``; ``save`` and ``audit`` from
-            :func:`convert_file`).
-        written: What the emitted model holds, read from its graph and checked against the plan
-            (:mod:`~fp8conv.converter.postconditions`); the summary's counts come from it.
-        emission_passes: The emission's passes in order, each with whether it modified the model and its
-            wall time (:func:`~fp8conv.passes.emit_qdq.emission_pipeline`).
-        audit: The integer-kernel audit (set by :func:`convert_file`).
-        output_path: Where the model was written (set by :func:`convert_file`).
-        output_size_bytes: Size of the written model (set by :func:`convert_file`).
-    """
-
-    model: ir.Model
-    config: ConversionConfig
-    source: SourceInfo
-    dialects: tuple[str, ...]
-    layers: list[LayerRecord]
-    activations: list[ActivationRecord]
-    warnings: list[str]
-    calibration_samples: int
-    seconds: float
-    stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
-    written: WrittenModel | None = None
-    emission_passes: tuple[PassRecord, ...] = ()
-    audit: Any = None
-    output_path: Path | None = None
-    output_size_bytes: int | None = None
-
-    def to_json(self) -> dict[str, object]:
-        """The conversion decisions as JSON (the ``conversion`` part of ``report.json``)."""
-        return {
-            "config": self.config.to_json(),
-            "source": {
-                "path": str(self.source.path) if self.source.path else None,
-                "opset": self.source.opset,
-                "size_bytes": self.source.size_bytes,
-                "dialects": list(self.dialects),
-            },
-            "output": {
-                "path": str(self.output_path) if self.output_path else None,
-                "size_bytes": self.output_size_bytes,
-            },
-            "calibration_samples": self.calibration_samples,
-            "seconds": self.seconds,
-            "stage_seconds": dict(self.stage_seconds),
-            "layers": [layer.to_json() for layer in self.layers],
-            "activations": [record.to_json() for record in self.activations],
-            "warnings": list(self.warnings),
-            "written": self.written.to_json() if self.written is not None else None,
-            "emission_passes": [record.to_json() for record in self.emission_passes],
-            "kernels": self.audit.to_json() if self.audit is not None else None,
-        }
-
-    def __repr__(self) -> str:
-        """One line: target, layers converted, calibration, where it was written."""
-        converted = sum(layer.precision != "float" for layer in self.layers)
-        calibration = f"{self.calibration_samples} calibration samples" if self.calibration_samples else "data-free"
-        where = f", written to {self.output_path}" if self.output_path is not None else ", not written (.save(path))"
-        return (
-            f"<ConversionResult {self.config.target.value}: {converted}/{len(self.layers)} layers converted, "
-            f"{calibration}, {len(self.warnings)} warnings{where}>"
-        )
-
-    def save(
-        self, path: str | os.PathLike, *, audit: bool = False, external_data: bool | None = None
-    ) -> ConversionResult:
-        """Write the converted model to ``path`` atomically (what :func:`convert_file` does after converting).
-
-        Args:
-            path: The ``.onnx`` file (external data, if any, beside it).
-            audit: Also audit which layers onnxruntime runs on integer kernels (``self.audit``).
-            external_data: Save weights as external data (None: when the model is larger than 1 GiB).
-
-        Returns:
-            This result, with ``output_path`` and ``output_size_bytes`` (and ``audit``) set.
-
-        Raises:
-            Fp8ConvError: The path cannot be written.
-        """
-        destination = Path(path)
-        check_writable(destination, directory=False, what="model")
-        write_converted(self, destination, audit=audit, external_data=external_data)
-        return self
 
 
 def convert(
@@ -266,10 +130,10 @@ def convert(
     stopwatch.lap("load")
     warnings: list[str] = []
     if not loaded.quant_points:
-        raise Fp8ConvError(_nothing_to_convert(loaded))
-    _refuse_unread_fp8(canonical, loaded)
+        raise Fp8ConvError(nothing_to_convert(loaded))
+    refuse_unread_fp8(canonical, loaded)
     plan = plan_conversion(canonical, config)
-    _require_work(plan, loaded, config)
+    require_work(plan, loaded, config)
     stopwatch.lap("plan")
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fp8conv-background") as background:
         # Neither reading the samples nor the weights depends on the reference: both run beside it.
@@ -297,8 +161,14 @@ def convert(
             stopwatch.lap("calibration")
         weights, weight_ranges = weights_done.result()
         stopwatch.lap("weights")
+    auto_int16: list[dict[str, Any]] = []
     if statistics and config.auto_int16_below_db is not None:
-        plan = promote_outliers_to_int16(plan, statistics, config)
+        outliers = int16_outliers(plan, statistics, config)
+        auto_int16 = [
+            {"tensors": list(tensors), "int8_sqnr_db": sqnr, "layers": _readers(plan, tensors)}
+            for tensors, sqnr in outliers
+        ]
+        plan = promote_outliers_to_int16(plan, statistics, config, outliers)
     activations, activation_records = _activation_quantization(canonical, plan, statistics, config, warnings)
     stopwatch.lap("ranges")
     converted = canonical
@@ -307,9 +177,8 @@ def convert(
     kept_float = [layer.node for layer in plan.layers if layer.decision.code is DecisionCode.KEPT_FLOAT]
     written = check_written(converted, plan.layers, kept_float=kept_float)
     stopwatch.lap("emission")
-    for layer in plan.layers:
-        if not layer.is_integer and layer.decision.code is not DecisionCode.NOT_QUANTIZED:
-            warnings.append(f"layer {layer.node} ({layer.op_type}) stays float: {layer.reason}")
+    float_warnings, notes = _float_layer_messages(plan.layers)
+    warnings += float_warnings
     return ConversionResult(
         model=converted,
         config=config,
@@ -326,72 +195,39 @@ def convert(
         stage_seconds=stopwatch.seconds,
         written=written,
         emission_passes=emitted.passes,
+        notes=notes,
+        calibration_source=samples.source if samples is not None else None,
+        auto_int16=auto_int16,
     )
 
 
-def _nothing_to_convert(loaded: LoadedModel) -> str:
-    """Why a model without FP8 quantization points is refused: what it holds instead."""
-    counts: dict[str, int] = {}
-    for node in loaded.model.graph:
-        if node.domain in ("", "ai.onnx") and node.op_type in LAYER_OPS:
-            counts[node.op_type] = counts.get(node.op_type, 0) + 1
-    layers = ", ".join(f"{count} {op}" for op, count in sorted(counts.items())) or "no Conv/MatMul/Gemm"
-    found = f"{layers}"
-    if loaded.integer_qdq:
-        found += (
-            f" and {len(loaded.integer_qdq)} integer QuantizeLinear/DequantizeLinear nodes: already integer-quantized"
-        )
-    else:
-        found += ", all float: a float model (fp8conv converts FP8 fake-quantized models)"
-    label = loaded.source.path or "model"
-    return f"{label}: no FP8 quantization points, nothing to convert; found {found}"
+def _float_layer_messages(layers: tuple[Layer, ...]) -> tuple[list[str], list[str]]:
+    """(warnings, notes) about the layers that stay float, one message per reason.
 
-
-def _refuse_unread_fp8(model: ir.Model, loaded: LoadedModel) -> None:
-    """Refuse FP8 that the readers left as it was (each logged why): no integer model can be written for it.
-
-    In canonical form FP8 is only in FakeQuantize nodes and in the FP8 weights behind a DequantizeLinear;
-    an FP8 tensor, cast or zero point anywhere else is a quantizer fp8conv does not read (scales that
-    differ on both sides of a Q/DQ pair, a DequantizeLinear of a non-constant tensor, ...).
-
-    Raises:
-        UnsupportedModelError: Naming the first such node.
+    A layer a keep_float pattern selects is a note (the user asked for it); any other reason is a warning.
+    Layers the FP8 source did not quantize are not mentioned.
     """
-    for node in ir.traversal.RecursiveGraphIterator(model.graph):
-        if is_fake_quantize(node) or is_fp8_weight_dequantize(node):
+    warned, noted = [], []
+    for layer in layers:
+        if layer.is_integer or layer.decision.code is DecisionCode.NOT_QUANTIZED:
             continue
-        values = [value for value in (*node.inputs, *node.outputs) if value is not None]
-        fp8 = [value for value in values if is_low_precision_float(value.dtype)]
-        types = [
-            attribute.as_int()
-            for name in ("to", "output_dtype")
-            if isinstance(attribute := node.attributes.get(name), ir.Attr) and attribute.type == ir.AttributeType.INT
-        ]
-        fp8_type = next((t for t in types if t in _DATA_TYPES and is_low_precision_float(ir.DataType(t))), None)
-        if fp8 or fp8_type is not None:
-            what = (
-                f"tensor {fp8[0].name!r} is {fp8[0].dtype.name}" if fp8 else f"it casts to {ir.DataType(fp8_type).name}"
-            )
-            raise UnsupportedModelError(
-                f"{loaded.source.path or 'model'}: node {node.name!r} ({node.op_type}): {what}, not part of a "
-                "quantizer fp8conv reads (warnings, or -v, say why a reader left it)"
-            )
+        (noted if layer.decision.code is DecisionCode.KEPT_FLOAT else warned).append(layer)
+    by_node = {layer.node: layer for layer in layers}
+
+    def messages(group: list[Layer]) -> list[str]:
+        lines = []
+        for nodes, reason in group_by_message((layer.node, layer.reason) for layer in group):
+            single = f"{nodes[0]} ({by_node[nodes[0]].op_type})"
+            verb = "stays" if len(nodes) == 1 else "stay"
+            lines.append(f"{subject(nodes, 'layer', single)} {verb} float: {reason}")
+        return lines
+
+    return messages(warned), messages(noted)
 
 
-_DATA_TYPES = frozenset(member.value for member in ir.DataType)
-
-
-def _require_work(plan: QuantizationPlan, loaded: LoadedModel, config: ConversionConfig) -> None:
-    """Refuse a conversion that would convert no layer although the user kept none float (nothing to do)."""
-    if any(layer.is_integer or layer.decision.code is DecisionCode.KEPT_FLOAT for layer in plan.layers):
-        return
-    reasons: dict[str, int] = {}
-    for layer in plan.layers:
-        key = f"{layer.op_type}: {layer.reason}"
-        reasons[key] = reasons.get(key, 0) + 1
-    detail = "; ".join(f"{count} x {reason}" for reason, count in reasons.items()) or "it has no Conv/MatMul/Gemm"
-    label = loaded.source.path or "model"
-    raise Fp8ConvError(f"{label}: --to {config.target.value} converts none of its layers ({detail})")
+def _readers(plan: QuantizationPlan, tensors: tuple[str, ...]) -> list[str]:
+    """The layers reading any of ``tensors``, in plan order."""
+    return [layer.node for layer in plan.layers if any(tensor in layer.inputs for tensor in tensors)]
 
 
 def convert_file(
@@ -481,7 +317,7 @@ def write_converted(
     """
     destination = Path(destination)
     stopwatch = Stopwatch()
-    external = _needs_external_data(result.model) if external_data is None else external_data
+    external = needs_external_data(result.model) if external_data is None else external_data
     result.output_path = destination
     written: SerializedModel | None = None
     if not external:
@@ -500,7 +336,7 @@ def write_converted(
             result.output_size_bytes = len(written.serialized)
         stopwatch.lap("audit")
     elif written is not None:
-        result.output_size_bytes = _write_atomically(written.serialized, destination)
+        result.output_size_bytes = write_atomically(written.serialized, destination)
         stopwatch.lap("save")
     else:
         result.output_size_bytes = save_model(result.model, destination, external_data=True)
@@ -519,63 +355,6 @@ def write_converted(
 def default_output_path(src: Path, target: Target) -> Path:
     """``<dir>/<stem>.<target>.onnx`` for ``<dir>/<stem>.onnx``."""
     return src.with_name(f"{src.stem}.{target.value}.onnx")
-
-
-def save_model(model: ir.Model, destination: str | os.PathLike, *, external_data: bool | None = None) -> int:
-    """Save atomically: files are written in a temporary directory beside ``destination`` and moved in.
-
-    Args:
-        model: The model.
-        destination: ``.onnx`` path; external data (if any) goes to ``<name>.data`` beside it, sharded.
-        external_data: Force (True) or forbid (False) external data; None decides by size (1 GiB).
-
-    Returns:
-        Total bytes written.
-    """
-    destination = Path(destination)
-    if external_data is None:
-        external_data = _needs_external_data(model)
-    if not external_data:
-        return _write_atomically(ir.to_proto(model).SerializeToString(), destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    try:
-        staged = staging / destination.name
-        ir.save(
-            model,
-            staged,
-            external_data=f"{destination.name}.data",
-            size_threshold_bytes=1024,
-            max_shard_size_bytes=EXTERNAL_DATA_THRESHOLD_BYTES,
-        )
-        written = 0
-        extra = sorted(path for path in staging.iterdir() if path != staged)
-        for path in [*extra, staged]:
-            written += path.stat().st_size
-            os.replace(path, destination.parent / path.name)
-        return written
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def remove_written_model(destination: str | os.PathLike) -> None:
-    """Remove a model :func:`save_model` wrote, with its external data files (``<name>.data*`` beside it)."""
-    destination = Path(destination)
-    destination.unlink(missing_ok=True)
-    for path in destination.parent.glob(f"{glob.escape(destination.name)}.data*"):
-        path.unlink(missing_ok=True)
-
-
-def _needs_external_data(model: ir.Model) -> bool:
-    total = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
-    return total > EXTERNAL_DATA_THRESHOLD_BYTES
-
-
-def _write_atomically(data: bytes, destination: Path) -> int:
-    """Write ``data`` to ``destination`` atomically (:func:`~fp8conv.converter.files.atomic_write`); its size."""
-    with atomic_write(destination) as handle:
-        handle.write(data)
-    return len(data)
 
 
 # -- weights --------------------------------------------------------------------------------------
@@ -668,65 +447,6 @@ def open_calibration_samples(data: DataSource | None, model: ir.Model, constants
     return open_samples(data, names, constants=constants)
 
 
-def int8_sqnr_db(stats: calibration.Statistics, qtype: str) -> float:
-    """SQNR (dB) of the MSE-optimal 8-bit quantizer on the calibration statistics.
-
-    ``10·log10(Σ count·E[x²] / Σ count·E[(x − Q(x))²])`` with each histogram interval ``[a, b]`` taken as
-    uniform mass (``E[x²] = (a² + ab + b²)/3``; exact for FP8-code histograms, whose intervals are points).
-    """
-    low, high = calibration.mse(stats, qtype)
-    error = calibration.range_error(stats, low, high, qtype)
-    a, b, counts = stats.mass()
-    power = float(np.sum(counts * (a * a + a * b + b * b) / 3.0))
-    if error <= 0.0:
-        return float("inf")
-    return 10.0 * float(np.log10(max(power, 1e-300) / error))
-
-
-def promote_outliers_to_int16(
-    plan: QuantizationPlan, statistics: Mapping[str, calibration.Statistics], config: ConversionConfig
-) -> QuantizationPlan:
-    """The plan with INT16 for the activation groups whose INT8 SQNR is below ``config.auto_int16_below_db``.
-
-    The layers reading a promoted tensor get 16-bit activations (they then run in float between DQ and
-    Q on onnxruntime CPU: accuracy bought with speed, noted in each layer's decision message).
-
-    Args:
-        plan: The plan (not changed).
-        statistics: Calibration statistics per activation group.
-        config: The options (``auto_int16_below_db`` set; ``activation_type`` is the INT8 type measured).
-
-    Returns:
-        The new plan (``plan`` itself when the threshold promotes nothing).
-    """
-    threshold = config.auto_int16_below_db
-    assert threshold is not None
-    promoted: dict[str, float] = {}
-    for group, tensors in plan.groups().items():
-        points = [plan.points[t] for t in tensors]
-        if any(point.bits != 8 for point in points) or group not in statistics or statistics[group].count == 0:
-            continue
-        sqnr = int8_sqnr_db(statistics[group], config.activation_type.value)
-        if sqnr < threshold:
-            for point in points:
-                promoted[point.tensor] = sqnr
-    layers = []
-    for layer in plan.layers:
-        hits = [promoted[tensor] for tensor in layer.inputs if tensor in promoted]
-        if hits and layer.activation_bits == 8:
-            note = f"INT16 activations: INT8 SQNR {min(hits):.1f} dB < {threshold:g} dB (auto)"
-            layers.append(dataclasses.replace(layer, activation_bits=16, decision=layer.decision.noted(note)))
-        else:
-            layers.append(layer)
-    logger.info("auto INT16: %d activation tensors promoted", len(promoted))
-    if not promoted:
-        return plan
-    points = {
-        name: dataclasses.replace(point, bits=16) if name in promoted else point for name, point in plan.points.items()
-    }
-    return unify_activation_bits(dataclasses.replace(plan, layers=tuple(layers), points=points))
-
-
 def _qtype(point: ActivationPoint, config: ConversionConfig) -> IntegerType:
     return IntegerType.for_activations(point.bits, config.activation_type)
 
@@ -742,7 +462,7 @@ def _activation_quantization(
     records: list[ActivationRecord] = []
     groups = plan.groups()
     qtypes = {
-        group: max((_qtype(plan.points[t], config) for t in tensors), key=lambda qtype: qtype.bits)
+        group: max((_qtype(plan.points[t], config) for t in tensors), key=lambda qtype: integer_type(qtype).bits)
         for group, tensors in groups.items()
     }
     ranges = _calibrated_ranges(statistics, qtypes, config)
@@ -752,7 +472,7 @@ def _activation_quantization(
         method = config.activations_range.value
         stats = statistics.get(group)
         if stats is None or method == "fp8":
-            low, high, source = _data_free_range(model, plan, points, qtype)
+            low, high, source = data_free_range(model, plan, points, qtype)
             method = "fp8"
             if source == "borrowed":
                 warnings.append(
@@ -807,59 +527,11 @@ def _calibrated_ranges(
 
 
 def _inside_clip_bounds(points: list[ActivationPoint], low: float, high: float) -> tuple[float, float]:
-    """Keep the range inside the bounds of a Clip producing the tensors (ReLU6).
+    """Keep the range inside the bounds of a Clip producing the tensors (ReLU6), so onnxruntime folds the Clip.
 
-    Values beyond the bounds never occur, and a quantizer whose range lies inside them lets onnxruntime
-    drop the Clip (ClipQuantFusion), so the Conv before it fuses into QLinearConv.
+    The rule is onnxruntime's (ClipQuantFusion): :func:`~fp8conv.runtime.fusion_rules.range_inside_clip`.
     """
-    bounds = [point.clip for point in points if point.clip is not None]
-    if not bounds:
-        return low, high
-    clip_low = max(bound[0] for bound in bounds)
-    clip_high = min(bound[1] for bound in bounds)
-    return max(low, min(clip_low, 0.0)), min(high, clip_high) if clip_high > 0 else high
-
-
-def _data_free_range(
-    model: ir.Model, plan: QuantizationPlan, points: list[ActivationPoint], qtype: IntegerType
-) -> tuple[float, float, str]:
-    """Range from FP8 quantizers alone: the group's own, else the nearest one downstream (symmetric)."""
-    ranges = [
-        calibration.fp8_range(p.fp8.spec.format, float(np.max(p.fp8.scale)), qtype.value, non_negative=p.non_negative)
-        for p in points
-        if p.fp8 is not None and p.fp8.spec.format.fits_code
-    ]
-    if ranges:
-        return min(r[0] for r in ranges), max(r[1] for r in ranges), "own"
-    borrowed = _downstream_fp8_range(model, plan, points[0].tensor, qtype)
-    if borrowed is None:
-        raise Fp8ConvError(
-            f"activation {points[0].tensor}: no FP8 quantizer to derive a data-free range from; "
-            "pass calibration data (--data)"
-        )
-    high = max(abs(borrowed[0]), abs(borrowed[1]))
-    return (-high if qtype is not IntegerType.UINT8 or not points[0].non_negative else 0.0), high, "borrowed"
-
-
-def _downstream_fp8_range(
-    model: ir.Model, plan: QuantizationPlan, tensor: str, qtype: IntegerType, depth: int = 4
-) -> tuple[float, float] | None:
-    frontier = [values_by_name(model.graph).get(tensor)]
-    for _ in range(depth):
-        next_frontier = []
-        for value in frontier:
-            if value is None:
-                continue
-            for consumer in value.consumers():
-                for output in consumer.outputs:
-                    point = plan.points.get(output.name or "")
-                    if point is not None and point.fp8 is not None:
-                        return calibration.fp8_range(
-                            point.fp8.spec.format, float(np.max(point.fp8.scale)), qtype.value, non_negative=False
-                        )
-                    next_frontier.append(output)
-        frontier = next_frontier
-    return None
+    return range_inside_clip(low, high, (point.clip for point in points if point.clip is not None))
 
 
 # -- metadata -------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ import onnx_ir as ir
 
 from fp8conv.errors import InternalError
 from fp8conv.passes.canonical import CANONICAL_DOMAIN
+from fp8conv.runtime.fusion_rules import FUSABLE_ACTIVATIONS, LAYER_OPS, OUTPUT_PROPAGATION_OPS
+from fp8conv.runtime.integer_types import integer_type_of, quantize_output_type
 
 if TYPE_CHECKING:
     from fp8conv.passes.plan import Layer
@@ -41,25 +43,17 @@ __all__ = ["LAYER_OPS", "WrittenLayer", "WrittenModel", "check_written", "writte
 
 logger = logging.getLogger(__name__)
 
-LAYER_OPS = frozenset({"Conv", "MatMul", "Gemm"})
-"""The op types that are layers."""
-
 _PASS_THROUGH = frozenset({"Transpose", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten"})
 """Ops a weight may pass through between its DequantizeLinear and the layer (they move values, never change them)."""
 
 _FEEDING = _PASS_THROUGH | {"DequantizeLinear", "QuantizeLinear", "Cast", "CastLike", "Constant"}
 """Ops whose inputs belong to the layer they feed, for the keep-float exemption of postcondition 1."""
 
-_BITS = {
-    ir.DataType.INT4: 4,
-    ir.DataType.UINT4: 4,
-    ir.DataType.INT8: 8,
-    ir.DataType.UINT8: 8,
-    ir.DataType.INT16: 16,
-    ir.DataType.UINT16: 16,
-    ir.DataType.INT32: 32,
-}
-"""Integer element types a DequantizeLinear may read, and their widths."""
+
+def _bits(dtype: ir.DataType | None) -> int | None:
+    """Width of an integer element type a DequantizeLinear may read (None for any other type)."""
+    fmt = integer_type_of(dtype)
+    return fmt.bits if fmt is not None else None
 
 
 def is_low_precision_float(dtype: ir.DataType | None) -> bool:
@@ -92,14 +86,12 @@ class WrittenLayer:
     @property
     def weight_bits(self) -> int | None:
         """Bits of the integer weight, None when the weight is not integer."""
-        dtype = _dtype(self.weight_type)
-        return _BITS.get(dtype) if dtype is not None else None
+        return _bits(_dtype(self.weight_type))
 
     @property
     def activation_bits(self) -> int | None:
         """Bits of the integer data input, None when it is float."""
-        dtype = _dtype(self.input_types[0]) if self.input_types else None
-        return _BITS.get(dtype) if dtype is not None else None
+        return _bits(_dtype(self.input_types[0])) if self.input_types else None
 
     @property
     def precision(self) -> str:
@@ -110,7 +102,7 @@ class WrittenLayer:
         if self.weight_bits is not None:
             return "int4" if self.weight_bits <= 4 else "int8"
         computed = self.weight_type is None and len(self.input_types) == 2
-        if computed and all(_dtype(t) in _BITS for t in self.input_types):
+        if computed and all(_bits(_dtype(t)) is not None for t in self.input_types):
             return "int8"
         return "float"
 
@@ -184,7 +176,7 @@ def check_written(model: ir.Model, layers: Sequence[Layer], *, kept_float: Itera
                 raise InternalError(f"layer {_name(layer)}: planned {layer.precision}, not in the written model")
             continue
         _check_layer(layer, written[index])
-        expected = expects_integer_kernel(layer, _output_quantizer_bits(nodes[index]))
+        expected = expects_integer_kernel(layer, _output_quantizer_bits(nodes[index]), _activation_after(nodes[index]))
         written[index] = dataclasses.replace(written[index], planned_integer_kernel=expected)
     return WrittenModel(tuple(written))
 
@@ -197,18 +189,37 @@ def _output_quantizer_bits(node: ir.Node) -> int | None:
     propagation of Q/DQ across data movement.
     """
     readers = list(node.outputs[0].consumers())
-    if len(readers) == 1 and readers[0].op_type in ("Relu", "Clip") and readers[0].domain in ("", "ai.onnx"):
+    if len(readers) == 1 and readers[0].op_type in FUSABLE_ACTIVATIONS and readers[0].domain in ("", "ai.onnx"):
         readers = list(readers[0].outputs[0].consumers())
     widths: list[int] = []
     while readers:
         reader = readers.pop()
-        if reader.op_type in _PASS_THROUGH and reader.domain in ("", "ai.onnx"):
+        if reader.op_type in OUTPUT_PROPAGATION_OPS and reader.domain in ("", "ai.onnx"):
             readers.extend(reader.outputs[0].consumers())
         elif reader.op_type == "QuantizeLinear" and len(reader.inputs) > 2 and reader.inputs[2] is not None:
-            width = _BITS.get(reader.inputs[2].dtype)
+            width = _bits(reader.inputs[2].dtype)
             if width is not None:
                 widths.append(width)
     return max(widths, default=None)
+
+
+def _activation_after(node: ir.Node) -> str | None:
+    """The op of the only node reading the layer's output, after its constant bias Add if any (no graph output)."""
+    value = node.outputs[0]
+    readers = value.consumers()
+    if (
+        len(readers) == 1
+        and readers[0].op_type == "Add"
+        and not value.is_graph_output()
+        and len(readers[0].inputs) == 2
+    ):
+        other = readers[0].inputs[1] if readers[0].inputs[0] is value else readers[0].inputs[0]
+        if _constant_dtype(other) is not None:
+            value = readers[0].outputs[0]
+            readers = value.consumers()
+    if len(readers) != 1 or value.is_graph_output() or readers[0].outputs[0].is_graph_output():
+        return None
+    return readers[0].op_type
 
 
 # -- postcondition 2: converted layers -------------------------------------------------------------------------
@@ -305,7 +316,7 @@ def _dequantized_type(value: ir.Value | None) -> str | None:
     if producer is None or producer.op_type != "DequantizeLinear" or not producer.inputs:
         return None
     dtype = _quantized_type(producer)
-    return dtype.name if dtype in _BITS else None
+    return dtype.name if dtype is not None and _bits(dtype) is not None else None
 
 
 def _quantized_type(dequantize: ir.Node) -> ir.DataType | None:
@@ -324,12 +335,12 @@ def _quantized_type(dequantize: ir.Node) -> ir.DataType | None:
     quantize = quantized.producer()
     if dtype is None and quantize is not None and quantize.op_type == "QuantizeLinear":
         q_zero_point = quantize.inputs[2] if len(quantize.inputs) > 2 else None
-        if q_zero_point is not None:
-            dtype = q_zero_point.dtype or _constant_dtype(q_zero_point)
-        elif "output_dtype" in quantize.attributes:
-            dtype = ir.DataType(quantize.attributes.get_int("output_dtype", 0))
-        else:
-            dtype = ir.DataType.UINT8
+        produced = quantize_output_type(
+            has_zero_point=q_zero_point is not None,
+            zero_point_type=(q_zero_point.dtype or _constant_dtype(q_zero_point)) if q_zero_point is not None else None,
+            output_dtype=quantize.attributes.get_int("output_dtype", 0),
+        )
+        dtype = produced if isinstance(produced, ir.DataType) else None
     return dtype
 
 

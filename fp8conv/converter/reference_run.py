@@ -37,7 +37,12 @@ class ReferenceRunResult:
 
 
 def run_reference(
-    model: ModelInput, data: str | Path, output: str | Path, *, batch_size: int | None = None
+    model: ModelInput,
+    data: str | Path,
+    output: str | Path,
+    *,
+    batch_size: int | None = None,
+    progress: bool = True,
 ) -> ReferenceRunResult:
     """Run the exact FP8 reference of ``model`` over ``data`` and write the outputs to ``output`` (.npz).
 
@@ -46,6 +51,7 @@ def run_reference(
         data: ``.npz`` file or directory of samples (see :mod:`fp8conv.converter.data`).
         output: Destination ``.npz``; written atomically.
         batch_size: Samples per onnxruntime call; default the model's static batch size, else 32.
+        progress: Show a progress bar on stderr (when stderr is a terminal).
 
     Returns:
         What was written.
@@ -63,11 +69,13 @@ def run_reference(
     samples = load_samples(data, runner.input_names, constants=loaded.constant_inputs)
     size = batch_size or runner.static_batch_size or DEFAULT_BATCH_SIZE
     collected: dict[str, list[np.ndarray]] = {name: [] for name in runner.output_names}
-    with tqdm(total=samples.num_samples, unit="sample", desc="fp8 reference", disable=None) as progress:
+    with tqdm(
+        total=samples.num_samples, unit="sample", desc="fp8 reference", disable=None if progress else True
+    ) as bar:
         for feeds in samples.batches(size):
             feeds.pop("labels", None)
             for name, value in runner.run(feeds).items():
                 collected[name].append(value)
-            progress.update(len(next(iter(feeds.values()))))
+            bar.update(len(next(iter(feeds.values()))))
     save_arrays(output, {name: np.concatenate(parts) for name, parts in collected.items()})
     return ReferenceRunResult(tuple(runner.output_names), samples.num_samples)

@@ -133,6 +133,7 @@ class Option:
         positional: A command-line argument rather than a flag.
         in_config: Whether a config file may set it.
         on_command_line: Whether the command line has it (a ``gates`` table is for files and Python).
+        one_value: A gate with one value for the model (``min_integer_kernels``, ``min_layer_sqnr``), not per output.
         flag_aliases: Extra hidden flags setting a value (``--no-layers`` sets ``per_layer`` False).
     """
 
@@ -157,6 +158,7 @@ class Option:
     positional: bool = False
     in_config: bool = True
     on_command_line: bool = True
+    one_value: bool = False
     flag_aliases: tuple[tuple[str, object], ...] = ()
 
     @property
@@ -166,8 +168,8 @@ class Option:
 
     @property
     def multiple(self) -> bool:
-        """Whether the flag may be repeated (patterns and gate specs)."""
-        return self.kind in (Kind.PATTERNS, Kind.GATE) and self.name != "min_integer_kernels"
+        """Whether the flag may be repeated (patterns, and the specs of a per-output gate)."""
+        return self.kind is Kind.PATTERNS or (self.kind is Kind.GATE and not self.one_value)
 
     def help_for(self, command: str | None = None) -> str:
         """The help text for ``command`` (None: every command's, when they differ)."""
@@ -559,7 +561,8 @@ OPTIONS: tuple[Option, ...] = (
     _verification(
         "verify_data",
         Kind.DATA,
-        "Held-out data to verify on.",
+        "Held-out data to verify on (without it, the calibration data, which the report flags: numbers measured "
+        "on the data the ranges were fit to can be optimistic).",
         commands=("convert",),
         default_text="the calibration data",
     ),
@@ -618,7 +621,7 @@ OPTIONS: tuple[Option, ...] = (
     _gate("min_cosine", f"Minimum cosine similarity. {_GATE_HELP}", 0.99, "[OUTPUT:]X"),
     _gate(
         "max_top1_drop",
-        f"Maximum top-1 disagreement in percentage points, classifier outputs. {_GATE_HELP}",
+        f"Maximum top-1 disagreement with the FP8 model in percentage points, classifier outputs. {_GATE_HELP}",
         2.0,
         "[OUTPUT:]PP",
     ),
@@ -630,6 +633,16 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _gate("max_abs_err", f"Maximum absolute error. {_GATE_HELP}", None, "[OUTPUT:]X", default_text="off"),
     _gate(
+        "min_layer_sqnr",
+        "Minimum SQNR in dB of every layer compared (the unfused QDQ graph vs the reference; default off: "
+        "per-layer numbers are diagnostics that fail nothing). When set, a layer below it fails the run and is "
+        "marked in the reports. 'off' disables it.",
+        None,
+        "DB",
+        default_text="off",
+        one_value=True,
+    ),
+    _gate(
         "min_integer_kernels",
         "Minimum number of layers the deployed session runs on integer kernels. 'plan': every layer the "
         "conversion plans on an integer kernel for its target (checked when converting; needs no data, so it "
@@ -637,6 +650,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "N|plan|off",
         default_text="`plan`",
+        one_value=True,
     ),
     # -- what is printed ----------------------------------------------------------------------------------------
     Option(

@@ -49,9 +49,14 @@ def _value_text(option: Option) -> str:
         Kind.PATH: "path",
         Kind.DATA: "path (Python: also arrays or a reader)",
         Kind.PATTERNS: "regex, repeatable (a list in a file)",
-        Kind.GATE: "`[OUTPUT:]VALUE`, repeatable, `off`" if option.multiple else "`N`, `plan`, `off`",
+        Kind.GATE: "`[OUTPUT:]VALUE`, repeatable, `off`" if option.multiple else _one_value(option),
         Kind.GATES: "table",
     }[option.kind]
+
+
+def _one_value(option: Option) -> str:
+    parts = (option.metavar or "VALUE").split("|")
+    return " or ".join(f"`{part}`" for part in [*parts, *(["off"] if "off" not in parts else [])])
 
 
 def default_text(option: Option, command: str | None = None) -> str:

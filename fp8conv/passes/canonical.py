@@ -38,7 +38,8 @@ from typing import Literal
 import numpy as np
 import onnx_ir as ir
 
-from fp8conv.errors import Fp8ConvError
+from fp8conv.errors import Fp8ConvError, UnsupportedModelError
+from fp8conv.runtime.emulator import check_scale
 from fp8conv.runtime.formats import FORMATS, FloatFormat, minifloat
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "is_fp8_weight_dequantize",
     "make_fake_quantize",
     "read_fake_quantize",
+    "read_scale",
 ]
 
 logger = logging.getLogger(__name__)
@@ -291,14 +293,33 @@ def _tensor_numpy(tensor: ir.TensorProtocol) -> np.ndarray:
     return tensor.numpy()
 
 
-def _scale_array(node: ir.Node, value: ir.Value | None) -> np.ndarray:
+def read_scale(node: ir.Node, value: ir.Value | None) -> np.ndarray:
+    """Read a quantizer's scale: a constant whose entries are all positive and finite.
+
+    The one reader of FP8 scales (normalization, the quantization points, the lowering); what a valid scale
+    is, :func:`~fp8conv.runtime.emulator.check_scale` says.
+
+    Args:
+        node: The quantizer (named in error messages).
+        value: Its scale input.
+
+    Returns:
+        The scale as float32, shaped as in the graph.
+
+    Raises:
+        UnsupportedModelError: When the scale is not a constant.
+        Fp8ConvError: When it is empty or an entry is <= 0, NaN or Inf.
+    """
+    name = value.name if value is not None else None
     array = constant_array(value)
     if array is None:
-        raise Fp8ConvError(
-            f"node {node.name!r}: the scale {value.name if value else None!r} is not a constant; "
-            "fp8conv needs constant FP8 scales"
+        raise UnsupportedModelError(
+            f"node {node.name!r}: the scale {name!r} is not a constant; fp8conv needs constant FP8 scales"
         )
-    return np.asarray(array, dtype=np.float32)
+    try:
+        return check_scale(array, f"scale {name!r}")
+    except ValueError as error:
+        raise Fp8ConvError(f"node {node.name!r}: {error}") from None
 
 
 def _consumers(value: ir.Value) -> tuple[str, ...]:
@@ -347,7 +368,7 @@ def collect_quant_points(model: ir.Model) -> list[QuantPoint]:
             assert x is not None
             weight = constant_array(x)
             spec = read_fake_quantize(node)
-            scales = _scale_array(node, scale)
+            scales = read_scale(node, scale)
             if weight is not None:
                 _check_weight_scales(node, x.name, weight.shape, scales, spec.axis, spec.block_size)
             points.append(
@@ -366,7 +387,7 @@ def collect_quant_points(model: ir.Model) -> list[QuantPoint]:
             data = node.inputs[0]
             assert data is not None
             block_size = node.attributes.get_int("block_size", 0) or None
-            scale = _scale_array(node, node.inputs[1])
+            scale = read_scale(node, node.inputs[1])
             axis = node.attributes.get_int("axis", 1) if (scale.size > 1 or block_size) else None
             _check_weight_scales(node, data.name, tuple(data.shape or ()), scale, axis, block_size)
             points.append(

@@ -9,7 +9,8 @@ import onnx_ir as ir
 
 from fp8conv.errors import UnsupportedModelError
 from fp8conv.passes.canonical import FP8_DATA_TYPES
-from fp8conv.passes.normalize_qdq import QDQ_DOMAINS, constant_dtype
+from fp8conv.passes.normalization import QDQ_DOMAINS, constant_dtype
+from fp8conv.runtime.integer_types import INTEGER_TYPES, quantize_output_type
 
 __all__ = [
     "INTEGER_QUANTIZED_TYPES",
@@ -45,19 +46,7 @@ _BLOCK_ELEMENT_TYPES = frozenset(
 _BLOCK_SCALE_TYPES = frozenset({ir.DataType.FLOAT8E8M0, *FP8_DATA_TYPES})
 """Scale types of block formats: E8M0 (MX) and FP8 (NVFP4's per-block scales)."""
 
-INTEGER_QUANTIZED_TYPES = frozenset(
-    {
-        ir.DataType.INT2,
-        ir.DataType.UINT2,
-        ir.DataType.INT4,
-        ir.DataType.UINT4,
-        ir.DataType.INT8,
-        ir.DataType.UINT8,
-        ir.DataType.INT16,
-        ir.DataType.UINT16,
-        ir.DataType.INT32,
-    }
-)
+INTEGER_QUANTIZED_TYPES = frozenset(fmt.data_type for fmt in INTEGER_TYPES.values())
 """Quantized types of integer Q/DQ (INT32 only occurs as a DequantizeLinear bias input)."""
 
 
@@ -91,10 +80,12 @@ def _quantized_type(node: ir.Node) -> ir.DataType | None:
             return _quantized_type(producer)  # not the declared type of its output, which may be stale
         return constant_dtype(data)
     zero_point = _input(node, 2)
-    if zero_point is not None:
-        return constant_dtype(zero_point)
-    output_dtype = node.attributes.get_int("output_dtype", 0)
-    return ir.DataType(output_dtype) if output_dtype else ir.DataType.UINT8
+    produced = quantize_output_type(
+        has_zero_point=zero_point is not None,
+        zero_point_type=constant_dtype(zero_point),
+        output_dtype=node.attributes.get_int("output_dtype", 0),
+    )
+    return produced if isinstance(produced, ir.DataType) else None
 
 
 def _is_qdq(node: ir.Node) -> bool:

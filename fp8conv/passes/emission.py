@@ -16,28 +16,22 @@ import onnx_ir as ir
 
 from fp8conv.config import IntegerType
 from fp8conv.passes.canonical import is_fake_quantize, is_fp8_weight_dequantize
+from fp8conv.passes.names import NameAllocator
 from fp8conv.passes.plan import QuantizationPlan
 from fp8conv.passes.values import take_over
+from fp8conv.runtime.integer_quantization import weight_storage_type
+from fp8conv.runtime.integer_types import IntegerFormat, integer_type
 
 __all__ = [
     "ActivationQuantization",
     "EmissionContext",
     "EmissionPass",
-    "NameAllocator",
     "WeightQuantization",
     "insert_after_producer",
     "is_fp8_quantizer",
     "reads_integer_weight",
     "swap_producer",
 ]
-
-INTEGER_DATA_TYPES: Mapping[IntegerType, ir.DataType] = {
-    IntegerType.UINT8: ir.DataType.UINT8,
-    IntegerType.INT8: ir.DataType.INT8,
-    IntegerType.INT16: ir.DataType.INT16,
-    IntegerType.UINT16: ir.DataType.UINT16,
-}
-"""The ONNX type of each activation integer type."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +50,11 @@ class ActivationQuantization:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", IntegerType(self.dtype))
+
+    @property
+    def format(self) -> IntegerFormat:
+        """The facts about ``dtype`` (bits, range, ONNX type)."""
+        return integer_type(self.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,28 +78,7 @@ class WeightQuantization:
     @property
     def data_type(self) -> ir.DataType:
         """The ONNX type ``q`` is stored as: INT4 or INT8."""
-        return ir.DataType.INT4 if self.bits == 4 else ir.DataType.INT8
-
-
-class NameAllocator:
-    """Deterministic unique names: ``base``, then ``base_1``, ``base_2`` and so on."""
-
-    def __init__(self, graph: ir.Graph) -> None:
-        self._taken = {value.name for value in graph.inputs if value.name}
-        self._taken |= {name for name in graph.initializers}
-        for node in ir.traversal.RecursiveGraphIterator(graph):
-            if node.name:
-                self._taken.add(node.name)
-            self._taken |= {value.name for value in node.outputs if value.name}
-
-    def new(self, base: str) -> str:
-        """A name not taken yet, now taken."""
-        name, counter = base, 0
-        while name in self._taken:
-            counter += 1
-            name = f"{base}_{counter}"
-        self._taken.add(name)
-        return name
+        return weight_storage_type(self.bits).data_type
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +122,7 @@ class EmissionContext:
     @property
     def needs_opset_21(self) -> bool:
         """Whether the emitted Q/DQ need ai.onnx 21: 16-bit activations, INT4 or blocked weights."""
-        wide = any(quantization.dtype.bits == 16 for quantization in self.activations.values())
+        wide = any(quantization.format.bits == 16 for quantization in self.activations.values())
         return wide or any(weight.bits == 4 or weight.block_size for weight in self.weights.values())
 
 
@@ -152,7 +130,8 @@ class EmissionPass(ir.passes.InPlacePass):
     """An in-place emission pass over a model planned by ``context.plan``.
 
     Its ``requires`` checks at least that the plan was made for the model: every layer's node is a node
-    of its main graph.
+    of its main graph. Its ``call`` asks for the name allocator, then rewrites the main graph
+    (:meth:`rewrite`, what each pass defines).
 
     Attributes:
         context: The plan, the quantizations and the name allocator.
@@ -171,6 +150,20 @@ class EmissionPass(ir.passes.InPlacePass):
         for layer in self.context.plan.layers:
             if layer.graph_node.graph is not model.graph:
                 raise ir.passes.PreconditionError(f"layer {layer.node}: its node is not in the model being rewritten")
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        """Rewrite the model's main graph in place (:meth:`rewrite`), with the name allocator made first.
+
+        Asking for the allocator before changing the graph is what makes the first pass's allocator know the
+        graph as planned (:meth:`EmissionContext.names`).
+        """
+        graph = model.graph
+        self.context.names(graph)
+        return ir.passes.PassResult(model, modified=self.rewrite(graph))
+
+    def rewrite(self, graph: ir.Graph) -> bool:
+        """Rewrite ``graph`` in place and say whether it changed (a pass defines this or overrides ``call``)."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither rewrite nor call")
 
 
 def is_fp8_quantizer(node: ir.Node | None) -> bool:

@@ -13,7 +13,6 @@ import onnx_ir as ir
 
 from fp8conv.passes.canonical import is_fake_quantize
 from fp8conv.passes.emission import (
-    INTEGER_DATA_TYPES,
     ActivationQuantization,
     EmissionPass,
     insert_after_producer,
@@ -47,9 +46,8 @@ class EmitActivationsPass(EmissionPass):
             if point.group not in self.context.activations:
                 raise ir.passes.PreconditionError(f"activation {name}: no quantization for its group {point.group}")
 
-    def call(self, model: ir.Model) -> ir.passes.PassResult:
-        """Insert the activation Q/DQ of ``model`` in place."""
-        graph = model.graph
+    def rewrite(self, graph: ir.Graph) -> bool:
+        """Insert the activation Q/DQ of the main graph in place."""
         names = self.context.names(graph)
         values = values_by_name(graph)
         group_constants: dict[str, tuple[ir.Value, ir.Value]] = {}
@@ -86,7 +84,7 @@ class EmitActivationsPass(EmissionPass):
                     consumer.replace_input_with(index, dequantize.outputs[0])
             if point.fp8 is None and value.is_graph_output():
                 self._quantize_graph_output(graph, value, quantize, scale, zero_point)
-        return ir.passes.PassResult(model, modified=bool(self.context.plan.points))
+        return bool(self.context.plan.points)
 
     def ensures(self, model: ir.Model) -> None:
         """See the class docstring.
@@ -97,7 +95,7 @@ class EmitActivationsPass(EmissionPass):
         values = values_by_name(model.graph)
         for name, point in self.context.plan.points.items():
             value = values.get(name)
-            data_type = INTEGER_DATA_TYPES[self.context.activations[point.group].dtype]
+            data_type = self.context.activations[point.group].format.data_type
             if value is None or not (_quantized(value, data_type) or _dequantized_output(value, data_type)):
                 raise ir.passes.PostconditionError(f"activation {name}: not quantized to {data_type.name}")
             if any(is_fake_quantize(consumer) for consumer in value.consumers()):
@@ -137,9 +135,9 @@ class EmitActivationsPass(EmissionPass):
     def _activation_constants(
         self, graph: ir.Graph, group: str, quantization: ActivationQuantization
     ) -> tuple[ir.Value, ir.Value]:
-        dtype = INTEGER_DATA_TYPES[quantization.dtype]
+        fmt = quantization.format
         scale = self.context.initializer(graph, f"{group}_scale", ir.tensor(np.float32(quantization.scale)))
-        zero = ir.tensor(np.array(quantization.zero_point, dtype=dtype.numpy()), dtype=dtype)
+        zero = ir.tensor(np.array(quantization.zero_point, dtype=fmt.numpy_dtype), dtype=fmt.data_type)
         return scale, self.context.initializer(graph, f"{group}_zero_point", zero)
 
 

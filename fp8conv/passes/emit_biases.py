@@ -17,6 +17,7 @@ import onnx_ir as ir
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.emission import EmissionPass, WeightQuantization, is_fp8_quantizer
 from fp8conv.passes.plan import Layer
+from fp8conv.runtime.fusion_rules import KERNEL_BITS
 from fp8conv.runtime.integer_quantization import quantize_bias
 
 __all__ = ["EmitBiasesPass"]
@@ -55,10 +56,8 @@ class EmitBiasesPass(EmissionPass):
             if self.context.plan.points[layer.inputs[0]].group not in self.context.activations:
                 raise ir.passes.PreconditionError(f"layer {layer.node}: no quantization for its input")
 
-    def call(self, model: ir.Model) -> ir.passes.PassResult:
-        """Rewrite the biases of ``model`` in place."""
-        graph = model.graph
-        self.context.names(graph)
+    def rewrite(self, graph: ir.Graph) -> bool:
+        """Rewrite the biases of the main graph in place."""
         modified = False
         for layer in self.context.plan.layers:
             action = self._action(layer)
@@ -73,7 +72,7 @@ class EmitBiasesPass(EmissionPass):
             else:
                 self._insert_zero_bias(graph, node, weight, integer=kind == _INT32_ZERO)
                 modified = True
-        return ir.passes.PassResult(model, modified=modified)
+        return modified
 
     def ensures(self, model: ir.Model) -> None:
         """See the class docstring.
@@ -104,7 +103,7 @@ class EmitBiasesPass(EmissionPass):
         if layer.needs_zero_bias and layer.activation_bits is None:
             return _FLOAT_ZERO, node, -1
         point = self.context.plan.points.get(layer.inputs[0]) if layer.inputs else None
-        if point is None or layer.activation_bits != 8 or weight.block_size:
+        if point is None or layer.activation_bits != KERNEL_BITS or weight.block_size:  # QLinearConv/QGemm
             return None
         if layer.op_type in ("Conv", "Gemm") and layer.bias is not None:
             return _INT32, node, 2

@@ -56,10 +56,8 @@ class EmitWeightsPass(EmissionPass):
             if node in weights and reads_integer_weight(node, weights[node]):
                 raise ir.passes.PreconditionError(f"layer {layer.node}: its integer weight is emitted already")
 
-    def call(self, model: ir.Model) -> ir.passes.PassResult:
-        """Rewrite the weights of ``model`` in place."""
-        graph = model.graph
-        self.context.names(graph)
+    def rewrite(self, graph: ir.Graph) -> bool:
+        """Rewrite the weights of the main graph in place."""
         modified = False
         for layer in self.context.plan.layers:
             node = layer.graph_node
@@ -70,7 +68,7 @@ class EmitWeightsPass(EmissionPass):
                 modified = True
             else:
                 modified |= self._materialize_float_weight(graph, node, layer)
-        return ir.passes.PassResult(model, modified=modified)
+        return modified
 
     def ensures(self, model: ir.Model) -> None:
         """See the class docstring.

@@ -15,7 +15,7 @@ import logging
 import onnx_ir as ir
 
 from fp8conv.passes.canonical import constant_tensor
-from fp8conv.passes.normalize_qdq import ONNX_DOMAINS, constant_dtype, remove_unused_constants
+from fp8conv.passes.normalization import ONNX_DOMAINS, constant_dtype, remove_unused_constants
 from fp8conv.passes.values import take_over
 
 __all__ = ["FoldConstantCastsPass"]

@@ -38,10 +38,8 @@ class FoldFp8ConstantsPass(EmissionPass):
             if weight is not None and not reads_integer_weight(layer.graph_node, weight):
                 raise ir.passes.PreconditionError(f"layer {layer.node}: its integer weight is not emitted yet")
 
-    def call(self, model: ir.Model) -> ir.passes.PassResult:
-        """Fold the constant FP8 quantizers of ``model`` in place."""
-        graph = model.graph
-        self.context.names(graph)
+    def rewrite(self, graph: ir.Graph) -> bool:
+        """Fold the constant FP8 quantizers of the main graph in place."""
         modified = False
         for node in list(graph):
             if not self._folds(node):
@@ -54,7 +52,7 @@ class FoldFp8ConstantsPass(EmissionPass):
             exact = self.context.initializer(graph, f"{base}_fp8_exact", ir.tensor(values))
             output.replace_all_uses_with(exact)
             modified = True
-        return ir.passes.PassResult(model, modified=modified)
+        return modified
 
     def ensures(self, model: ir.Model) -> None:
         """See the class docstring.

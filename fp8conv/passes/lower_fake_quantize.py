@@ -81,7 +81,9 @@ from fp8conv.passes.canonical import (
     is_fake_quantize,
     is_fp8_weight_dequantize,
     read_fake_quantize,
+    read_scale,
 )
+from fp8conv.passes.names import NameAllocator
 from fp8conv.runtime.emulator import decode, float16_codes
 from fp8conv.runtime.formats import FORMATS, FloatFormat
 
@@ -226,17 +228,6 @@ def _remove_if_unused(value: ir.Value) -> None:
         producer.graph.remove(producer, safe=True)
 
 
-def _value_names(model: ir.Model) -> set[str]:
-    names: set[str] = set()
-    graphs = [model.graph, *model.graph.subgraphs()]
-    for graph in graphs:
-        names.update(v.name for v in graph.inputs if v.name)
-        names.update(graph.initializers)
-    for node in ir.traversal.RecursiveGraphIterator(model.graph):
-        names.update(v.name for v in node.outputs if v.name)
-    return names
-
-
 class _Lowering:
     """State of one pass run: unique names and shared scalar constants (in the main graph)."""
 
@@ -246,19 +237,14 @@ class _Lowering:
         self.grid = grid
         self.grid_outputs: dict[str, str] = {}
         self.opset = model.opset_imports[""]
-        self._names = _value_names(model)
+        self._names = NameAllocator(model.graph)
         self._scalars: dict[bytes, ir.Value] = {}
 
     # -- naming and constants ----------------------------------------------------------------------
 
     def unique_name(self, base: str) -> str:
-        """A value name not used anywhere in the model yet, derived from ``base``."""
-        name, index = base, 1
-        while name in self._names:
-            name = f"{base}_{index}"
-            index += 1
-        self._names.add(name)
-        return name
+        """A name not used anywhere in the model yet, derived from ``base``."""
+        return self._names.new(base)
 
     def constant(self, array: np.ndarray, base: str) -> ir.Value:
         """A new initializer of the main graph (visible to subgraphs as an outer-scope value)."""
@@ -459,13 +445,8 @@ class _Builder:
 
 
 def _checked_scale(node: ir.Node, value: ir.Value | None, spec: QuantSpec, shape: ir.Shape | None) -> np.ndarray:
-    """The node's scale as float32, validated against the emulator's rules where shapes are known."""
-    array = constant_array(value)
-    if array is None:
-        raise Fp8ConvError(f"node {node.name!r}: the scale is not a constant; fp8conv needs constant FP8 scales")
-    scale = np.asarray(array, dtype=np.float32)
-    if scale.size == 0 or not (np.isfinite(scale) & (scale > 0)).all():
-        raise Fp8ConvError(f"node {node.name!r}: every scale must be positive and finite")
+    """The node's scale as float32 (:func:`~fp8conv.passes.canonical.read_scale`), its shape checked where known."""
+    scale = read_scale(node, value)
     dims = tuple(shape) if shape is not None else ()
     if spec.block_size:
         axis = 1 if spec.axis is None else spec.axis

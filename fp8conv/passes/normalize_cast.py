@@ -8,12 +8,12 @@ import logging
 import numpy as np
 import onnx_ir as ir
 
-from fp8conv.passes.canonical import FP8_DATA_TYPES, QuantSpec, constant_array
-from fp8conv.passes.normalize_qdq import (
+from fp8conv.passes.canonical import FP8_DATA_TYPES, QuantSpec, constant_array, read_scale
+from fp8conv.passes.clip_bounds import clip_bounds
+from fp8conv.passes.normalization import (
     NodeRewritePass,
     add_canonical_opset,
     add_initializer,
-    check_scale,
     constant_dtype,
     per_axis_scale,
     remove_unused_constants,
@@ -99,19 +99,8 @@ def _is_power_of_two(array: np.ndarray) -> bool:
 
 def _clip_bounds(clip: ir.Node) -> tuple[float, float] | None:
     """A Clip's bounds (a missing bound is ±Inf), or None when a bound is not a constant scalar."""
-    if len(clip.inputs) == 1:  # Clip-6 attributes, or Clip-11+ without bounds
-        return clip.attributes.get_float("min", -np.inf), clip.attributes.get_float("max", np.inf)
-    bounds = []
-    for index, default in ((1, -np.inf), (2, np.inf)):
-        value = clip.inputs[index] if len(clip.inputs) > index else None
-        if value is None:
-            bounds.append(default)
-            continue
-        bound = _scalar(value)
-        if bound is None:
-            return None
-        bounds.append(bound)
-    return bounds[0], bounds[1]
+    low, high = clip_bounds(clip)
+    return None if low is None or high is None else (low, high)
 
 
 def _scalar(value: ir.Value | None) -> float | None:
@@ -196,7 +185,7 @@ class NormalizeCastPairPass(NodeRewritePass):
         if saturate is None or scale_value is None:  # the chain is left as is (logged); its Cast pair is not
             return self._rewrite_bare_pair(to_fp8, target)
         x = chain.front.data
-        scale_value, axis = per_axis_scale(to_fp8, scale_value, check_scale(to_fp8, scale_value), x)
+        scale_value, axis = per_axis_scale(to_fp8, scale_value, read_scale(to_fp8, scale_value), x)
         spec = QuantSpec(fmt, axis=axis, saturate=saturate)
         constants = [chain.front.constant, chain.back.constant, *(v for node in chain.clamps for v in node.inputs)]
         result_type = ir.DataType(chain.back_cast.attributes.get_int("to"))

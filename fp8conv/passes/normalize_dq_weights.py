@@ -6,10 +6,10 @@ import logging
 
 import onnx_ir as ir
 
-from fp8conv.passes.canonical import FP8_DATA_TYPES, constant_array
-from fp8conv.passes.normalize_qdq import (
+from fp8conv.passes.canonical import FP8_DATA_TYPES, constant_array, read_scale
+from fp8conv.passes.names import shared_names
+from fp8conv.passes.normalization import (
     QDQ_DOMAINS,
-    check_scale,
     check_zero_point,
     constant_dtype,
     drop_unused_opsets,
@@ -46,9 +46,10 @@ class NormalizeFp8WeightDequantizePass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         """Check and tidy every FP8 weight DequantizeLinear of the model's graph and subgraphs."""
         modified = False
-        for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
-            if self._normalize(node):
-                modified = True
+        with shared_names():
+            for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
+                if self._normalize(node):
+                    modified = True
         if modified:
             drop_unused_opsets(model, lambda domain: domain == "trt")
         return ir.passes.PassResult(model, modified=modified)
@@ -63,7 +64,7 @@ class NormalizeFp8WeightDequantizePass(ir.passes.InPlacePass):
             return False
         scale_value = node.inputs[1] if len(node.inputs) > 1 else None
         zero_point = node.inputs[2] if len(node.inputs) > 2 else None
-        scale = check_scale(node, scale_value)
+        scale = read_scale(node, scale_value)
         scale_spec(node, FORMATS[FP8_DATA_TYPES[dtype]], scale, static_shape(data), saturate=True)
         check_zero_point(node, zero_point)
         modified = False

@@ -10,10 +10,10 @@ import onnx_ir as ir
 
 from fp8conv import fp8
 from fp8conv.errors import Fp8ConvError, UnsupportedModelError
-from fp8conv.passes.canonical import QuantSpec, constant_array
-from fp8conv.passes.normalize_qdq import (
+from fp8conv.passes.canonical import QuantSpec, constant_array, read_scale
+from fp8conv.passes.normalization import (
+    NodeRewritePass,
     add_canonical_opset,
-    check_scale,
     drop_unused_opsets,
     per_axis_scale,
     remove_unused_constants,
@@ -125,7 +125,7 @@ def _scalar_input(node: ir.Node, index: int, what: str) -> float:
     return float(flat[0])
 
 
-class NormalizeFloatQuantPass(ir.passes.InPlacePass):
+class NormalizeFloatQuantPass(NodeRewritePass):
     """Rewrite QONNX ``FloatQuant`` nodes as canonical FakeQuantize nodes.
 
     ``qonnx.custom_op.general::FloatQuant(x, s, E, M, bias, max_val)`` becomes
@@ -152,20 +152,13 @@ class NormalizeFloatQuantPass(ir.passes.InPlacePass):
     is <= 0, NaN or Inf or does not broadcast, and for ``saturation=0`` without ``has_inf``/``has_nan``.
     """
 
-    def call(self, model: ir.Model) -> ir.passes.PassResult:
-        """Rewrite every FloatQuant of the model's graph and subgraphs."""
-        modified = False
-        for node in list(ir.traversal.RecursiveGraphIterator(model.graph)):
-            if node.domain == QONNX_DOMAIN and node.op_type == "FloatQuant":
-                self._rewrite(node)
-                modified = True
-        if modified:
-            add_canonical_opset(model)
-            drop_unused_opsets(model, lambda domain: domain.startswith("qonnx"))
-        return ir.passes.PassResult(model, modified=modified)
+    def _after_rewrites(self, model: ir.Model) -> None:
+        add_canonical_opset(model)
+        drop_unused_opsets(model, lambda domain: domain.startswith("qonnx"))
 
-    @staticmethod
-    def _rewrite(node: ir.Node) -> None:
+    def _rewrite(self, node: ir.Node) -> bool:
+        if node.domain != QONNX_DOMAIN or node.op_type != "FloatQuant":
+            return False
         if len(node.inputs) != 6 or any(value is None for value in node.inputs):
             given = sum(value is not None for value in node.inputs)
             raise UnsupportedModelError(f"node {node.name!r}: FloatQuant needs 6 inputs, got {given}")
@@ -187,7 +180,7 @@ class NormalizeFloatQuantPass(ir.passes.InPlacePass):
             has_nan=bool(attributes.get_int("has_nan", 0)),
             saturation=saturation,
         )
-        scale = check_scale(node, scale_value)
+        scale = read_scale(node, scale_value)
         scale_value, axis = per_axis_scale(node, scale_value, scale, x)
         spec = QuantSpec(fmt, axis=axis, saturate=saturation)
         has_subnormal = attributes.get_int("has_subnormal", 0)
@@ -196,3 +189,4 @@ class NormalizeFloatQuantPass(ir.passes.InPlacePass):
         fake_quantize.metadata_props["fp8conv.qonnx.has_subnormal"] = str(has_subnormal)
         remove_unused_constants(parameters)
         logger.debug("node %r: FloatQuant -> FakeQuantize (%s)", node.name, spec)
+        return True

@@ -8,10 +8,10 @@ import numpy as np
 import onnx_ir as ir
 
 from fp8conv.errors import UnsupportedModelError
-from fp8conv.passes.canonical import QuantSpec, constant_array
-from fp8conv.passes.normalize_qdq import (
+from fp8conv.passes.canonical import QuantSpec, constant_array, read_scale
+from fp8conv.passes.names import names_for, shared_names
+from fp8conv.passes.normalization import (
     add_canonical_opset,
-    check_scale,
     constant_dtype,
     drop_unused_opsets,
     remove_unused_constants,
@@ -39,7 +39,7 @@ def _is_trt(node: ir.Node, op_type: str) -> bool:
 
 
 def _per_tensor_scale(node: ir.Node, value: ir.Value | None) -> np.ndarray:
-    scale = check_scale(node, value)
+    scale = read_scale(node, value)
     if scale.size != 1:
         raise UnsupportedModelError(
             f"node {node.name!r}: {node.op_type} takes a per-tensor scale, "
@@ -92,14 +92,14 @@ class NormalizeTrtFp8Pass(ir.passes.InPlacePass):
                 TRT_OPSET_VERSIONS,
             )
             return ir.passes.PassResult(model, modified=False)
-        fake_quantized = False
-        for node in nodes:
-            if node.graph is not None and node.op_type == _QUANTIZE and self._rewrite_pair(node):
-                fake_quantized = True
-        stored = False
-        for node in nodes:
-            if node.graph is not None and node.op_type == _DEQUANTIZE and self._rewrite_stored_weight(model, node):
-                stored = True
+        fake_quantized = stored = False
+        with shared_names():
+            for node in nodes:
+                if node.graph is not None and node.op_type == _QUANTIZE and self._rewrite_pair(node):
+                    fake_quantized = True
+            for node in nodes:
+                if node.graph is not None and node.op_type == _DEQUANTIZE and self._rewrite_stored_weight(model, node):
+                    stored = True
         if fake_quantized:
             add_canonical_opset(model)
         modified = fake_quantized or stored
@@ -168,10 +168,10 @@ class NormalizeTrtFp8Pass(ir.passes.InPlacePass):
         assert graph is not None
         name = data.name or f"{node.name}_weight"
         remove_unused_constants([data])
-        base, counter = name, 0
-        while name in graph.initializers:
-            counter += 1
-            name = f"{base}_e4m3fn" if counter == 1 else f"{base}_e4m3fn_{counter - 1}"
+        names = names_for(graph)
+        if name in names:
+            name = names.new(f"{name}_e4m3fn")
+        names.take(name)
         weight.name = name
         graph.register_initializer(weight)
         if model.opset_imports.get("", 0) < 19:

@@ -74,8 +74,14 @@ class LayerNames:
         return tuple(dict.fromkeys(name for name in (self.node, *self.weights, self.output) if name))
 
     def to_json(self) -> dict[str, object]:
-        """JSON view (``fp8conv inspect --json``)."""
-        return {"node": self.node, "op_type": self.op_type, "weights": list(self.weights), "output": self.output}
+        """JSON view (``fp8conv inspect --json``); ``names`` is :meth:`all`, what the patterns are searched in."""
+        return {
+            "node": self.node,
+            "op_type": self.op_type,
+            "weights": list(self.weights),
+            "output": self.output,
+            "names": list(self.all()),
+        }
 
 
 def layer_names(node: ir.Node) -> LayerNames:

@@ -24,16 +24,11 @@ class ReferenceRunner(ReferenceSession):
     Args:
         model: A model in canonical form (FakeQuantize nodes and FP8-weight DequantizeLinear). It is
             cloned; the caller's object is never modified.
-        capture: Names of intermediate tensors to return with the outputs (node outputs of the main
-            graph, graph inputs or initializers).
+        capture: As for :class:`~fp8conv.runtime.reference.ReferenceSession`.
         native_qdq: Lower ONNX float8 formats to QuantizeLinear/DequantizeLinear where that is exact
             instead of float ops (slower on onnxruntime 1.32; see :mod:`fp8conv.runtime.reference`).
-        capture_grid: FakeQuantize output names whose grid values :meth:`run` should return under the
-            same name (float16 ``q``; the output itself is ``q * scale``). Those in :attr:`grid_outputs`
-            get them; the others (native lowering, a format wider than float16, also a graph output or in
-            ``capture``) return the output itself.
-        intra_op_threads: Threads one :meth:`run` may use (0: onnxruntime's default). :meth:`run` may be
-            called from several threads at once; with 1, each run computes on its caller's thread.
+        capture_grid: As for :class:`~fp8conv.runtime.reference.ReferenceSession`.
+        intra_op_threads: As for :class:`~fp8conv.runtime.reference.ReferenceSession`.
 
     Raises:
         Fp8ConvError: A capture name that is not a tensor of the main graph, a FakeQuantize that cannot

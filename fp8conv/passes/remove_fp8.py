@@ -41,10 +41,8 @@ class RemoveFp8Pass(EmissionPass):
             if value is not None and any(is_fake_quantize(consumer) for consumer in value.consumers()):
                 raise ir.passes.PreconditionError(f"activation {name}: its FP8 quantizer is not replaced yet")
 
-    def call(self, model: ir.Model) -> ir.passes.PassResult:
-        """Remove the remaining FakeQuantize nodes of ``model`` in place."""
-        graph = model.graph
-        self.context.names(graph)
+    def rewrite(self, graph: ir.Graph) -> bool:
+        """Remove the remaining FakeQuantize nodes of the main graph in place."""
         modified = False
         for node in list(graph):
             if not is_fake_quantize(node):
@@ -53,7 +51,7 @@ class RemoveFp8Pass(EmissionPass):
             if node.outputs[0].is_graph_output() and self._clip_output_at_fp8_range(graph, node):
                 continue
             remove_fake_quantize(node)
-        return ir.passes.PassResult(model, modified=modified)
+        return modified
 
     def ensures(self, model: ir.Model) -> None:
         """See the class docstring.

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
-__all__ = ["basename", "db", "kernel_summary", "num", "pct", "verdict", "worst_layers"]
+from fp8conv.converter.grouping import group_by_message, subject
+
+__all__ = [
+    "OUTPUT_LEGEND",
+    "basename",
+    "db",
+    "display_path",
+    "float_kernel_groups",
+    "kernel_summary",
+    "layer_summary",
+    "num",
+    "pct",
+    "shorten",
+    "verdict",
+    "worst_layers",
+]
+
+OUTPUT_LEGEND = (
+    "SQNR: deployed candidate vs the FP8 reference; quant: its QDQ graph without fusion vs the reference "
+    "(quantization error); kernel: deployed vs that unfused graph (fusion and integer kernels; ∞ = bit-identical); "
+    "top-1 agree: samples whose top class is the FP8 model's"
+)
+"""What the output columns mean (report.md, report.html; the terminal prints a shorter form)."""
 
 
 def db(value: Any) -> str:
@@ -41,6 +63,21 @@ def basename(path: Any) -> str:
     return PurePath(str(path)).name if path else "–"
 
 
+def shorten(name: str, width: int = 28) -> str:
+    """``name`` cut to ``width`` characters by a ``…`` in the middle (both ends tell tensors apart)."""
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 2
+    return name[:head] + "…" + name[len(name) - (width - 1 - head) :]
+
+
+def display_path(report: Mapping[str, Any], role: str, path: Any) -> str:
+    """The path of ``role`` (reference, candidate, data) relative to the provenance root; else its basename."""
+    files = (report.get("provenance") or {}).get("files") or {}
+    entry = files.get(role)
+    return entry["path"] if entry else basename(path)
+
+
 def verdict(report: Mapping[str, Any]) -> tuple[str, str]:
     """``(word, detail)``: ``PASSED``/``FAILED``/``NOT VERIFIED`` and a short reason.
 
@@ -61,6 +98,41 @@ def verdict(report: Mapping[str, Any]) -> tuple[str, str]:
 def worst_layers(report: Mapping[str, Any], count: int = 10) -> list[Mapping[str, Any]]:
     """The ``count`` layers with the lowest SQNR, worst first."""
     return sorted(report["layers"], key=lambda layer: layer["rank"])[:count]
+
+
+def layer_summary(report: Mapping[str, Any], code: str = "") -> str:
+    """One sentence about the layers: the ``min_layer_sqnr`` gate's verdict, or the lowest layer as a diagnostic.
+
+    Args:
+        report: A report.json document.
+        code: Wrapping for names (`` ` `` in Markdown).
+    """
+    lowest = report.get("lowest_layer")
+    if not lowest:
+        return "no layer compared"
+    where = f"lowest layer SQNR: {db(lowest['sqnr_db'])} dB at {code}{lowest['tensor']}{code} ({lowest['op_type']})"
+    threshold = report["layer_threshold_db"]
+    if threshold is None:
+        return f"{where}; per-layer numbers are diagnostics (--min-layer-sqnr gates them)"
+    below = [layer for layer in report["layers"] if layer["below_threshold"]]
+    if not below:
+        return f"{where}; every layer meets min_layer_sqnr {db(threshold)} dB"
+    first = report["first_failing_layer"]
+    return (
+        f"{len(below)} of {len(report['layers'])} layers below min_layer_sqnr {db(threshold)} dB, first: "
+        f"{code}{first}{code}; {where}"
+    )
+
+
+def float_kernel_groups(records: Sequence[Mapping[str, Any]], code: str = "") -> list[str]:
+    """The float kernels of an audit, one line per reason: ``layer n (Conv as Conv): why`` or ``14 layers (…): why``."""
+    floats = [record for record in records if not record["integer"]]
+    labels = {r["node"]: f"{code}{r['node']}{code} ({r['op_type']} as {r['kernel'] or '?'})" for r in floats}
+    names = {r["node"]: f"{code}{r['node']}{code}" for r in floats}
+    lines = []
+    for nodes, reason in group_by_message((record["node"], record["reason"] or "?") for record in floats):
+        lines.append(f"{subject([names[node] for node in nodes], 'layer', labels[nodes[0]])}: {reason}")
+    return lines
 
 
 def kernel_summary(kernels: Mapping[str, Any] | None) -> str:

@@ -12,14 +12,13 @@ from typing import Any
 
 import jinja2
 
-from fp8conv.report import plots
-from fp8conv.report.formatting import basename, db, kernel_summary, num, pct, verdict, worst_layers
+from fp8conv.report import formatting, plots
+from fp8conv.report.formatting import basename, db, num, pct
 
 __all__ = ["render_html"]
 
 _ICON = {"PASSED": "✔", "FAILED": "✘", "NOT VERIFIED": "⚠"}  # in DejaVu Sans, unlike the emoji
-_WORST = 10
-_RANGE_LAYERS = 8
+_WORST = 10  # rows of the worst-layers table, and of the range plot drawn beside it
 
 
 @functools.cache
@@ -44,8 +43,8 @@ def render_html(report: Mapping[str, Any]) -> str:
     Returns:
         A complete HTML document.
     """
-    word, detail = verdict(report)
-    worst = worst_layers(report, _WORST)
+    word, detail = formatting.verdict(report)
+    worst = formatting.worst_layers(report, _WORST)
     figures = {
         "layers": plots.layer_sqnr_plot(report) if report["verified"] else None,
         "histograms": [
@@ -53,7 +52,7 @@ def render_html(report: Mapping[str, Any]) -> str:
             for output in report["outputs"]
             if (uri := plots.error_histogram_plot(output)) is not None
         ],
-        "ranges": plots.range_plot(worst[:_RANGE_LAYERS]),
+        "ranges": plots.range_plot(worst),
     }
     template = _environment().get_template("report.html.j2")
     return template.render(
@@ -63,5 +62,15 @@ def render_html(report: Mapping[str, Any]) -> str:
         icon=_ICON[word],
         worst=worst,
         plots=figures,
-        kernels_text=kernel_summary(report["kernels"]),
+        kernels_text=formatting.kernel_summary(report["kernels"]),
+        layers_text=formatting.layer_summary(report),
+        legend=formatting.OUTPUT_LEGEND,
+        paths={
+            role: formatting.display_path(report, role, path)
+            for role, path in (
+                ("reference", report["reference"]["path"]),
+                ("candidate", report["candidate"]["path"]),
+                ("data", (report["data"] or {}).get("source")),
+            )
+        },
     )

@@ -1,8 +1,10 @@
 """``report.md``: the verdict first, then what a reviewer needs in a CI comment.
 
-After the verdict line: failed gates, outputs, the worst 10 layers, integer-kernel counts and warnings.
-Rendered from the report.json document alone, short enough for a pull-request comment (GitHub's limit is
-65 536 characters; a report stays under ~5 KB).
+After the verdict line: what was compared (paths relative to the provenance root; a warning when the data
+is the calibration data), failed gates, outputs with a legend, the worst 10 layers, integer-kernel counts
+(float kernels grouped by reason, at most 10 lines), warnings and a provenance line. Rendered from the
+report.json document alone, short enough for a pull-request comment (GitHub's limit is 65 536 characters;
+a report stays under ~5 KB).
 """
 
 from __future__ import annotations
@@ -10,11 +12,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fp8conv.report.formatting import basename, db, kernel_summary, num, pct, verdict, worst_layers
+from fp8conv.report.formatting import (
+    OUTPUT_LEGEND,
+    db,
+    display_path,
+    float_kernel_groups,
+    kernel_summary,
+    layer_summary,
+    num,
+    pct,
+    verdict,
+    worst_layers,
+)
 
 __all__ = ["render_markdown"]
 
 _ICON = {"PASSED": "✅", "FAILED": "❌", "NOT VERIFIED": "⚠️"}
+_KERNEL_LINES = 10
+_FOOTER_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -46,10 +61,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         kind = "FP8, exact reference" if reference.get("quant_points") else "no FP8 points"
         labels = ", with labels" if data["labels"] else ""
         random = " **random inputs**" if data["random"] else ""
+        role = (report.get("verification_data") or {}).get("source")
+        calibration = " (**the calibration data**)" if role == "calibration" else ""
+        source = data["source"] if data["random"] else f"`{display_path(report, 'data', data['source'])}`"
         lines.append(
-            f"`{basename(reference['path'])}` ({kind}) vs `{basename(candidate['path'])}` on onnxruntime "
+            f"`{display_path(report, 'reference', reference['path'])}` ({kind}) vs "
+            f"`{display_path(report, 'candidate', candidate['path'])}` on onnxruntime "
             f"(optimization level `{candidate['optimization_level']}`), {data['samples']}{random} samples from "
-            f"`{basename(data['source'])}`{labels}."
+            f"{source}{calibration}{labels}."
         )
         lines.append("")
     failed = [gate for gate in report["gates"] if not gate["passed"]]
@@ -73,9 +92,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += _layers(report)
     kernels = report["kernels"] or {}
     lines.append(f"**Kernels** ({kernels.get('optimization_level', '–')}): {kernel_summary(report['kernels'])}.")
-    floats = [r for r in kernels.get("records", []) if not r["integer"]]
-    for record in floats[:10]:
-        lines.append(f"- `{record['node']}` ({record['op_type']} as {record['kernel'] or '?'}): {record['reason']}")
+    groups = float_kernel_groups(kernels.get("records", []), code="`")
+    lines += [f"- {line}" for line in groups[:_KERNEL_LINES]]
+    if len(groups) > _KERNEL_LINES:
+        rest = groups[_KERNEL_LINES:]
+        lines.append(f"- … and {len(rest)} more reasons (report.html lists every layer)")
     warnings = list(report["warnings"])[1 if not report["verified"] else 0 :]
     if warnings:
         lines.append("")
@@ -83,53 +104,65 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines.append("")
         lines += [f"- {warning}" for warning in warnings]
     lines.append("")
-    lines.append("<sub>fp8conv " + report["fp8conv_version"] + " · full details in report.html / report.json</sub>")
+    lines.append(f"<sub>{_provenance(report)} · full details in report.html / report.json</sub>")
     return "\n".join(lines) + "\n"
 
 
+def _provenance(report: Mapping[str, Any]) -> str:
+    """``fp8conv 0.1.0 · onnxruntime 1.x · CPU (avx2, avx512_vnni) · 2025-…Z · `command```."""
+    provenance = report.get("provenance")
+    if not provenance:
+        return "fp8conv " + report["fp8conv_version"]
+    versions = provenance["versions"]
+    cpu = provenance["cpu"]
+    flags = ", ".join(flag for flag in cpu["flags"] if flag in _FOOTER_FLAGS)
+    if not flags:
+        flags = "ISA flags unknown" if cpu["flags_source"] == "unavailable" else "no AVX2/VNNI/AMX"
+    command = provenance["command"].replace("`", "'")
+    return (
+        f"fp8conv {versions['fp8conv']} · onnxruntime {versions['onnxruntime']} · {cpu['model'] or cpu['machine']} "
+        f"({flags}) · {provenance['created_utc']} · `{command}`"
+    )
+
+
 def _outputs(outputs: Sequence[Mapping[str, Any]]) -> list[str]:
+    labelled = any(output["reference_accuracy"] is not None for output in outputs)
     rows = []
     for output in outputs:
-        accuracy = "–"
-        if output["reference_accuracy"] is not None:
-            accuracy = f"{pct(output['reference_accuracy'])} → {pct(output['candidate_accuracy'])}"
-        rows.append(
-            [
-                f"`{output['name']}`",
-                db(output["sqnr_db"]),
-                db(output["quantization_sqnr_db"]),
-                db(output["kernel_sqnr_db"]),
-                num(output["cosine"], 5),
-                num(output["max_abs_err"]),
-                pct(output["top1_agreement"]),
-                accuracy,
-            ]
-        )
-    header = [
-        "output",
-        "SQNR dB",
-        "quant. dB",
-        "kernel dB",
-        "cosine",
-        "max abs err",
-        "top-1 agree",
-        "accuracy ref → cand",
-    ]
-    return [*_table(header, rows), ""]
+        row = [
+            f"`{output['name']}`",
+            db(output["sqnr_db"]),
+            db(output["quantization_sqnr_db"]),
+            db(output["kernel_sqnr_db"]),
+            num(output["cosine"], 5),
+            num(output["max_abs_err"]),
+            pct(output["top1_agreement"]),
+        ]
+        if labelled:
+            accuracy = "–"
+            if output["reference_accuracy"] is not None:
+                accuracy = f"{pct(output['reference_accuracy'])} → {pct(output['candidate_accuracy'])}"
+            row.append(accuracy)
+        rows.append(row)
+    header = ["output", "SQNR dB", "quant. dB", "kernel dB", "cosine", "max abs err", "top-1 agree"]
+    if labelled:
+        header.append("accuracy ref → cand")
+    return [*_table(header, rows), "", f"<sub>{OUTPUT_LEGEND}.</sub>", ""]
 
 
 def _layers(report: Mapping[str, Any]) -> list[str]:
     if not report["layers"]:
         return []
-    threshold = report["layer_threshold_db"]
-    first = report["first_failing_layer"]
-    where = f"first below {db(threshold)} dB: `{first}`" if first else f"none below {db(threshold)} dB"
-    if threshold is None:
-        where = "no layer threshold"
-    lines = [f"**Worst layers** (of {len(report['layers'])}; unfused QDQ vs reference; {where})", ""]
+    gated = report["layer_threshold_db"] is not None
+    lines = [
+        f"**Worst layers** (of {len(report['layers'])}; unfused QDQ vs reference): {layer_summary(report, code='`')}.",
+        "",
+    ]
     rows = []
     for layer in worst_layers(report, 10):
-        mark = " ⬅ first below" if layer["first_below_threshold"] else (" ⚠" if layer["below_threshold"] else "")
+        mark = ""
+        if gated:
+            mark = " ⬅ first below" if layer["first_below_threshold"] else (" ❌" if layer["below_threshold"] else "")
         rows.append(
             [
                 str(layer["rank"]),

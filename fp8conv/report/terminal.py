@@ -1,6 +1,8 @@
 """The compact terminal summary that ``fp8conv verify`` prints, rendered from the report.json document.
 
-Verdict, one row per output, the worst layer, kernel counts, failed gates and warnings.
+Verdict, one row per output (accuracy against the labels when the data has them) and a legend of the
+columns, the layers (a diagnostic unless the ``min_layer_sqnr`` gate is set), kernel counts, failed gates
+and warnings.
 """
 
 from __future__ import annotations
@@ -8,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fp8conv.report.formatting import db, kernel_summary, num, pct, verdict, worst_layers
+from fp8conv.report.formatting import db, kernel_summary, layer_summary, num, pct, verdict
 
 __all__ = ["failed_gate_lines", "render_terminal"]
+
+_LEGEND = "quant dB = unfused QDQ graph vs FP8 (quantization error); kernel dB = deployed vs unfused (integer kernels)"
 
 
 def render_terminal(report: Mapping[str, Any]) -> str:
@@ -24,22 +28,28 @@ def render_terminal(report: Mapping[str, Any]) -> str:
         f"verification {word}: {detail} ({data['samples']}{' random' if data['random'] else ''} samples, "
         f"onnxruntime level {report['candidate']['optimization_level']})"
     ]
-    lines.append(
-        f"  {'output':<20} {'SQNR dB':>8} {'quant dB':>9} {'kernel dB':>10} {'cosine':>9} {'max|err|':>10} {'top-1':>8}"
+    outputs = report["outputs"]
+    labelled = any(output["reference_accuracy"] is not None for output in outputs)
+    header = (
+        f"  {'output':<20} {'SQNR dB':>8} {'quant dB':>9} {'kernel dB':>10} {'cosine':>9} {'max|err|':>10} "
+        f"{'top-1 agree':>12}"
     )
-    for output in report["outputs"]:
-        lines.append(
+    lines.append(header + (f" {'accuracy ref → cand':>21}" if labelled else ""))
+    for output in outputs:
+        row = (
             f"  {output['name'][:20]:<20} {db(output['sqnr_db']):>8} {db(output['quantization_sqnr_db']):>9} "
             f"{db(output['kernel_sqnr_db']):>10} {num(output['cosine'], 5):>9} {num(output['max_abs_err']):>10} "
-            f"{pct(output['top1_agreement']):>8}"
+            f"{pct(output['top1_agreement']):>12}"
         )
-    worst = worst_layers(report, 1)
-    if worst:
-        layer = worst[0]
-        first = report["first_failing_layer"]
-        threshold = report["layer_threshold_db"]
-        where = f"first below {db(threshold)} dB: {first or 'none'}" if threshold is not None else ""
-        lines.append(f"  worst layer: {layer['tensor']} ({layer['op_type']}) {db(layer['sqnr_db'])} dB; {where}")
+        if labelled:
+            accuracy = "–"
+            if output["reference_accuracy"] is not None:
+                accuracy = f"{pct(output['reference_accuracy'])} → {pct(output['candidate_accuracy'])}"
+            row += f" {accuracy:>21}"
+        lines.append(row)
+    lines.append(f"  {_LEGEND}")
+    if report["layers"]:
+        lines.append(f"  {layer_summary(report)}")
     lines.append(f"  kernels: {kernel_summary(report['kernels'])}")
     lines += failed_gate_lines(report)
     lines += [f"  warning: {warning}" for warning in report["warnings"]]

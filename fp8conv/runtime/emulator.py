@@ -28,7 +28,7 @@ import numpy as np
 from fp8conv.runtime.formats import FloatFormat, resolve_format
 from fp8conv.runtime.rounding import decode_reference, encode_reference, round_magnitude
 
-__all__ = ["decode", "encode", "fake_quantize", "float16_codes", "quantize_values"]
+__all__ = ["check_scale", "decode", "encode", "fake_quantize", "float16_codes", "quantize_values"]
 
 logger = logging.getLogger(__name__)
 
@@ -185,14 +185,38 @@ def _quantize_values_arithmetic(x: np.ndarray, fmt: FloatFormat, saturate: bool)
     return value.astype(np.float32)
 
 
+def check_scale(scale: np.typing.ArrayLike, what: str = "scale") -> np.ndarray:
+    """``scale`` as float32, when it is a valid quantization scale: not empty, every entry positive and finite.
+
+    The one definition of a valid scale (ONNX ``QuantizeLinear`` divides by it, ``DequantizeLinear`` multiplies):
+    the emulator, normalization and lowering (:func:`fp8conv.passes.canonical.read_scale`), calibration's code
+    histograms and the bias quantizer check here. It holds for the float32 value ONNX stores: a float64 ``1e-50``
+    is 0 there, ``1e39`` Inf.
+
+    Args:
+        scale: The scale(s).
+        what: What to call it in the message (``scale``, ``input_scale``, ``scale 'x_scale'``).
+
+    Returns:
+        The scale as a float32 array of its own shape.
+
+    Raises:
+        ValueError: ``<what> is empty; …`` or ``<what> must be positive and finite; found <the first bad entry> …``.
+    """
+    with np.errstate(over="ignore"):
+        array = np.asarray(scale, dtype=np.float32)
+    if array.size == 0:
+        raise ValueError(f"{what} is empty; give a scalar, one scale per channel, or one per block")
+    bad = ~np.isfinite(array) | (array <= 0)
+    if bad.any():
+        first = array.reshape(-1)[np.argmax(bad.reshape(-1))]
+        raise ValueError(f"{what} must be positive and finite; found {first!r} (replace it with a value > 0)")
+    return array
+
+
 def _broadcast_scale(scale: np.ndarray, shape: tuple[int, ...], axis: int | None, block_size: int | None) -> np.ndarray:
     """Validate ``scale`` against ONNX ``QuantizeLinear`` rules and return it broadcastable to ``shape``."""
-    if scale.size == 0:
-        raise ValueError("scale is empty; give a scalar, one scale per channel, or one per block")
-    bad = ~np.isfinite(scale) | (scale <= 0)
-    if bad.any():
-        first = scale.reshape(-1)[np.argmax(bad.reshape(-1))]
-        raise ValueError(f"scale must be positive and finite; found {first!r} (replace it with a value > 0)")
+    check_scale(scale)
     rank = len(shape)
     if block_size:
         return _blocked_scale(scale, shape, axis, block_size)

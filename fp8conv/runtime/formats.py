@@ -106,6 +106,30 @@ class FloatFormat:
         """Whether codes fit a ``uint8`` (needed by :func:`~fp8conv.fp8.encode`/``decode``)."""
         return self.bits <= 8
 
+    def to_json(self) -> dict[str, object]:
+        """The facts as JSON (``fp8conv formats --json``): the fields and properties by their names.
+
+        ``style`` is how Inf and NaN are encoded (``ieee``, ``fn``, ``fnuz``, ``none``: see the module
+        docstring); ``has_inf`` and ``has_nan`` say what it implies. The floats are exact (``repr``).
+        """
+        return {
+            "name": self.name,
+            "bits": self.bits,
+            "exponent_bits": self.exponent_bits,
+            "mantissa_bits": self.mantissa_bits,
+            "bias": self.bias,
+            "max_value": self.max_value,
+            "min_normal": self.min_normal,
+            "min_subnormal": self.min_subnormal,
+            "style": self.style,
+            "has_inf": self.has_inf,
+            "has_nan": self.has_nan,
+            "has_sign": self.has_sign,
+            "has_subnormal": self.has_subnormal,
+            "has_zero": self.has_zero,
+            "onnx_type": self.onnx_type,
+        }
+
     def describe(self) -> str:
         """One line that states the format's facts, for messages and ``fp8conv formats``."""
         return (

@@ -23,9 +23,12 @@ from fp8conv.errors import Fp8ConvError
 
 __all__ = [
     "CPU_PROVIDER",
+    "OPTIMIZATION_LEVELS",
     "TensorInfo",
     "create_session",
     "external_data_folder",
+    "graph_optimization_level",
+    "optimization_level",
     "ort_log_severity",
     "session_inputs",
     "session_outputs",
@@ -34,6 +37,26 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CPU_PROVIDER = "CPUExecutionProvider"
+
+OPTIMIZATION_LEVELS: Mapping[str, str] = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "layout": "ORT_ENABLE_LAYOUT",
+    "all": "ORT_ENABLE_ALL",
+}
+"""The ``optimization_level`` names fp8conv accepts, and the onnxruntime level each selects, lowest first."""
+
+_LEVEL_ALIASES = {
+    "": "all",
+    "none": "disable",
+    "disabled": "disable",
+    "disable_all": "disable",
+    "enable_basic": "basic",
+    "enable_extended": "extended",
+    "enable_layout": "layout",
+    "enable_all": "all",
+}
 
 _ORT_TYPES: dict[str, np.dtype] = {
     "tensor(float)": np.dtype(np.float32),
@@ -77,14 +100,39 @@ def ort_log_severity() -> int:
     """Onnxruntime's log severity for fp8conv's own verbosity (the ``fp8conv`` logger's level).
 
     The default (warnings and above) shows onnxruntime's errors only (severity 3), ``-v`` (info) its
-    warnings too (2), ``-vv`` (debug) its info messages (1). onnxruntime otherwise prints multi-line
-    warnings on every session it opens (one per initializer that is also a graph input, for instance),
-    which fp8conv reports itself once where they matter.
+    warnings too (2), ``-vv`` (debug) its info messages (1), ``-q`` (errors only) nothing below fatal (4):
+    an onnxruntime error fails the call that fp8conv reports as its one error line. onnxruntime otherwise
+    prints multi-line warnings on every session it opens (one per initializer that is also a graph input,
+    for instance), which fp8conv reports itself once where they matter.
     """
     level = logging.getLogger("fp8conv").getEffectiveLevel()
     if level <= logging.DEBUG:
         return 1
-    return 2 if level <= logging.INFO else 3
+    if level <= logging.INFO:
+        return 2
+    return 3 if level <= logging.WARNING else 4
+
+
+def optimization_level(level: str) -> str:
+    """The key of :data:`OPTIMIZATION_LEVELS` that ``level`` names: the one parser of optimization levels.
+
+    Accepted, in any case and with surrounding spaces: the keys, onnxruntime's names (``ORT_ENABLE_EXTENDED``,
+    ``ORT_DISABLE_ALL``; the ``ORT_`` prefix optional), ``disabled`` and ``none`` for ``disable``, and the empty
+    string for the default, ``all``.
+
+    Raises:
+        Fp8ConvError: For any other value; the message lists the keys.
+    """
+    key = str(level).strip().lower().removeprefix("ort_")
+    key = _LEVEL_ALIASES.get(key, key)
+    if key not in OPTIMIZATION_LEVELS:
+        raise Fp8ConvError(f"unknown optimization level {level!r}; expected one of {', '.join(OPTIMIZATION_LEVELS)}")
+    return key
+
+
+def graph_optimization_level(level: str) -> ort.GraphOptimizationLevel:
+    """The onnxruntime ``GraphOptimizationLevel`` for ``level`` (anything :func:`optimization_level` accepts)."""
+    return getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization_level(level)])
 
 
 _EXTERNAL_FOLDER = "session.model_external_initializers_file_folder_path"

@@ -38,6 +38,12 @@ observed rate). With 32 samples one flipped prediction (3.1 % observed, bound 0.
 two or more fail it; with thousands of samples the bound is within a fraction of a point of the observed
 rate.
 
+Per-layer SQNR (every intermediate tensor matched by name, the unfused QDQ graph vs the reference) is a
+diagnostic: it shows where the candidate departs from the reference, and fails nothing by default (a
+healthy INT8 network has layers below 20 dB whose error the next layers average out). ``min_layer_sqnr``
+(default off; one value for every layer) makes it a gate: the lowest layer SQNR must reach it, and only
+then are layers below it marked as failures.
+
 Independently of these, a ``nonfinite`` gate always fails an output where the candidate produces NaN or
 Inf at a position where the reference does not (or vice versa).
 
@@ -51,20 +57,24 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from fp8conv.errors import Fp8ConvError
-from fp8conv.verification.metrics import wilson_lower_bound
-from fp8conv.verification.result import GateResult, OutputReport
+
+if TYPE_CHECKING:  # imported where the gates are evaluated: the CLI reads the defaults without NumPy
+    from fp8conv.verification.result import GateResult, LayerReport, OutputReport
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "GATE_NAMES",
     "KERNEL_GATE",
+    "LAYER_GATE",
+    "RATE_GATE_HELP",
     "Gates",
     "KernelThreshold",
     "evaluate_gates",
+    "evaluate_layer_gate",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,17 +82,28 @@ logger = logging.getLogger(__name__)
 GATE_NAMES: tuple[str, ...] = ("min_sqnr", "min_cosine", "max_top1_drop", "max_accuracy_drop", "max_abs_err")
 """The configurable gates, in report order."""
 
+LAYER_GATE = "min_layer_sqnr"
+"""The per-layer SQNR gate (one value for every compared layer; default off: layer numbers are diagnostics)."""
+
 DEFAULT_THRESHOLDS: Mapping[str, float | None] = {
     "min_sqnr": 20.0,
     "min_cosine": 0.99,
     "max_top1_drop": 2.0,
     "max_accuracy_drop": 1.0,
     "max_abs_err": None,
+    LAYER_GATE: None,
 }
 """Global defaults (None: off). See the module docstring for the reasoning."""
 
 KERNEL_GATE = "min_integer_kernels"
 """The integer-kernel coverage gate (one value for the model, not per output)."""
+
+RATE_GATE_HELP = (
+    "Judged with sampling noise in mind: the gate fails when the one-sided 95 % Wilson lower bound of the rate "
+    "exceeds the threshold (the report shows the observed rate and the bound), so with 32 samples one changed "
+    "prediction (3.1 % observed, bound 0.6 %) passes a 2 pp gate and two fail it."
+)
+"""How the rate gates (``max_top1_drop``, ``max_accuracy_drop``) decide, for their ``--help``."""
 
 _PLANNED = frozenset({"plan", "planned", "default"})
 
@@ -159,7 +180,7 @@ class Gates:
     @classmethod
     def default(cls) -> Gates:
         """The documented defaults (:data:`DEFAULT_THRESHOLDS`)."""
-        return cls({name: {None: _Setting(DEFAULT_THRESHOLDS[name], "default")} for name in GATE_NAMES})
+        return cls({name: {None: _Setting(DEFAULT_THRESHOLDS[name], "default")} for name in (*GATE_NAMES, LAYER_GATE)})
 
     @classmethod
     def coerce(cls, gates: Gates | Mapping[str, Any] | None) -> Gates:
@@ -230,6 +251,11 @@ class Gates:
         """The global value of a gate (None when off)."""
         return self.settings.get(name, {}).get(None, _Setting(None, "default")).value
 
+    @property
+    def layer_threshold(self) -> float | None:
+        """The ``min_layer_sqnr`` gate's value (None: off, layer numbers are diagnostics)."""
+        return self.global_threshold(LAYER_GATE)
+
     def to_json(self) -> dict[str, Any]:
         """``{gate: {"global": value, "outputs": {name: value}}}`` (None = off)."""
         return {
@@ -237,14 +263,15 @@ class Gates:
                 "global": self.global_threshold(name),
                 "outputs": {k: s.value for k, s in self.settings.get(name, {}).items() if k is not None},
             }
-            for name in GATE_NAMES
+            for name in (*GATE_NAMES, LAYER_GATE)
         }
 
 
 def _gate_name(name: str) -> str:
     normalized = name.strip().lstrip("-").replace("-", "_")
-    if normalized not in (*GATE_NAMES, KERNEL_GATE):
-        raise Fp8ConvError(f"unknown gate {name!r}; valid gates: {', '.join((*GATE_NAMES, KERNEL_GATE))}")
+    valid = (*GATE_NAMES, LAYER_GATE, KERNEL_GATE)
+    if normalized not in valid:
+        raise Fp8ConvError(f"unknown gate {name!r}; valid gates: {', '.join(valid)}")
     return normalized
 
 
@@ -260,6 +287,8 @@ def _parse_spec(name: str, spec: str | float) -> tuple[str | None, float | None]
         output, text = (part.strip() for part in text.rsplit(":", 1))
         if not output:
             raise Fp8ConvError(f"gate {name}: empty output name in {spec!r} (use NAME:VALUE)")
+        if name == LAYER_GATE:
+            raise Fp8ConvError(f"gate {name} is one value for every layer, not per output or tensor: {spec!r}")
     if text.lower() in _OFF:
         return output, None
     try:
@@ -304,6 +333,8 @@ def evaluate_gates(gates: Gates, outputs: list[OutputReport], *, has_labels: boo
             f"gates name output(s) {', '.join(unknown)} that the models do not have; "
             f"outputs: {', '.join(sorted(names))}"
         )
+    from fp8conv.verification.result import GateResult
+
     by_name = {output.name: output for output in outputs}
     for name in ("max_top1_drop", "max_accuracy_drop"):
         for output_name, setting in gates.settings.get(name, {}).items():
@@ -337,7 +368,37 @@ def evaluate_gates(gates: Gates, outputs: list[OutputReport], *, has_labels: boo
     return results
 
 
+def evaluate_layer_gate(gates: Gates, layers: Sequence[LayerReport]) -> GateResult | None:
+    """Check ``min_layer_sqnr`` on the compared layers (None when the gate is off).
+
+    The value is the lowest layer SQNR; the note counts the layers below the threshold and names the first
+    in graph order. Set with no layer compared (``--no-layers``, or no tensor matched by name), it fails
+    saying so: a requested check is never silently skipped.
+    """
+    setting = gates.threshold(LAYER_GATE, "")
+    if setting.value is None:
+        return None
+    from fp8conv.verification.result import GateResult
+
+    threshold = float(setting.value)
+    metric = "layer_sqnr_db"
+    if not layers:
+        note = "no layer was compared (per-layer comparison off, or no tensor has the same name in both models)"
+        return GateResult(LAYER_GATE, None, metric, ">=", threshold, None, False, setting.source, note=note)
+    lowest = min(layers, key=lambda layer: (layer.stats.sqnr_db, layer.index))
+    below = [layer for layer in layers if layer.stats.sqnr_db < threshold]
+    if below:
+        note = f"{len(below)} of {len(layers)} layers below {threshold:g} dB; first in graph order: {below[0].tensor}"
+    else:
+        note = f"all {len(layers)} layers at or above {threshold:g} dB; lowest: {lowest.tensor}"
+    value = lowest.stats.sqnr_db
+    return GateResult(LAYER_GATE, None, metric, ">=", threshold, value, not below, setting.source, note=note)
+
+
 def _check(name: str, setting: _Setting, output: OutputReport, has_labels: bool) -> GateResult | None:
+    from fp8conv.verification.metrics import wilson_lower_bound
+    from fp8conv.verification.result import GateResult
+
     threshold = float(setting.value)  # type: ignore[arg-type]
     metric = _METRIC[name]
     if name in ("min_sqnr", "min_cosine"):
@@ -365,6 +426,8 @@ def _check(name: str, setting: _Setting, output: OutputReport, has_labels: bool)
 
 
 def _not_applicable(name: str, gates: Gates, has_labels: bool) -> GateResult:
+    from fp8conv.verification.result import GateResult
+
     setting = next(s for s in gates.settings[name].values() if s.value is not None and s.source != "default")
     if name == "max_accuracy_drop" and not has_labels:
         note = "needs labels: add a 'labels' array to the data"

@@ -4,12 +4,19 @@ Random inputs are generated lazily in chunks of :data:`RANDOM_CHUNK` samples fro
 same ``N`` gives the same inputs on every run and machine: float inputs are standard normal, integer
 inputs 0 or 1, booleans uniform. They exercise every kernel but do not represent a task, which the
 report says in a warning.
+
+:func:`data_role` tells whether the verification data is the calibration data itself (the convert
+command's ``--data`` without ``--verify-data``): the ranges were fit to those samples, so the numbers can
+be optimistic, and the report says so.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +24,7 @@ from fp8conv.converter.data import DataSource, SampleSet, open_samples
 from fp8conv.errors import Fp8ConvError
 from fp8conv.runtime.ort_backend import TensorInfo
 
-__all__ = ["RANDOM_CHUNK", "RANDOM_SEED", "DataInput", "open_data", "random_samples"]
+__all__ = ["RANDOM_CHUNK", "RANDOM_SEED", "DataInput", "data_role", "open_data", "random_samples"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,3 +100,47 @@ def random_samples(inputs: Sequence[TensorInfo], count: int) -> SampleSet:
     chunks = tuple(chunk(index, size) for index, size in enumerate(sizes))
     names = tuple(info.name for info in inputs)
     return SampleSet(f"{count} random inputs (seed {RANDOM_SEED})", names, count, False, chunks)
+
+
+def data_role(source: str, random: bool, conversion: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What the verification data is to the conversion: report.json's ``verification_data``.
+
+    Args:
+        source: The samples' source (:attr:`SampleSet.source`: a path for files and directories).
+        random: Whether they are random inputs.
+        conversion: ``ConversionResult.to_json()`` when the candidate was converted in the same run.
+
+    Returns:
+        ``{"source": kind, "path": source, "warning": text or None}``; ``kind`` is ``random``,
+        ``calibration`` (the same file or directory the conversion calibrated on: the warning says so and
+        recommends ``--verify-data``), ``separate`` (other data than the calibration's, or a data-free
+        conversion) or ``unknown`` (no conversion record, or in-memory data).
+    """
+    if random:
+        return {"source": "random", "path": None, "warning": None}
+    if conversion is None:
+        return {"source": "unknown", "path": source, "warning": None}
+    calibration = conversion.get("calibration_source")
+    if calibration is None:
+        return {"source": "separate", "path": source, "warning": None}
+    same = _same_path(source, calibration)
+    if same is None:
+        return {"source": "unknown", "path": source, "warning": None}
+    if not same:
+        return {"source": "separate", "path": source, "warning": None}
+    warning = (
+        f"verified on the calibration data itself ({source}): the activation ranges were fit to these samples, "
+        "so the numbers can be optimistic; pass held-out data with --verify-data"
+    )
+    return {"source": "calibration", "path": source, "warning": warning}
+
+
+def _same_path(first: str, second: str) -> bool | None:
+    """Whether two sample sources are the same file or directory (None: one of them is not on disk)."""
+    try:
+        a, b = Path(first), Path(second)
+        if not (a.exists() and b.exists()):
+            return None
+        return a.resolve() == b.resolve() or os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return None

@@ -17,6 +17,7 @@ import numpy as np
 
 from fp8conv._version import __version__
 from fp8conv.verification.metrics import HISTOGRAM_EDGES, ErrorStats, LabelAccuracy, TopKAgreement
+from fp8conv.verification.provenance import collect_provenance
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -28,7 +29,7 @@ __all__ = [
     "json_safe",
 ]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 """Version of the report.json schema (major bumps break readers; minor ones add keys)."""
 
 
@@ -167,8 +168,9 @@ class LayerReport:
         op_type: Op type of that node.
         stats: Unfused candidate QDQ graph vs the reference.
         rank: 1 for the lowest SQNR (set after the run).
-        below_threshold: SQNR under the layer threshold (the global ``min_sqnr``).
-        first_below_threshold: The first tensor in graph order that is below the threshold.
+        below_threshold: SQNR under the ``min_layer_sqnr`` gate (always False when that gate is off: layer
+            numbers are diagnostics then).
+        first_below_threshold: The first tensor in graph order that is below the gate.
         activation: The conversion's record of the activation quantizer that reads or writes this
             tensor (dtype, method, low, high, scale, zero_point), when known.
         weight: The conversion's record of the layer that produces this tensor (node, op_type,
@@ -220,13 +222,20 @@ class VerificationResult:
         outputs: Per graph output.
         layers: Per matched intermediate tensor, in graph order.
         skipped_layers: Tensors present in both graphs that could not be compared, with the reason.
-        layer_threshold_db: The SQNR line the layers are marked against (global ``min_sqnr``; None: off).
+        layer_threshold_db: The ``min_layer_sqnr`` gate the layers are marked against (None: off, and the
+            per-layer numbers are diagnostics that fail nothing).
         gates: Every gate checked.
         gate_settings: The thresholds used (``Gates.to_json()``).
         kernels: The candidate's integer-kernel audit (counts of integer vs float Conv/MatMul/Gemm).
         conversion: ``ConversionResult.to_json()`` when the candidate was converted in the same run.
         warnings: Things the reader must know (random inputs, dropped samples, output matching).
         seconds: Wall time of the verification.
+        verification_data: What the data is to the conversion
+            (:func:`~fp8conv.verification.inputs.data_role`: ``source`` ``calibration``, ``separate``,
+            ``random`` or ``unknown``, ``path``, ``warning``); None when nothing was verified.
+        provenance: Versions, CPU, UTC time, command line and file digests
+            (:func:`~fp8conv.verification.provenance.collect_provenance`); collected at construction
+            when not given.
     """
 
     verified: bool
@@ -243,6 +252,25 @@ class VerificationResult:
     conversion: dict[str, Any] | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    verification_data: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.provenance is None:
+            self.provenance = collect_provenance(self._files())
+
+    def _files(self) -> dict[str, str | None]:
+        """The files the report is about, by role: reference, candidate, data and calibration data."""
+        data = self.data or {}
+        calibration = (self.conversion or {}).get("calibration_source")
+        files = {
+            "reference": self.reference.get("path"),
+            "candidate": self.candidate.get("path"),
+            "data": None if data.get("random") else data.get("source"),
+        }
+        if calibration and calibration != files["data"]:
+            files["calibration_data"] = calibration
+        return files
 
     @property
     def passed(self) -> bool:
@@ -274,8 +302,13 @@ class VerificationResult:
 
     @property
     def first_failing_layer(self) -> LayerReport | None:
-        """The first layer in graph order whose SQNR is below the layer threshold."""
+        """The first layer in graph order below the ``min_layer_sqnr`` gate (None when it is off or none is)."""
         return next((layer for layer in self.layers if layer.first_below_threshold), None)
+
+    @property
+    def lowest_layer(self) -> LayerReport | None:
+        """The layer with the lowest SQNR (a diagnostic; None when no layer was compared)."""
+        return next(iter(self.worst_layers(1)), None)
 
     def worst_layers(self, count: int = 10) -> list[LayerReport]:
         """The ``count`` layers with the lowest SQNR, worst first."""
@@ -283,7 +316,7 @@ class VerificationResult:
 
     def to_json(self) -> dict[str, Any]:
         """The ``report.json`` document (JSON-safe: no NaN or infinity)."""
-        first = self.first_failing_layer
+        first, lowest = self.first_failing_layer, self.lowest_layer
         document = {
             "schema_version": SCHEMA_VERSION,
             "fp8conv_version": __version__,
@@ -297,11 +330,22 @@ class VerificationResult:
             "skipped_layers": list(self.skipped_layers),
             "layer_threshold_db": self.layer_threshold_db,
             "first_failing_layer": first.tensor if first else None,
+            "lowest_layer": {
+                "tensor": lowest.tensor,
+                "node": lowest.node,
+                "op_type": lowest.op_type,
+                "index": lowest.index,
+                "sqnr_db": lowest.stats.sqnr_db,
+            }
+            if lowest
+            else None,
             "gates": [gate.to_json() for gate in self.gates],
             "gate_settings": self.gate_settings,
             "kernels": self.kernels,
             "conversion": self.conversion,
             "warnings": list(self.warnings),
             "seconds": self.seconds,
+            "verification_data": self.verification_data,
+            "provenance": self.provenance,
         }
         return json_safe(document)

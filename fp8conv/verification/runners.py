@@ -37,8 +37,14 @@ from fp8conv.converter.loading import ModelInput, parse_model, read_model
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.node_names import UniqueNodeNamesPass
 from fp8conv.passes.reference_runner import ReferenceRunner
-from fp8conv.runtime.audit import OPTIMIZATION_LEVELS, KernelAudit, audit_integer_kernels
-from fp8conv.runtime.ort_backend import TensorInfo, create_session, session_inputs, session_outputs
+from fp8conv.runtime.audit import KernelAudit, audit_integer_kernels
+from fp8conv.runtime.ort_backend import (
+    TensorInfo,
+    create_session,
+    graph_optimization_level,
+    session_inputs,
+    session_outputs,
+)
 
 __all__ = [
     "Candidate",
@@ -262,7 +268,7 @@ def deployed_runner(candidate: Candidate, optimization_level: str) -> OrtRunner:
     Raises:
         Fp8ConvError: onnxruntime rejects the model.
     """
-    level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization_level])
+    level = graph_optimization_level(optimization_level)
     session = create_session(
         candidate.serialized, optimization_level=level, external_data_dir=candidate.external_data_dir
     )

@@ -38,10 +38,9 @@ from tqdm import tqdm
 from fp8conv.converter.data import LABELS_KEY, SampleSet
 from fp8conv.converter.loading import LoadedModel, ModelInput, ParsedModel, load
 from fp8conv.errors import Fp8ConvError
-from fp8conv.runtime.audit import OPTIMIZATION_LEVELS
-from fp8conv.runtime.ort_backend import TensorInfo
-from fp8conv.verification.gates import Gates, evaluate_gates
-from fp8conv.verification.inputs import DataInput, open_data, random_samples
+from fp8conv.runtime.ort_backend import TensorInfo, optimization_level
+from fp8conv.verification.gates import Gates, evaluate_gates, evaluate_layer_gate
+from fp8conv.verification.inputs import DataInput, data_role, open_data, random_samples
 from fp8conv.verification.kernel_gate import evaluate_kernel_gate, kernel_gate_setting
 from fp8conv.verification.matching import TensorSite, matched_tensors
 from fp8conv.verification.metrics import LabelAccuracy, TopKAgreement, is_classifier
@@ -153,9 +152,12 @@ def verify(
     if has_labels and not any(output.accuracy for output in run.outputs):
         warnings.append("the data has labels but no output is a classifier output ([N, C]): accuracy not measured")
     layers = run.compared_layers()
-    layer_threshold = gates.global_threshold("min_sqnr")
+    layer_threshold = gates.layer_threshold
     _rank_layers(layers, layer_threshold)
     conversion_json = _conversion_json(conversion)
+    role = data_role(samples.source, random_inputs is not None, conversion_json)
+    if role["warning"]:
+        warnings.append(role["warning"])
     if conversion_json is not None:
         _annotate_layers(layers, {site.name: site for site in sites}, conversion_json)
     kernels = _kernels(candidate, level, conversion, warnings)
@@ -176,11 +178,15 @@ def verify(
         layers=layers,
         skipped_layers=[{"tensor": name, "reason": reason} for name, reason in run.skipped.items()],
         layer_threshold_db=layer_threshold,
-        gates=[*evaluate_gates(gates, run.outputs, has_labels=has_labels), *([kernel_gate] if kernel_gate else [])],
+        gates=[
+            *evaluate_gates(gates, run.outputs, has_labels=has_labels),
+            *filter(None, (evaluate_layer_gate(gates, layers), kernel_gate)),
+        ],
         gate_settings=gates.to_json() | kernel_gate_setting(kernel_gate),
         kernels=kernels,
         conversion=conversion_json,
         warnings=warnings,
+        verification_data=role,
     )
     result.seconds = time.perf_counter() - started
     logger.info("verification: %s in %.1f s", "passed" if result.passed else "FAILED", result.seconds)
@@ -324,18 +330,15 @@ def _incomparable(reference: np.ndarray, candidate: np.ndarray) -> str | None:
 
 
 def normalize_level(level: str) -> str:
-    """The key of :data:`~fp8conv.runtime.audit.OPTIMIZATION_LEVELS` an optimization level names.
+    """The key of :data:`~fp8conv.runtime.ort_backend.OPTIMIZATION_LEVELS` an optimization level names.
 
-    ``all``, ``layout``, ``extended``, ``basic``, ``disable`` and onnxruntime's names (``ORT_ENABLE_ALL``).
+    The one parser, :func:`~fp8conv.runtime.ort_backend.optimization_level`: the keys (``all``, ``layout``,
+    ``extended``, ``basic``, ``disable``), onnxruntime's names (``ORT_ENABLE_ALL``) and their aliases.
 
     Raises:
         Fp8ConvError: An unknown level.
     """
-    key = str(level).lower().removeprefix("ort_").replace("enable_", "").replace("_all", "") or "all"
-    key = {"disable": "disable", "disabled": "disable", "none": "disable"}.get(key, key)
-    if key not in OPTIMIZATION_LEVELS:
-        raise Fp8ConvError(f"unknown optimization level {level!r}; valid: {', '.join(OPTIMIZATION_LEVELS)}")
-    return key
+    return optimization_level(level)
 
 
 def _batch_size(requested: int | None, reference_static: int | None, inputs: Sequence[TensorInfo]) -> int:

@@ -16,6 +16,7 @@ Modules:
 * :mod:`.scales`: the integer types and the scale/zero-point math.
 * :mod:`.methods`: one module per range method (``mse``, ``minmax``, ``percentile``, ``entropy``, ``fp8``).
 * :mod:`.registry`: the methods by name, the statistic each needs, their options; :func:`compute_range`.
+* :mod:`.sqnr`: :func:`int8_sqnr_db`, the SQNR of the MSE-optimal 8-bit grid (what auto-INT16 measures).
 
 The names below are re-exported so that ``calibration.X`` works for every public ``X`` of the package.
 """
@@ -35,14 +36,14 @@ from fp8conv.converter.calibration.registry import (
     compute_range,
     range_method,
 )
-from fp8conv.converter.calibration.scales import INT_TYPES, IntType, QType, int_type, quantization_params
+from fp8conv.converter.calibration.scales import INT_TYPES, QType, int_type, quantization_params
+from fp8conv.converter.calibration.sqnr import int8_sqnr_db
 from fp8conv.converter.calibration.statistics import CodeHistogram, Statistics, StreamingHistogram
 
 __all__ = [
     "INT_TYPES",
     "RANGE_METHODS",
     "CodeHistogram",
-    "IntType",
     "QType",
     "RangeMethod",
     "RangeMethodSpec",
@@ -53,6 +54,7 @@ __all__ = [
     "entropy",
     "fp8",
     "fp8_range",
+    "int8_sqnr_db",
     "int_type",
     "minmax",
     "mse",

@@ -6,8 +6,8 @@ then quantizes exactly as ONNX ``QuantizeLinear`` and ``DequantizeLinear`` compu
     q = saturate(round_half_even(x / scale) + zero_point)      # x / scale in float32
     Q(x) = (q - zero_point) * scale                             # float32
 
-with ``saturate`` clipping to the type's range (uint8 [0, 255], int8 [-128, 127], uint16 [0, 65535],
-int16 [-32768, 32767]). The grid is ``{(q - zp) * scale}``; it always contains 0 exactly.
+with ``saturate`` clipping to the type's range ``[qmin, qmax]`` (:mod:`fp8conv.runtime.integer_types`: uint8
+[0, 255], int8 [-128, 127], …). The grid is ``{(q - zp) * scale}``; it always contains 0 exactly.
 
 Symmetric types (int8, int16): ``scale = max(-lo, hi) / qmax``, ``zero_point = 0``. Asymmetric types
 (uint8, uint16): ``scale = (hi - lo) / (qmax - qmin)``, ``zero_point = round_half_even(qmin - lo / scale)``
@@ -17,16 +17,16 @@ a grid covers, the form every range method returns.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Literal, TypeVar
 
 import numpy as np
 
+from fp8conv.runtime.integer_types import INTEGER_TYPES, IntegerFormat, integer_type
+
 __all__ = [
     "INT_TYPES",
-    "IntType",
     "QType",
     "check_range",
     "covered_range",
@@ -42,40 +42,17 @@ _FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 _T = TypeVar("_T")
 
 
-@dataclasses.dataclass(frozen=True)
-class IntType:
-    """Facts about one integer activation type.
-
-    Attributes:
-        name: ``uint8``, ``int8``, ``uint16`` or ``int16``.
-        qmin: Smallest integer (saturation bound).
-        qmax: Largest integer (saturation bound).
-        symmetric: Whether ranges are symmetric with zero point 0 (the signed types); the unsigned types
-            are asymmetric (affine) with a zero point in ``[qmin, qmax]``.
-    """
-
-    name: str
-    qmin: int
-    qmax: int
-    symmetric: bool
-
-
-INT_TYPES: Mapping[str, IntType] = {
-    "uint8": IntType("uint8", 0, 255, symmetric=False),
-    "int8": IntType("int8", -128, 127, symmetric=True),
-    "uint16": IntType("uint16", 0, 65535, symmetric=False),
-    "int16": IntType("int16", -32768, 32767, symmetric=True),
-}
+INT_TYPES: Mapping[str, IntegerFormat] = {name: INTEGER_TYPES[name] for name in ("uint8", "int8", "uint16", "int16")}
 """The activation types a range can be chosen for."""
 
 
-def int_type(qtype: QType | str) -> IntType:
-    """Return the :class:`IntType` for a name (also accepts a ``str`` enum such as ``ActivationType``).
+def int_type(qtype: QType | str) -> IntegerFormat:
+    """Return the :class:`IntegerFormat` for a name (also accepts a ``str`` enum such as ``ActivationType``).
 
     Raises:
         ValueError: For an unknown name; the message lists the valid ones.
     """
-    return lookup(INT_TYPES, qtype, "integer type")
+    return integer_type(qtype, among=INT_TYPES)
 
 
 def lookup(table: Mapping[str, _T], name: object, kind: str) -> _T:
@@ -97,7 +74,7 @@ def lookup(table: Mapping[str, _T], name: object, kind: str) -> _T:
         raise ValueError(f"unknown {kind} {name!r}; valid {plural} are: {', '.join(table)}") from None
 
 
-def grid_params(lo: np.ndarray, hi: np.ndarray, t: IntType) -> tuple[np.ndarray, np.ndarray]:
+def grid_params(lo: np.ndarray, hi: np.ndarray, t: IntegerFormat) -> tuple[np.ndarray, np.ndarray]:
     """Vectorized :func:`quantization_params`: float32 scales and float64 (integer-valued) zero points."""
     lo = np.minimum(np.asarray(lo, dtype=np.float64), 0.0)
     hi = np.maximum(np.asarray(hi, dtype=np.float64), 0.0)
@@ -166,7 +143,7 @@ def check_range(lo: float, hi: float) -> tuple[float, float]:
     return lo, hi
 
 
-def covered_range(lo: float, hi: float, t: IntType) -> tuple[float, float]:
+def covered_range(lo: float, hi: float, t: IntegerFormat) -> tuple[float, float]:
     """The range the grid of ``(lo, hi)`` covers: contains 0, and is symmetric for symmetric types."""
     lo, hi = min(float(lo), 0.0) + 0.0, max(float(hi), 0.0) + 0.0  # + 0.0: no -0.0 ends
     if t.symmetric:

@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-from fp8conv.runtime.emulator import decode, encode, float16_codes
+from fp8conv.runtime.emulator import check_scale, decode, encode, float16_codes
 from fp8conv.runtime.formats import FloatFormat, resolve_format
 
 __all__ = ["CodeHistogram", "Statistics", "StreamingHistogram", "require_data"]
@@ -295,13 +295,12 @@ class CodeHistogram(_Counters):
 
 
 def _check_scale(scale: float) -> np.float32:
+    """The scale as a float32 (:func:`~fp8conv.runtime.emulator.check_scale`: positive and finite as a float32)."""
     try:
         value = np.float32(scale)
     except (TypeError, ValueError) as error:
         raise ValueError(f"scale must be a number, got {scale!r}") from error
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"scale must be positive and finite as a float32, got {scale!r}")
-    return value
+    return np.float32(check_scale(value))
 
 
 class StreamingHistogram(_Counters):

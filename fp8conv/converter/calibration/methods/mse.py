@@ -22,8 +22,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fp8conv.converter.calibration.scales import IntType, QType, check_range, covered_range, grid_params, int_type
+from fp8conv.converter.calibration.scales import QType, check_range, covered_range, grid_params, int_type
 from fp8conv.converter.calibration.statistics import CodeHistogram, Statistics, require_data
+from fp8conv.runtime.integer_types import IntegerFormat
 
 __all__ = ["mse", "range_error"]
 
@@ -76,11 +77,11 @@ class _Objective:
     point_counts: np.ndarray
     edges: np.ndarray
     weights: np.ndarray
-    t: IntType
+    t: IntegerFormat
     work: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def of(cls, stats: Statistics, t: IntType) -> _Objective:
+    def of(cls, stats: Statistics, t: IntegerFormat) -> _Objective:
         a, b, counts = stats.mass()
         width = b - a
         flat = width == 0
@@ -341,7 +342,7 @@ def _mse_two_sided(objective: _Objective, lo: float, hi: float) -> tuple[float, 
     return best_lo, best_hi
 
 
-def _aligned_candidates(stats: CodeHistogram, lo: float, hi: float, t: IntType) -> tuple[np.ndarray, np.ndarray]:
+def _aligned_candidates(stats: CodeHistogram, lo: float, hi: float, t: IntegerFormat) -> tuple[np.ndarray, np.ndarray]:
     """Grids with step ``2^j * scale`` around the data's range (zero points near the one fitting ``lo``)."""
     top = max(-lo, hi)
     scale = float(stats.scale)

@@ -1,0 +1,126 @@
+"""The integer-kernel audit: which Conv / MatMul / Gemm of an emitted QDQ model onnxruntime runs on integers.
+
+:func:`audit_integer_kernels` asks onnxruntime for the graph it will run (:mod:`.session`), maps every
+emitted Conv / MatMul / Gemm to the optimized node it became (:mod:`.matching`) and records, per node, the
+kernel, the kernel the fusion rules predict, and why a float node was not fused (:mod:`.diagnosis`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import onnx
+
+from fp8conv.runtime.audit.diagnosis import expected_kernel_of, integer_warning, why_not
+from fp8conv.runtime.audit.graph_index import GraphIndex, label
+from fp8conv.runtime.audit.matching import match_nodes
+from fp8conv.runtime.audit.records import KernelAudit, KernelRecord
+from fp8conv.runtime.audit.session import optimized_graph, prepare_model
+from fp8conv.runtime.fusion_rules import INTEGER_KERNELS, LAYER_OPS
+from fp8conv.runtime.ort_backend import optimization_level as optimization_level_key
+
+__all__ = ["audit_integer_kernels"]
+
+logger = logging.getLogger(__name__)
+
+
+def audit_integer_kernels(
+    model: str | os.PathLike | onnx.ModelProto,
+    *,
+    optimization_level: str = "all",
+    session_options_config: Mapping[str, str] | None = None,
+    serialized: bytes | None = None,
+) -> KernelAudit:
+    """Report, for every Conv / MatMul / Gemm of a QDQ model, whether onnxruntime CPU runs it on integers.
+
+    Args:
+        model: The emitted model: a path to an ``.onnx`` file (its external data, if any, next to it as
+            the file references it) or an ``onnx.ModelProto`` with its data loaded.
+        optimization_level: ``"all"`` (default, ``ORT_ENABLE_ALL``), ``"layout"``, ``"extended"``,
+            ``"basic"`` or ``"disable"``; onnxruntime's names (``"ORT_ENABLE_EXTENDED"``) are accepted too.
+        session_options_config: Extra session config entries (``SessionOptions.add_session_config_entry``),
+            e.g. ``{"session.x64quantprecision": "1"}``. The entries controlling how the optimized model
+            is saved are set by this function.
+        serialized: ``model.SerializeToString()``, when ``model`` is a ``ModelProto`` and the caller has its
+            bytes already (saves serializing it again).
+
+    Returns:
+        The audit, one record per node in graph order.
+
+    Raises:
+        Fp8ConvError: Unknown optimization level.
+        ModelLoadError: The file cannot be read, or onnxruntime cannot create a session for the model.
+    """
+    level = optimization_level_key(optimization_level)
+    config = dict(session_options_config or {})
+    with tempfile.TemporaryDirectory(prefix="fp8conv-audit-") as tmp:
+        tmp_dir = Path(tmp)
+        emitted, ort_source = (
+            (model, serialized)
+            if serialized is not None and isinstance(model, onnx.ModelProto)
+            else prepare_model(model, tmp_dir)
+        )
+        optimized = optimized_graph(ort_source, level, config, tmp_dir)
+    base_dir = None if isinstance(model, onnx.ModelProto) else Path(os.fspath(model)).parent
+    records = _audit(emitted.graph, optimized.graph, level, config, base_dir)
+    audit = KernelAudit(records=tuple(records), optimization_level=level)
+    logger.info(
+        "integer-kernel audit (%s): %d of %d Conv/MatMul/Gemm nodes run as integer kernels",
+        level,
+        audit.integer_count,
+        len(audit.records),
+    )
+    return audit
+
+
+def _audit(
+    emitted_graph: onnx.GraphProto,
+    optimized_graph: onnx.GraphProto,
+    level: str,
+    config: Mapping[str, str],
+    base_dir: Path | None,
+) -> list[KernelRecord]:
+    emitted = GraphIndex(emitted_graph, base_dir)
+    optimized = GraphIndex(optimized_graph)
+    targets = [n for n in emitted.nodes if n.op_type in LAYER_OPS and n.domain in ("", "ai.onnx")]
+    matches = match_nodes(targets, emitted, optimized)
+    records = []
+    for target, found in zip(targets, matches, strict=True):
+        name = label(target)
+        expected = expected_kernel_of(target, emitted)
+        if found is None:
+            constant = all(not i or emitted.constant(i) is not None for i in target.input)
+            reason = (
+                "not found in the optimized graph: onnxruntime constant-folded it (all inputs are constant)"
+                if constant
+                else "not found in the optimized graph: onnxruntime removed it or merged it into another node"
+            )
+            # A float layer that onnxruntime fused (FusedConv, NCHWc) is expected; a quantized one is news.
+            quantized = any(i and emitted.producer_op(i, "DequantizeLinear") is not None for i in target.input)
+            logger.log(
+                logging.WARNING if quantized else logging.DEBUG, "kernel audit: %s %s %s", target.op_type, name, reason
+            )
+            records.append(KernelRecord(name, target.op_type, "", False, reason, expected_kernel=expected))
+            continue
+        kernel = found.op_type
+        integer = kernel in INTEGER_KERNELS
+        if integer:
+            reason = integer_warning(target, emitted, kernel)
+        else:
+            issues = list(why_not(target, emitted, level, config))
+            if not issues and "MatMulAddFusion" in found.name:
+                issues.append(
+                    "onnxruntime first fused it with the following Add into a float Gemm (MatMulAddFusion), "
+                    "which then had no quantized pattern"
+                )
+            if not issues and expected is not None:
+                issues.append(f"unknown: the fusion rules expect {expected}, onnxruntime left it as {kernel}")
+            reason = "; ".join(issues) if issues else f"unknown: onnxruntime left it as {kernel}"
+        if reason is not None:
+            logger.debug("kernel audit: %s %s → %s: %s", target.op_type, name, kernel, reason)
+        records.append(KernelRecord(name, target.op_type, kernel, integer, reason, found.domain, found.name, expected))
+    return records
