@@ -356,6 +356,11 @@ def _settings(command: str, values: Mapping[str, Any]) -> options.Settings:
     return settings
 
 
+def _random_settings(settings: options.Settings) -> dict[str, Any]:
+    """``seed``, ``val_range`` and ``input_shapes``: how random inputs are made."""
+    return {name: settings[name] for name in ("seed", "val_range", "input_shapes")}
+
+
 def _required(settings: options.Settings, name: str) -> Path:
     value = settings[name]
     if value is None:
@@ -452,6 +457,7 @@ def convert_command(**values: Any) -> None:
         output=destination,  # type: ignore[arg-type]
         verify_data=settings["verify_data"],
         random_inputs=settings["random_inputs"],  # type: ignore[arg-type]
+        **_random_settings(settings),
         verify=verify,
         skip_reason="--no-verify was given",
         gates=gates,
@@ -592,6 +598,7 @@ def verify_command(**values: Any) -> None:
         report_dir=report_dir,  # type: ignore[arg-type]
         verify_data=data,  # type: ignore[arg-type]
         random_inputs=random_inputs,  # type: ignore[arg-type]
+        random=_random_settings(settings),
         gates=gates,
     )
     result = verify(
@@ -602,6 +609,7 @@ def verify_command(**values: Any) -> None:
         optimization_level=settings["optimization_level"],  # type: ignore[arg-type]
         per_layer=bool(settings["per_layer"]),
         random_inputs=random_inputs,  # type: ignore[arg-type]
+        **_random_settings(settings),
         batch_size=settings["batch_size"],  # type: ignore[arg-type]
         progress=not _quiet(),
     )

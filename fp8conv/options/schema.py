@@ -97,6 +97,8 @@ class Kind(str, enum.Enum):
     PATTERNS = "patterns"
     GATE = "gate"  # [OUTPUT:]VALUE specs; in a config file also a number or a table {output: value}
     GATES = "gates"  # a table of gates (config file ``gates:``, Python ``gates=``)
+    VALUE_RANGE = "value_range"  # [NAME:]LOW,HIGH specs of random inputs
+    SHAPES = "shapes"  # NAME:D0xD1x... (or NAME:[d0,d1]) specs of random inputs
 
 
 COMMANDS = ("convert", "verify")
@@ -172,7 +174,9 @@ class Option:
     @property
     def multiple(self) -> bool:
         """Whether the flag may be repeated (patterns, and the specs of a per-output gate)."""
-        return self.kind is Kind.PATTERNS or (self.kind is Kind.GATE and not self.one_value)
+        if self.kind in (Kind.PATTERNS, Kind.VALUE_RANGE, Kind.SHAPES):
+            return True
+        return self.kind is Kind.GATE and not self.one_value
 
     def help_for(self, command: str | None = None) -> str:
         """The help text for ``command`` (None: every command's, when they differ)."""
@@ -223,6 +227,8 @@ class Option:
             Kind.PATTERNS: "a regex or a list of regexes",
             Kind.GATE: "a number, 'off', OUTPUT:VALUE or a table of them",
             Kind.GATES: "a table of gates",
+            Kind.VALUE_RANGE: "LOW,HIGH or NAME:LOW,HIGH (LOW <= HIGH, finite), or a list of them",
+            Kind.SHAPES: "NAME:D0xD1x... or NAME:[D0,D1,...] (positive integers), or a list of them",
         }[self.kind]
 
 
@@ -323,6 +329,90 @@ def _check_gates(option: Option, value: object, label: str) -> object:
     raise _bad(option, value, label)
 
 
+def _specs(option: Option, value: object, label: str) -> list[str]:
+    """The text specs of a repeatable spec option: one string or a list of them."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise _bad(option, value, label)
+    specs: list[str] = []
+    for item in value:
+        if not isinstance(item, str):
+            raise _bad(option, item, label)
+        specs.append(item.strip())
+    if not all(specs):
+        raise _bad(option, value, label)
+    return specs
+
+
+def _check_value_range(option: Option, value: object, label: str) -> object:
+    """``((name or None, low, high), ...)``; in Python also a ``(low, high)`` pair of numbers."""
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(bound, (int, float)) and not isinstance(bound, bool) for bound in value)
+    ):
+        value = [f"{float(value[0])!r},{float(value[1])!r}"]
+    if isinstance(value, (list, tuple)):  # checked values again: (name or None, low, high)
+        value = [_range_text(item) if isinstance(item, tuple) and len(item) == 3 else item for item in value]
+    ranges: list[tuple[str | None, float, float]] = []
+    for spec in _specs(option, value, label):
+        name, _, bounds = spec.rpartition(":")
+        parts = bounds.strip("[]()").split(",")
+        try:
+            low, high = (float(part) for part in parts)
+        except ValueError:
+            raise _bad(option, spec, label) from None
+        if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+            raise _bad(option, spec, label)
+        key = name or None
+        if any(existing == key for existing, _, _ in ranges):
+            raise Fp8ConvError(f"{label} gives the range of {key or 'every input'} twice, got {spec!r}")
+        ranges.append((key, low, high))
+    return tuple(ranges)
+
+
+def _range_text(item: tuple) -> object:
+    """The spec of a checked range ``(name or None, low, high)``."""
+    name, low, high = item
+    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
+        return item
+    return f"{name + ':' if name else ''}{float(low)!r},{float(high)!r}"
+
+
+def _shape_text(item: tuple) -> object:
+    """The spec of a checked shape ``(name, dims)``."""
+    name, dims = item
+    if not isinstance(name, str) or not isinstance(dims, (list, tuple)):
+        return item
+    return f"{name}:[{','.join(str(dim) for dim in dims)}]"
+
+
+_SHAPE = re.compile(r"^(?P<name>.+):(?:\[(?P<list>[0-9, ]*)\]|(?P<dims>[0-9]+(?:x[0-9]+)*))$")
+
+
+def _check_shapes(option: Option, value: object, label: str) -> object:
+    """``((name, (d0, d1, ...)), ...)``."""
+    if isinstance(value, (list, tuple)):  # checked values again: (name, dims)
+        value = [_shape_text(item) if isinstance(item, tuple) and len(item) == 2 else item for item in value]
+    shapes: list[tuple[str, tuple[int, ...]]] = []
+    for spec in _specs(option, value, label):
+        match = _SHAPE.match(spec)
+        if match is None:
+            raise _bad(option, spec, label)
+        text = match["list"] if match["list"] is not None else match["dims"].replace("x", ",")
+        try:
+            dims = tuple(int(dim) for dim in text.split(","))
+        except ValueError:
+            raise _bad(option, spec, label) from None
+        if not dims or any(dim < 1 for dim in dims):
+            raise _bad(option, spec, label)
+        if any(existing == match["name"] for existing, _ in shapes):
+            raise Fp8ConvError(f"{label} gives the shape of {match['name']!r} twice, got {spec!r}")
+        shapes.append((match["name"], dims))
+    return tuple(shapes)
+
+
 _CHECKS: Mapping[Kind, Callable[[Option, object, str], object]] = {
     Kind.PATH: _check_path,
     Kind.DATA: _check_data,
@@ -333,6 +423,8 @@ _CHECKS: Mapping[Kind, Callable[[Option, object, str], object]] = {
     Kind.PATTERNS: _check_patterns,
     Kind.GATE: _check_gate,
     Kind.GATES: _check_gates,
+    Kind.VALUE_RANGE: _check_value_range,
+    Kind.SHAPES: _check_shapes,
 }
 
 _GATE_HELP = "Global, or per output as OUTPUT:VALUE (repeatable); 'off' disables."
@@ -577,6 +669,34 @@ OPTIONS: tuple[Option, ...] = (
         minimum=1,
         metavar="N",
         default_text="off",
+    ),
+    _verification(
+        "seed",
+        Kind.INTEGER,
+        "Seed of the random inputs (--random-inputs): the same seed gives the same inputs on every run and machine.",
+        default=0,
+        minimum=0,
+        metavar="N",
+    ),
+    _verification(
+        "val_range",
+        Kind.VALUE_RANGE,
+        "Draw the random inputs (--random-inputs) uniformly from [LOW, HIGH]: for every input (LOW,HIGH) or per "
+        "input (NAME:LOW,HIGH; repeatable, a per-input range wins). Integer inputs get the integers in it; "
+        "booleans stay uniform.",
+        default=(),
+        metavar="[NAME:]LOW,HIGH",
+        default_text="standard normal floats, integers 0 or 1",
+    ),
+    _verification(
+        "input_shapes",
+        Kind.SHAPES,
+        "Shapes of the random inputs (--random-inputs) with dynamic dimensions: NAME:D0xD1x... or NAME:[D0,D1,...] "
+        "(repeatable), the full shape; its first dimension is the batch axis, which the batch size sets (a static "
+        "one must match), the others set the dynamic ones (static ones must match).",
+        default=(),
+        metavar="NAME:SHAPE",
+        default_text="the model's shapes (only the batch axis may be dynamic)",
     ),
     _verification(
         "per_layer",

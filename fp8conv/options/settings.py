@@ -393,6 +393,15 @@ def _kernel_gate_only(table: object) -> object:
     return {key: value for key, value in table.items() if str(key).replace("-", "_") not in ACCURACY_GATES}
 
 
+def _needs_random_inputs(settings: Settings) -> str | None:
+    if settings["random_inputs"] is not None:
+        return None
+    return f"does nothing without {settings.spell('random_inputs')}: it only shapes random inputs"
+
+
+_RANDOM_OPTIONS = ("seed", "val_range", "input_shapes")
+
+
 def _excludes(other: str) -> Callable[[Settings], str | None]:
     def why(settings: Settings) -> str | None:
         return (
@@ -420,8 +429,16 @@ RULES: tuple[Rule, ...] = (
     Rule("calibration_workers", ("data",), _needs_data("it runs calibration in parallel")),
     *(
         Rule(name, ("verify",), _needs_verification, ("convert", "convert_and_verify"))
-        for name in ("verify_data", "random_inputs", "per_layer", "optimization_level", *ACCURACY_GATES)
+        for name in (
+            "verify_data",
+            "random_inputs",
+            *_RANDOM_OPTIONS,
+            "per_layer",
+            "optimization_level",
+            *ACCURACY_GATES,
+        )
     ),
+    *(Rule(name, ("random_inputs",), _needs_random_inputs) for name in _RANDOM_OPTIONS),
     Rule("gates", ("verify",), _gates_table, ("convert", "convert_and_verify"), _kernel_gate_only),
     Rule("random_inputs", ("verify_data",), _excludes("verify_data"), ("convert", "convert_and_verify")),
     Rule("random_inputs", ("data",), _excludes("data"), ("verify",)),

@@ -51,6 +51,8 @@ def _value_text(option: Option) -> str:
         Kind.PATTERNS: "regex, repeatable (a list in a file)",
         Kind.GATE: "`[OUTPUT:]VALUE`, repeatable, `off`" if option.multiple else _one_value(option),
         Kind.GATES: "table",
+        Kind.VALUE_RANGE: "`[NAME:]LOW,HIGH`, repeatable (a list in a file)",
+        Kind.SHAPES: "`NAME:D0xD1x...`, repeatable (a list in a file)",
     }[option.kind]
 
 

@@ -96,6 +96,9 @@ def convert_and_verify(
     output: str | os.PathLike | None = None,
     verify_data: DataInput | None = None,
     random_inputs: int | None = None,
+    seed: int = 0,
+    val_range: object = (),
+    input_shapes: object = (),
     verify: bool = True,
     skip_reason: str = "verification was not asked for (verify=False)",
     gates: Gates | Mapping[str, Any] | None = None,
@@ -127,6 +130,9 @@ def convert_and_verify(
             required for an in-memory model).
         verify_data: Held-out verification data (any of the forms of ``data``).
         random_inputs: Verify on this many random inputs (explicit opt-in; not with ``verify_data``).
+        seed: Seed of the random inputs (only with ``random_inputs``).
+        val_range: ``[NAME:]LOW,HIGH`` specs (or a ``(low, high)`` pair): the range of the random inputs.
+        input_shapes: ``NAME:D0xD1x...`` specs: the shapes of random inputs with dynamic dimensions.
         verify: Verify at all (False: convert, write and audit only; the integer-kernel gate still applies).
         skip_reason: The reason recorded when ``verify`` is False.
         gates: Thresholds (:class:`~fp8conv.Gates` or a mapping in config-file form); None for the defaults.
@@ -155,6 +161,9 @@ def convert_and_verify(
         "output": output,
         "verify_data": verify_data,
         "random_inputs": random_inputs,
+        "seed": seed,
+        "val_range": val_range,
+        "input_shapes": input_shapes,
         "verify": verify,
         "gates": gates,
         "optimization_level": level,
@@ -180,6 +189,7 @@ def convert_and_verify(
     else:
         reason = None
 
+    random = {"seed": seed, "val_range": val_range, "input_shapes": input_shapes}
     started = time.perf_counter()
     parsed, unreadable = _parse(model)
     loading = time.perf_counter() - started
@@ -188,6 +198,7 @@ def convert_and_verify(
         output=destination,
         verify_data=verify_on if verify and isinstance(verify_on, (str, os.PathLike)) else None,
         random_inputs=random_inputs if verify else None,
+        random=random,
         gates=gates if verify else None,
     )
     if source is not None and destination.resolve() == source.resolve():
@@ -227,6 +238,7 @@ def convert_and_verify(
             optimization_level=level,
             per_layer=per_layer,
             random_inputs=random_inputs,
+            **random,
             conversion=result,
             progress=progress,
         )

@@ -3,7 +3,9 @@
 Random inputs are generated lazily in chunks of :data:`RANDOM_CHUNK` samples from a fixed seed, so the
 same ``N`` gives the same inputs on every run and machine: float inputs are standard normal, integer
 inputs 0 or 1, booleans uniform. They exercise every kernel but do not represent a task, which the
-report says in a warning.
+report says in a warning. As in Polygraphy, ``--seed`` changes the seed, ``--val-range`` draws them
+uniformly from a range (per input or for all) and ``--input-shapes`` gives the shapes of inputs with
+dynamic dimensions besides the batch axis; report.json's ``verification_data`` records all three.
 
 :func:`data_role` tells whether the verification data is the calibration data itself (the convert
 command's ``--data`` without ``--verify-data``): the ranges were fit to those samples, so the numbers can
@@ -13,6 +15,7 @@ be optimistic, and the report says so.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,7 +27,16 @@ from fp8conv.converter.data import DataSource, SampleSet, open_samples
 from fp8conv.errors import Fp8ConvError
 from fp8conv.runtime.ort_backend import TensorInfo
 
-__all__ = ["RANDOM_CHUNK", "RANDOM_SEED", "DataInput", "data_role", "open_data", "random_samples"]
+__all__ = [
+    "RANDOM_CHUNK",
+    "RANDOM_SEED",
+    "DataInput",
+    "data_role",
+    "open_data",
+    "random_description",
+    "random_options",
+    "random_samples",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,47 +71,135 @@ def open_data(data: DataInput, inputs: Sequence[TensorInfo], *, constants: Seque
     return open_samples(data, [info.name for info in inputs], constants=constants)
 
 
-def random_samples(inputs: Sequence[TensorInfo], count: int) -> SampleSet:
+def random_samples(
+    inputs: Sequence[TensorInfo],
+    count: int,
+    *,
+    seed: int = RANDOM_SEED,
+    val_range: Sequence[tuple[str | None, float, float]] = (),
+    input_shapes: Sequence[tuple[str, Sequence[int]]] = (),
+) -> SampleSet:
     """``count`` deterministic random samples for the model's inputs (see the module docstring).
 
+    Args:
+        inputs: The model's inputs.
+        count: The number of samples.
+        seed: The seed (chunk ``i`` uses ``[seed, i]``).
+        val_range: ``(name, low, high)``: draw input ``name`` (None: every input without its own range)
+            uniformly from ``[low, high]`` (integer inputs: the integers in it; booleans stay uniform).
+        input_shapes: ``(name, shape)``: the full shape of an input with dynamic dimensions; its first
+            dimension is the batch axis (a static one must match), the others replace the dynamic ones
+            (static ones must match).
+
     Raises:
-        Fp8ConvError: ``count`` < 1, an input with a symbolic dimension other than the first, or a type
-            that cannot be generated.
+        Fp8ConvError: ``count`` < 1, an input with a symbolic dimension other than the first (and no shape
+            for it), a type that cannot be generated, a range or shape naming no input, a shape that
+            contradicts the model's, an integer range holding no integer.
     """
     if count < 1:
         raise Fp8ConvError(f"random inputs: need at least 1 sample, got {count}")
+    names = tuple(info.name for info in inputs)
+    named = (("--val-range", [name for name, _, _ in val_range]), ("--input-shapes", [n for n, _ in input_shapes]))
+    for label, given in named:
+        unknown = [name for name in given if name is not None and name not in names]
+        if unknown:
+            raise Fp8ConvError(f"{label}: the model has no input {unknown[0]!r} (inputs: {', '.join(names)})")
+    shapes = {name: tuple(int(dim) for dim in shape) for name, shape in input_shapes}
+    ranges = {name: (float(low), float(high)) for name, low, high in val_range}
+    sample_shapes: dict[str, tuple[int, ...]] = {}
     for info in inputs:
         if info.dtype is None:
             raise Fp8ConvError(f"random inputs: cannot generate input {info.name!r} of type {info.onnx_type}")
+        if not info.shape:
+            raise Fp8ConvError(f"random inputs: input {info.name!r} is a scalar; give real data with --data")
+        if info.name in shapes:
+            sample_shapes[info.name] = _given_shape(info, shapes[info.name])
+            continue
         symbolic = [axis for axis, dim in enumerate(info.shape) if axis > 0 and not isinstance(dim, int)]
         if symbolic:
             raise Fp8ConvError(
                 f"random inputs: input {info.name!r} has symbolic dimension(s) {symbolic} besides the batch "
-                f"axis (shape {list(info.shape)}); give real data with --data"
+                f"axis (shape {list(info.shape)}); give its shape with --input-shapes {info.name}:D0xD1x... "
+                "or real data with --data"
             )
-        if not info.shape:
-            raise Fp8ConvError(f"random inputs: input {info.name!r} is a scalar; give real data with --data")
+        sample_shapes[info.name] = tuple(int(dim) for dim in info.shape[1:])
+    bounds = {info.name: ranges.get(info.name, ranges.get(None)) for info in inputs}
+    for info in inputs:
+        bound = bounds[info.name]
+        integer = bound is not None and not np.issubdtype(info.dtype, np.floating) and info.dtype != np.bool_
+        if integer and math.floor(bound[1]) < math.ceil(bound[0]):  # type: ignore[index]
+            raise Fp8ConvError(
+                f"--val-range: [{bound[0]:g}, {bound[1]:g}] holds no integer for the integer input {info.name!r}"  # type: ignore[index]
+            )
 
     def chunk(index: int, size: int):
         def generate() -> dict[str, np.ndarray]:
-            rng = np.random.default_rng([RANDOM_SEED, index])
+            rng = np.random.default_rng([seed, index])
             arrays = {}
             for info in inputs:
-                shape = (size, *(int(dim) for dim in info.shape[1:]))
+                shape = (size, *sample_shapes[info.name])
+                bound = bounds[info.name]
                 if np.issubdtype(info.dtype, np.floating):
-                    arrays[info.name] = rng.standard_normal(shape).astype(info.dtype)
+                    values = rng.standard_normal(shape) if bound is None else rng.uniform(bound[0], bound[1], shape)
+                    arrays[info.name] = values.astype(info.dtype)
+                    if bound is not None:  # rounding to a narrow type must not leave the range
+                        np.clip(arrays[info.name], bound[0], bound[1], out=arrays[info.name])
                 elif info.dtype == np.bool_:
                     arrays[info.name] = rng.integers(0, 2, shape).astype(np.bool_)
-                else:
+                elif bound is None:
                     arrays[info.name] = rng.integers(0, 2, shape).astype(info.dtype)
+                else:
+                    low, high = math.ceil(bound[0]), math.floor(bound[1])
+                    arrays[info.name] = rng.integers(low, high, shape, endpoint=True).astype(info.dtype)
             return arrays
 
         return generate
 
     sizes = [min(RANDOM_CHUNK, count - start) for start in range(0, count, RANDOM_CHUNK)]
     chunks = tuple(chunk(index, size) for index, size in enumerate(sizes))
-    names = tuple(info.name for info in inputs)
-    return SampleSet(f"{count} random inputs (seed {RANDOM_SEED})", names, count, False, chunks)
+    return SampleSet(f"{count} random inputs (seed {seed})", names, count, False, chunks)
+
+
+def _given_shape(info: TensorInfo, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The sample shape (without the batch axis) of an input given ``--input-shapes``."""
+    if len(shape) != len(info.shape):
+        raise Fp8ConvError(
+            f"--input-shapes: {info.name!r} has {len(info.shape)} dimensions (shape {list(info.shape)}), "
+            f"got {len(shape)} ({'x'.join(map(str, shape))})"
+        )
+    for axis, (dim, given) in enumerate(zip(info.shape, shape, strict=True)):
+        if isinstance(dim, int) and dim != given:
+            raise Fp8ConvError(
+                f"--input-shapes: dimension {axis} of {info.name!r} is static ({dim}), got {given} "
+                f"(shape {list(info.shape)})"
+            )
+    return shape[1:]
+
+
+def random_options(seed: object = RANDOM_SEED, val_range: object = (), input_shapes: object = ()) -> dict[str, Any]:
+    """The keywords of :func:`random_samples` from option values (specs checked by the option schema).
+
+    Raises:
+        Fp8ConvError: A bad value, one line naming the option.
+    """
+    from fp8conv.options import option
+
+    return {
+        "seed": option("seed").check(seed, "seed"),
+        "val_range": option("val_range").check(val_range, "val_range") if val_range else (),
+        "input_shapes": option("input_shapes").check(input_shapes, "input_shapes") if input_shapes else (),
+    }
+
+
+def random_description(
+    seed: int, val_range: Sequence[tuple[str | None, float, float]], input_shapes: Sequence[tuple[str, Sequence[int]]]
+) -> dict[str, Any]:
+    """How random inputs were made, for report.json's ``verification_data``."""
+    return {
+        "seed": seed,
+        "val_range": {name or "*": [low, high] for name, low, high in val_range} or None,
+        "input_shapes": {name: list(shape) for name, shape in input_shapes} or None,
+    }
 
 
 def data_role(source: str, random: bool, conversion: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -24,8 +24,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import onnx
 
@@ -108,11 +109,11 @@ def check_data(path: str | os.PathLike, interface: ModelInterface) -> None:
         raise Fp8ConvError(f"{path}: {error}") from error
 
 
-def check_random_inputs(count: int, interface: ModelInterface) -> None:
-    """Raise when random inputs cannot be generated for the model (symbolic dimensions, odd types)."""
-    from fp8conv.verification.inputs import random_samples
+def check_random_inputs(count: int, interface: ModelInterface, random: Mapping[str, Any] | None = None) -> None:
+    """Raise when random inputs cannot be generated for the model (symbolic dimensions, odd types, bad shapes)."""
+    from fp8conv.verification.inputs import random_options, random_samples
 
-    random_samples(list(interface.inputs), count)
+    random_samples(list(interface.inputs), count, **random_options(**(random or {})))
 
 
 def check_gates(gates: Gates, interface: ModelInterface) -> None:
@@ -179,6 +180,7 @@ def check_before_writing(
     report_dir: Path | None = None,
     verify_data: str | os.PathLike | None = None,
     random_inputs: int | None = None,
+    random: Mapping[str, Any] | None = None,
     gates: Gates | None = None,
 ) -> None:
     """Every check of this module that applies (see the module docstring), in the order a user fixes them.
@@ -190,6 +192,8 @@ def check_before_writing(
         report_dir: The report directory to be written, if any.
         verify_data: The data verification will run on, if any.
         random_inputs: The number of random inputs verification will run on, if any.
+        random: ``seed``, ``val_range`` and ``input_shapes`` of the random inputs
+            (:func:`~fp8conv.verification.inputs.random_options`).
         gates: The gates verification will check, if any.
 
     Raises:
@@ -205,6 +209,6 @@ def check_before_writing(
     if verify_data is not None:
         check_data(verify_data, interface)
     if random_inputs is not None:
-        check_random_inputs(random_inputs, interface)
+        check_random_inputs(random_inputs, interface, random)
     if gates is not None:
         check_gates(gates, interface)

@@ -40,7 +40,14 @@ from fp8conv.converter.loading import LoadedModel, ModelInput, ParsedModel, load
 from fp8conv.errors import Fp8ConvError
 from fp8conv.runtime.ort_backend import TensorInfo, optimization_level
 from fp8conv.verification.gates import Gates, evaluate_gates, evaluate_layer_gate
-from fp8conv.verification.inputs import DataInput, data_role, open_data, random_samples
+from fp8conv.verification.inputs import (
+    DataInput,
+    data_role,
+    open_data,
+    random_description,
+    random_options,
+    random_samples,
+)
 from fp8conv.verification.kernel_gate import evaluate_kernel_gate, kernel_gate_setting
 from fp8conv.verification.matching import TensorSite, matched_tensors
 from fp8conv.verification.metrics import LabelAccuracy, TopKAgreement, is_classifier
@@ -74,6 +81,9 @@ def verify(
     optimization_level: str = "all",
     per_layer: bool = True,
     random_inputs: int | None = None,
+    seed: int = 0,
+    val_range: object = (),
+    input_shapes: object = (),
     conversion: ConversionResult | Mapping[str, Any] | None = None,
     batch_size: int | None = None,
     progress: bool = False,
@@ -96,6 +106,9 @@ def verify(
         per_layer: Compare intermediate tensors matched by name (costs captures in two of the runs).
         random_inputs: Verify on this many random inputs instead of ``data`` (explicit opt-in; the
             report warns that they do not represent the task). Give either ``data`` or this.
+        seed: Seed of the random inputs.
+        val_range: ``[NAME:]LOW,HIGH`` specs (or a ``(low, high)`` pair): the range of the random inputs.
+        input_shapes: ``NAME:D0xD1x...`` specs: the shapes of random inputs with dynamic dimensions.
         conversion: The :class:`~fp8conv.converter.pipeline.ConversionResult` that produced the
             candidate, to put its decisions (and integer-kernel audit) into the report.
         batch_size: Samples per run (default: the models' static batch size, else 16).
@@ -126,10 +139,12 @@ def verify(
     warnings: list[str] = []
     reference_outputs = [value.name or "" for value in loaded.model.graph.outputs]
     pairs = _pair_outputs(reference_outputs, [info.name for info in deployed.outputs], warnings)
+    random = random_options(seed, val_range, input_shapes)
     if random_inputs is not None:
-        samples = random_samples(inputs, random_inputs)
+        samples = random_samples(inputs, random_inputs, **random)
+        drawn = "uniform in --val-range" if random["val_range"] else "standard normal floats"
         warnings.append(
-            f"verified on {random_inputs} random inputs (standard normal floats, seed 0), not on real data: random "
+            f"verified on {random_inputs} random inputs ({drawn}, seed {random['seed']}), not on real data: random "
             "inputs exercise every kernel but do not represent the task; SQNR and top-1 agreement on real data "
             "can differ in either direction"
         )
@@ -156,6 +171,8 @@ def verify(
     _rank_layers(layers, layer_threshold)
     conversion_json = _conversion_json(conversion)
     role = data_role(samples.source, random_inputs is not None, conversion_json)
+    if random_inputs is not None:
+        role = {**role, **random_description(**random)}
     if role["warning"]:
         warnings.append(role["warning"])
     if conversion_json is not None:
