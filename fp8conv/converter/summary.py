@@ -5,6 +5,7 @@ from __future__ import annotations
 from fp8conv.converter.grouping import group_by_message, name_list, subject
 from fp8conv.converter.pipeline import ConversionResult
 from fp8conv.converter.postconditions import written_model
+from fp8conv.runtime.audit import KernelRecord
 
 __all__ = ["conversion_summary"]
 
@@ -54,15 +55,21 @@ def _kernel_lines(result: ConversionResult) -> list[str]:
     total = audit.integer_count + audit.float_count
     line = f"kernels      {audit.integer_count}/{total} Conv/MatMul/Gemm on integer kernels"
     lines = [line + (f" ({kept} kept float by the plan)" if kept else "")]
-    labels = {record.node: f"{record.node} ({record.op_type} as {record.kernel})" for record in floats}
-    for nodes, reason in group_by_message((record.node, record.reason or "?") for record in floats):
-        lines.append(f"  float: {subject(nodes, 'layer', labels[nodes[0]])}: {reason}")
+    lines += _grouped_records(floats, "  float: {subject}: {reason}")
     # A layer the plan keeps float that onnxruntime runs on an integer kernel anyway (it quantized the weight).
     overruled = [record for record in audit.records if record.integer and record.node in planned_float]
-    labels = {record.node: f"{record.node} ({record.op_type} as {record.kernel})" for record in overruled}
-    for nodes, reason in group_by_message((r.node, (r.reason or "?").removeprefix("warning: ")) for r in overruled):
-        lines.append(f"  warning: {subject(nodes, 'layer', labels[nodes[0]])} planned float: {reason}")
+    lines += _grouped_records(overruled, "  warning: {subject} planned float: {reason}")
     return lines
+
+
+def _grouped_records(records: list[KernelRecord], template: str) -> list[str]:
+    """One ``template`` line per distinct audit reason (``warning:`` prefix dropped), naming its layers."""
+    labels = {record.node: f"{record.node} ({record.op_type} as {record.kernel})" for record in records}
+    reasons = ((record.node, (record.reason or "?").removeprefix("warning: ")) for record in records)
+    return [
+        template.format(subject=subject(nodes, "layer", labels[nodes[0]]), reason=reason)
+        for nodes, reason in group_by_message(reasons)
+    ]
 
 
 def _auto_int16_lines(result: ConversionResult) -> list[str]:
