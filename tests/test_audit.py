@@ -7,6 +7,7 @@ import tempfile
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -371,6 +372,39 @@ def test_path_with_external_data_and_temp_cleanup(tmp_path, monkeypatch) -> None
     record = only(audit_integer_kernels(path))
     assert (record.kernel, record.integer) == ("QLinearConv", True)
     assert list(scratch.iterdir()) == []  # the optimized model and its data were removed
+
+
+def test_an_onnx_ir_model_is_audited_as_its_protobuf() -> None:
+    proto = mixed_model()
+    expected = audit_integer_kernels(proto).records
+    assert audit_integer_kernels(ir.from_proto(proto)).records == expected
+    assert audit_integer_kernels(ir.from_proto(proto), serialized=proto.SerializeToString()).records == expected
+
+
+def test_external_data_is_read_lazily_and_only_for_small_parameters(tmp_path, monkeypatch) -> None:
+    """A file's weights stay on disk (onnxruntime reads them); the audit loads only the scales it checks."""
+    path = tmp_path / "model.onnx"
+    model = conv_model(bias_scale_factor=1.5)  # a float Conv: the bias scale check reads three scales
+    saved = onnx.ModelProto()
+    saved.CopyFrom(model)  # onnx.save_model moves the data of the proto it saves out to the file
+    onnx.save_model(saved, path, save_as_external_data=True, location="model.onnx.data", size_threshold=0)
+    loaded: list[str] = []
+    load = ir.ExternalTensor._load
+
+    def loading(self):
+        loaded.append(self.name)
+        return load(self)
+
+    monkeypatch.setattr(ir.ExternalTensor, "_load", loading)
+    by_path = only(audit_integer_kernels(path))
+    assert (by_path.kernel, by_path.integer) == ("Conv", False)
+    assert "bias scale differs from input scale x weight scale by up to 0.5" in by_path.reason
+    assert sorted(set(loaded)) == ["b_scale", "in_scale", "w_scale"]
+    # An onnx_ir model loaded from that file: serialized with its external data left where it is.
+    loaded.clear()
+    assert only(audit_integer_kernels(ir.load(path))) == by_path
+    assert sorted(set(loaded)) == ["b_scale", "in_scale", "w_scale"]
+    assert only(audit_integer_kernels(model)) == by_path
 
 
 def test_level_names_and_errors(tmp_path) -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from fp8conv.config import ConversionConfig
 from fp8conv.passes.canonical import CANONICAL_DOMAIN, CANONICAL_OPSET, QuantSpec, make_fake_quantize
-from fp8conv.passes.clip_bounds import clip_bounds
 from fp8conv.passes.plan import plan_conversion
+from fp8conv.runtime.clip_bounds import clip_bounds
 from fp8conv.runtime.formats import FORMATS
 
 

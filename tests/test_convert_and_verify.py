@@ -2,8 +2,8 @@
 
 The spy counts what the code paths call: protobuf parses (``ModelProto.ParseFromString``, which ``onnx.load``,
 ``onnx.load_model_from_string`` and ``onnx_ir.load`` all end in), ``onnx.checker``'s C++ entry points (on bytes
-and on a path, which reads the file again), ``ModelProto.SerializeToString``, ``onnx_ir``'s deserialization,
-the FP8 normalization and what every onnxruntime session is given.
+and on a path, which reads the file again), ``ModelProto.SerializeToString``, ``onnx_ir``'s deserialization (of
+which bytes, and the op types of the graph), the FP8 normalization and what every onnxruntime session is given.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ class Spy:
     checked: list[Any] = dataclasses.field(default_factory=list)
     checked_paths: list[str] = dataclasses.field(default_factory=list)
     serialized: list[tuple[str, int, bytes]] = dataclasses.field(default_factory=list)
-    deserialized: int = 0
+    deserialized: list[tuple[bytes | None, frozenset[str]]] = dataclasses.field(default_factory=list)
+    protos: list[tuple[onnx.ModelProto, bytes]] = dataclasses.field(default_factory=list, repr=False)
     normalized: int = 0
     sessions: list[Any] = dataclasses.field(default_factory=list)
 
@@ -68,6 +69,7 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
 
     def parsing(self, data, *args, **kwargs):
         record.parsed.append(bytes(data))
+        record.protos.append((self, bytes(data)))
         return parse(self, data, *args, **kwargs)
 
     def serializing(self, *args, **kwargs):
@@ -83,9 +85,10 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
         record.checked_paths.append(path)
         return check_path(path, *args, **kwargs)
 
-    def deserializing(*args, **kwargs):
-        record.deserialized += 1
-        return deserialize(*args, **kwargs)
+    def deserializing(proto, *args, **kwargs):
+        parsed_from = next((data for parsed, data in record.protos if parsed is proto), None)
+        record.deserialized.append((parsed_from, frozenset(node.op_type for node in proto.graph.node)))
+        return deserialize(proto, *args, **kwargs)
 
     def normalizing(*args, **kwargs):
         record.normalized += 1
@@ -116,7 +119,12 @@ def test_convert_and_verify_parses_the_source_once_and_serializes_the_candidate_
     # deserialized and normalized once.
     assert [data for data in spy.parsed if data == source] == [source]
     assert spy.checked_paths == []
-    assert spy.deserialized == 1
+    assert [data for data, _ in spy.deserialized if data == source] == [source]
+    # Besides, only the graph onnxruntime optimized for the audit (its integer kernels) is deserialized: the
+    # audit reads the conversion's onnx_ir model itself, never a parse of the candidate.
+    others = [ops for data, ops in spy.deserialized if data != source]
+    assert len(others) == 1
+    assert "QLinearConv" in others[0]
     assert spy.normalized == 1
     # The candidate: serialized once, never parsed back, checked once on the bytes written.
     assert spy.serializations("fp8conv") == [written]

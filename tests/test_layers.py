@@ -35,6 +35,9 @@ MODULE_LAYERS: Mapping[str, str] = {
     "fp8conv.runtime.integer_types": "numerics",
     "fp8conv.runtime.rounding": "numerics",
     "fp8conv.runtime.emulator": "numerics",
+    # numerics: the constants of an onnx_ir graph (initializers, Constant outputs, Clip bounds), for passes and audit
+    "fp8conv.runtime.ir_constants": "numerics",
+    "fp8conv.runtime.clip_bounds": "numerics",
     "fp8conv.runtime.integer_quantization.*": "numerics",
     "fp8conv.fp8": "numerics",
     # execution: onnxruntime sessions, the reference session of a lowered model, onnxruntime's fusion rules, the

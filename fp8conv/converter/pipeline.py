@@ -27,7 +27,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import onnx_ir as ir
@@ -61,9 +61,6 @@ from fp8conv.runtime.audit import audit_integer_kernels
 from fp8conv.runtime.fusion_rules import range_inside_clip
 from fp8conv.runtime.integer_quantization import QuantizedWeights, quantize_weights
 from fp8conv.runtime.integer_types import integer_type
-
-if TYPE_CHECKING:
-    import onnx
 
 __all__ = [
     "EXTERNAL_DATA_THRESHOLD_BYTES",
@@ -277,14 +274,13 @@ def convert_file(
 
 @dataclasses.dataclass(frozen=True)
 class SerializedModel:
-    """The one serialization of a written model (:func:`write_converted`): the file's bytes and their protobuf.
+    """The one serialization of a written model (:func:`write_converted`): the file's bytes.
 
     Attributes:
-        proto: ``ir.to_proto`` of the model.
-        serialized: ``proto.SerializeToString()``: the bytes written.
+        serialized: ``ir.to_proto(model).SerializeToString()``: the bytes written (the protobuf is not kept:
+            the audit reads the onnx_ir model itself).
     """
 
-    proto: onnx.ModelProto = dataclasses.field(repr=False)
     serialized: bytes = dataclasses.field(repr=False)
 
 
@@ -321,14 +317,13 @@ def write_converted(
     result.output_path = destination
     written: SerializedModel | None = None
     if not external:
-        proto = ir.to_proto(result.model)
-        written = SerializedModel(proto, proto.SerializeToString())
+        written = SerializedModel(ir.to_proto(result.model).SerializeToString())
         if before_writing is not None:
             before_writing(written.serialized)
     if written is not None and audit:
         # One serialization serves both: onnxruntime builds the audit session while the bytes are written.
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fp8conv-audit") as pool:
-            audited = pool.submit(audit_integer_kernels, written.proto, serialized=written.serialized)
+            audited = pool.submit(audit_integer_kernels, result.model, serialized=written.serialized)
             with atomic_write(destination) as handle:
                 handle.write(written.serialized)
                 stopwatch.lap("save")

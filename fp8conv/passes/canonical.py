@@ -41,6 +41,7 @@ import onnx_ir as ir
 from fp8conv.errors import Fp8ConvError, UnsupportedModelError
 from fp8conv.runtime.emulator import check_scale
 from fp8conv.runtime.formats import FORMATS, FloatFormat, minifloat
+from fp8conv.runtime.ir_constants import FP8_DATA_TYPES, constant_array, constant_tensor
 
 __all__ = [
     "CANONICAL_DOMAIN",
@@ -67,13 +68,6 @@ CANONICAL_DOMAIN = "ai.fp8conv"
 CANONICAL_OPSET = 1
 FAKE_QUANTIZE = "FakeQuantize"
 
-FP8_DATA_TYPES: dict[ir.DataType, str] = {
-    ir.DataType.FLOAT8E4M3FN: "e4m3fn",
-    ir.DataType.FLOAT8E4M3FNUZ: "e4m3fnuz",
-    ir.DataType.FLOAT8E5M2: "e5m2",
-    ir.DataType.FLOAT8E5M2FNUZ: "e5m2fnuz",
-}
-"""The ONNX float8 element types and the emulator format each one is."""
 
 Role = Literal["weight", "activation"]
 
@@ -260,37 +254,6 @@ def is_fp8_weight_dequantize(node: ir.Node) -> bool:
         return False
     data = node.inputs[0]
     return data is not None and data.dtype in FP8_DATA_TYPES and constant_array(data) is not None
-
-
-def constant_array(value: ir.Value | None) -> np.ndarray | None:
-    """The value's constant contents as NumPy (initializer or ``Constant`` output), else None.
-
-    FP8 tensors come back as ``ml_dtypes``-free ``uint8`` codes (see :func:`_tensor_numpy`).
-    """
-    tensor = constant_tensor(value)
-    return None if tensor is None else _tensor_numpy(tensor)
-
-
-def constant_tensor(value: ir.Value | None) -> ir.TensorProtocol | None:
-    """The value's constant tensor (initializer or ``Constant`` output with a ``value``), else None."""
-    if value is None:
-        return None
-    if value.const_value is not None:
-        return value.const_value
-    producer = value.producer()
-    if producer is None or producer.op_type != "Constant" or producer.domain not in ("", "ai.onnx"):
-        return None
-    attribute = producer.attributes.get("value")
-    if attribute is None or attribute.type != ir.AttributeType.TENSOR:
-        return None
-    return attribute.as_tensor()
-
-
-def _tensor_numpy(tensor: ir.TensorProtocol) -> np.ndarray:
-    """A tensor's contents; FP8 tensors as their uint8 codes."""
-    if tensor.dtype in FP8_DATA_TYPES:
-        return np.frombuffer(tensor.tobytes(), dtype=np.uint8).reshape(tensor.shape.numpy())
-    return tensor.numpy()
 
 
 def read_scale(node: ir.Node, value: ir.Value | None) -> np.ndarray:

@@ -9,7 +9,6 @@ import numpy as np
 import onnx_ir as ir
 
 from fp8conv.passes.canonical import FP8_DATA_TYPES, QuantSpec, constant_array, read_scale
-from fp8conv.passes.clip_bounds import clip_bounds
 from fp8conv.passes.normalization import (
     NodeRewritePass,
     add_canonical_opset,
@@ -19,6 +18,7 @@ from fp8conv.passes.normalization import (
     remove_unused_constants,
     replace_with_fake_quantize,
 )
+from fp8conv.runtime.clip_bounds import clip_bounds
 from fp8conv.runtime.formats import FORMATS, FloatFormat
 
 __all__ = ["NormalizeCastPairPass"]

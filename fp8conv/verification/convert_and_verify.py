@@ -276,9 +276,7 @@ def _written_candidate(result: ConversionResult, written: SerializedModel, desti
         audits[result.audit.optimization_level] = result.audit
     if level not in audits:
         try:
-            audits[level] = audit_integer_kernels(
-                written.proto, serialized=written.serialized, optimization_level=level
-            )
+            audits[level] = audit_integer_kernels(result.model, serialized=written.serialized, optimization_level=level)
         except Fp8ConvError as error:
             audits[level] = error
     return Candidate(model=named_as_read(result.model), serialized=written.serialized, path=destination, audits=audits)

@@ -29,7 +29,6 @@ import numpy as np
 import onnx_ir as ir
 
 from fp8conv.passes.canonical import QuantPoint, is_fake_quantize
-from fp8conv.passes.clip_bounds import clip_bounds
 from fp8conv.passes.plan.graph_queries import (
     consumers_through_fake_quantize,
     float_inputs,
@@ -38,6 +37,7 @@ from fp8conv.passes.plan.graph_queries import (
     values_by_name,
 )
 from fp8conv.passes.plan.records import ActivationPoint, Layer
+from fp8conv.runtime.clip_bounds import clip_bounds
 from fp8conv.runtime.fusion_rules import FLOAT_OUTPUT_KERNELS, FUSABLE_ACTIVATIONS, INTEGER_OPS, KERNEL_BITS
 
 __all__ = ["NON_NEGATIVE_OPS", "is_integer_op", "place_activation_points"]

@@ -8,9 +8,10 @@ answer with what onnxruntime's fusion rules (:mod:`fp8conv.runtime.fusion_rules`
 
 One module per job:
 
-* :mod:`.session`: a CPU session at the requested level saves the graph it will run; it is parsed without
-  its weights;
-* :mod:`.graph_index`: producers, consumers, constants and element types of a ``GraphProto``;
+* :mod:`.session`: a CPU session at the requested level saves the graph it will run; it is loaded as an
+  ``onnx_ir`` model without its weights (so is an emitted model given as a file);
+* :mod:`.ir_queries`: what the audit asks of an onnx_ir value (its readers, a small constant's contents,
+  its element type), over onnx_ir's own producer/use links;
 * :mod:`.matching`: which optimized node each emitted Conv / MatMul / Gemm became (names onnxruntime keeps
   or derives, weights, biases, outputs);
 * :mod:`.diagnosis`: the kernel the fusion rules predict, every fusion condition a float node violates,

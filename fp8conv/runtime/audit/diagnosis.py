@@ -20,13 +20,25 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
-import onnx
+import onnx_ir as ir
 from onnx import TensorProto
 
 from fp8conv.runtime import fusion_rules as rules
-from fp8conv.runtime.audit.graph_index import MAX_PARAM_TENSOR, GraphIndex, attribute, label, type_name
+from fp8conv.runtime.audit.ir_queries import (
+    MAX_PARAM_TENSOR,
+    constant_shape,
+    dequantizer,
+    dq_input_type,
+    elem_type,
+    label,
+    readers,
+    small_values,
+    type_name,
+)
+from fp8conv.runtime.clip_bounds import clip_bounds
 from fp8conv.runtime.formats import FORMATS
 from fp8conv.runtime.integer_types import INTEGER_TYPES, integer_type_of
+from fp8conv.runtime.ir_constants import constant_tensor
 from fp8conv.runtime.ort_backend import OPTIMIZATION_LEVELS
 
 __all__ = ["expected_kernel_of", "integer_warning", "why_not"]
@@ -43,76 +55,74 @@ _KERNEL_TYPES = frozenset(t.data_type for t in _INTEGER_TYPES if t.bits == rules
 _WEIGHT_ONLY_TYPES = frozenset(t.data_type for t in _INTEGER_TYPES if t.bits in rules.WEIGHT_ONLY_WEIGHT_BITS)
 
 
-def expected_kernel_of(node: onnx.NodeProto, g: GraphIndex) -> str | None:
+def expected_kernel_of(node: ir.Node) -> str | None:
     """The kernel the fusion rules predict for a Conv / MatMul / Gemm of the emitted graph (None: float).
 
     Read from the pattern around it: the integer width of the ``DequantizeLinear`` on its data input and on
     its weight (or second input), and of the ``QuantizeLinear`` its output reaches through a Relu/Clip and
     data movement (:data:`~fp8conv.runtime.fusion_rules.OUTPUT_PROPAGATION_OPS`).
     """
-    inputs = [*node.input, "", ""]
-    act_dq = g.producer_op(inputs[0], "DequantizeLinear") if inputs[0] else None
-    w_dq = g.producer_op(inputs[1], "DequantizeLinear") if inputs[1] else None
+    act_dq, w_dq = dequantizer(_input(node, 0)), dequantizer(_input(node, 1))
     return rules.expected_kernel(
         node.op_type,
-        activation_bits=_bits(g.dq_input_type(act_dq)) if act_dq is not None else None,
-        weight_bits=_bits(g.dq_input_type(w_dq)) if w_dq is not None else None,
-        output_bits=_output_bits(node, g),
-        transposed=node.op_type == "Gemm" and bool(int(attribute(node, "transB", 0))),
-        activation_after=_activation_after(node, g),
+        activation_bits=_bits(dq_input_type(act_dq)) if act_dq is not None else None,
+        weight_bits=_bits(dq_input_type(w_dq)) if w_dq is not None else None,
+        output_bits=_output_bits(node),
+        transposed=node.op_type == "Gemm" and bool(node.attributes.get_int("transB", 0)),
+        activation_after=_activation_after(node),
     )
 
 
-def _activation_after(node: onnx.NodeProto, g: GraphIndex) -> str | None:
+def _input(node: ir.Node, index: int) -> ir.Value | None:
+    """The node's input ``index`` (``None``: absent or omitted)."""
+    return node.inputs[index] if len(node.inputs) > index else None
+
+
+def _activation_after(node: ir.Node) -> str | None:
     """The op of the only node reading the layer's output, after its constant bias Add if any (no graph output)."""
-    value = node.output[0] if node.output else ""
-    readers = g.consumers.get(value, [])
-    if (
-        len(readers) == 1
-        and readers[0].op_type == "Add"
-        and value not in g.graph_outputs
-        and len(readers[0].input) == 2
-    ):
-        other = readers[0].input[1] if readers[0].input[0] == value else readers[0].input[0]
-        if g.constant(other) is not None:
-            value = readers[0].output[0]
-            readers = g.consumers.get(value, [])
-    if len(readers) != 1 or value in g.graph_outputs or readers[0].output[0] in g.graph_outputs:
+    value = node.outputs[0] if node.outputs else None
+    found = readers(value)
+    if len(found) == 1 and found[0].op_type == "Add" and not value.is_graph_output() and len(found[0].inputs) == 2:
+        add = found[0]
+        other = add.inputs[1] if add.inputs[0] is value else add.inputs[0]
+        if constant_tensor(other) is not None:
+            value = add.outputs[0]
+            found = readers(value)
+    if len(found) != 1 or value.is_graph_output() or found[0].outputs[0].is_graph_output():
         return None
-    return readers[0].op_type
+    return found[0].op_type
 
 
-def _bits(elem_type: int | None) -> int | None:
-    fmt = integer_type_of(elem_type)
+def _bits(dtype: int | None) -> int | None:
+    fmt = integer_type_of(dtype)
     return fmt.bits if fmt is not None else None
 
 
-def _output_bits(node: onnx.NodeProto, g: GraphIndex) -> int | None:
+def _output_bits(node: ir.Node) -> int | None:
     """Width of the widest integer QuantizeLinear the node's output reaches (one Relu/Clip, data movement)."""
-    readers = list(g.consumers.get(node.output[0], [])) if node.output else []
-    if len(readers) == 1 and readers[0].op_type in rules.FUSABLE_ACTIVATIONS:
-        readers = list(g.consumers.get(readers[0].output[0], []))
+    pending = readers(node.outputs[0]) if node.outputs else []
+    if len(pending) == 1 and pending[0].op_type in rules.FUSABLE_ACTIVATIONS:
+        pending = readers(pending[0].outputs[0])
     widths = []
-    while readers:
-        reader = readers.pop()
+    while pending:
+        reader = pending.pop()
         if reader.op_type in rules.OUTPUT_PROPAGATION_OPS and reader.domain in ("", "ai.onnx"):
-            readers.extend(g.consumers.get(reader.output[0], []))
+            pending.extend(readers(reader.outputs[0]))
         elif reader.op_type == "QuantizeLinear":
-            width = _bits(g.elem_type(reader.output[0]))
+            width = _bits(elem_type(reader.outputs[0]))
             if width is not None:
                 widths.append(width)
     return max(widths, default=None)
 
 
-def integer_warning(node: onnx.NodeProto, g: GraphIndex, kernel: str) -> str | None:
+def integer_warning(node: ir.Node, kernel: str) -> str | None:
     """A hazard of a fused node that the emitted graph shows, as ``"warning: …"`` (``None``: none seen)."""
     warnings: list[str] = []
-    act_dq = g.producer_op(node.input[0], "DequantizeLinear")
-    if kernel == "QGemm" and len(node.input) > 2 and node.input[2] and act_dq is not None:
-        w_dq = g.producer_op(node.input[1], "DequantizeLinear")
-        bias_dq = g.producer_op(node.input[2], "DequantizeLinear")
+    act_dq, w_dq = dequantizer(_input(node, 0)), dequantizer(_input(node, 1))
+    if kernel == "QGemm" and _input(node, 2) is not None and act_dq is not None:
+        bias_dq = dequantizer(_input(node, 2))
         if w_dq is not None and bias_dq is not None:
-            deviation, nonzero_zp = _bias_consistency(act_dq, w_dq, bias_dq, g)
+            deviation, nonzero_zp = _bias_consistency(act_dq, w_dq, bias_dq)
             if deviation is not None and deviation > 1e-5:
                 warnings.append(
                     f"bias scale differs from input scale x weight scale by up to {deviation:.3g} (relative) and "
@@ -122,24 +132,22 @@ def integer_warning(node: onnx.NodeProto, g: GraphIndex, kernel: str) -> str | N
                 warnings.append("bias zero point is nonzero and QGemm ignores it: results are shifted")
     if kernel == "MatMulNBits" and act_dq is not None:
         warnings.append(
-            f"weight-only fusion: the activation DequantizeLinear ({type_name(g.dq_input_type(act_dq))}) "
+            f"weight-only fusion: the activation DequantizeLinear ({type_name(dq_input_type(act_dq))}) "
             "still runs in float before MatMulNBits"
         )
-    if len(node.input) > 1 and node.input[1] and g.producer_op(node.input[1], "DequantizeLinear") is None:
+    if _input(node, 1) is not None and w_dq is None:
         warnings.append(
             "onnxruntime quantized this layer's float weight itself (its QDQ weight/bias quantization: per "
             "tensor, asymmetric, full int8 range) as its input is dequantized and its output quantized: it does not "
             "run in float; to keep it float, keep float the layers around it too"
         )
-    if node.op_type == "Conv" and kernel == "QLinearConv":
-        dq = g.producer_op(node.input[1], "DequantizeLinear")
-        if dq is not None:
-            axis = _per_axis(dq, g)
-            if axis is not None and axis != rules.channel_axis("Conv"):
-                warnings.append(
-                    f"weight scale on axis {axis}; QLinearConv expects axis 0 and fails at run time "
-                    "('filter scale shape invalid')"
-                )
+    if node.op_type == "Conv" and kernel == "QLinearConv" and w_dq is not None:
+        axis = _per_axis(w_dq)
+        if axis is not None and axis != rules.channel_axis("Conv"):
+            warnings.append(
+                f"weight scale on axis {axis}; QLinearConv expects axis 0 and fails at run time "
+                "('filter scale shape invalid')"
+            )
     if not warnings:
         return None
     message = "warning: " + "; ".join(warnings)
@@ -147,15 +155,13 @@ def integer_warning(node: onnx.NodeProto, g: GraphIndex, kernel: str) -> str | N
     return message
 
 
-def _bias_consistency(
-    act_dq: onnx.NodeProto, w_dq: onnx.NodeProto, bias_dq: onnx.NodeProto, g: GraphIndex
-) -> tuple[float | None, bool]:
+def _bias_consistency(act_dq: ir.Node, w_dq: ir.Node, bias_dq: ir.Node) -> tuple[float | None, bool]:
     """Largest relative deviation of the bias scale from x_scale·w_scale (``None``: unknown), nonzero bias zp."""
-    zero_point = g.values(bias_dq.input[2], MAX_PARAM_TENSOR) if len(bias_dq.input) > 2 else None
+    zero_point = small_values(_input(bias_dq, 2), MAX_PARAM_TENSOR)
     nonzero_zp = zero_point is not None and bool(np.any(zero_point != 0))
-    x_scale = g.values(act_dq.input[1], 1)
-    w_scale = g.values(w_dq.input[1], MAX_PARAM_TENSOR)
-    b_scale = g.values(bias_dq.input[1], MAX_PARAM_TENSOR)
+    x_scale = small_values(_input(act_dq, 1), 1)
+    w_scale = small_values(_input(w_dq, 1), MAX_PARAM_TENSOR)
+    b_scale = small_values(_input(bias_dq, 1), MAX_PARAM_TENSOR)
     if x_scale is None or w_scale is None or b_scale is None:
         return None, nonzero_zp
     expected = float(x_scale.reshape(-1)[0]) * w_scale.astype(np.float64).reshape(-1)
@@ -167,21 +173,21 @@ def _bias_consistency(
     return float(np.nanmax(deviation)) if deviation.size else None, nonzero_zp
 
 
-def _per_axis(dq: onnx.NodeProto, g: GraphIndex) -> int | None:
+def _per_axis(dq: ir.Node) -> int | None:
     """The normalized axis of a per-axis DequantizeLinear (``None``: per-tensor, blocked or unknown)."""
-    if attribute(dq, "block_size", 0):
+    if dq.attributes.get_int("block_size", 0):
         return None
-    scale_shape = g.shape(dq.input[1])
+    scale_shape = constant_shape(_input(dq, 1))
     if scale_shape is None or len(scale_shape) == 0 or all(d == 1 for d in scale_shape):
         return None
-    axis = int(attribute(dq, "axis", 1))
-    x_shape = g.shape(dq.input[0])
+    axis = dq.attributes.get_int("axis", 1)
+    x_shape = constant_shape(_input(dq, 0))
     if axis < 0 and x_shape is not None:
         axis += len(x_shape)
     return axis
 
 
-def why_not(node: onnx.NodeProto, g: GraphIndex, level: str, config: Mapping[str, str]) -> Iterable[str]:
+def why_not(node: ir.Node, level: str, config: Mapping[str, str]) -> Iterable[str]:
     """Every fusion condition of onnxruntime's QDQ selectors that the emitted node violates."""
     op = node.op_type
     if not rules.fuses_at(level):
@@ -190,9 +196,7 @@ def why_not(node: onnx.NodeProto, g: GraphIndex, level: str, config: Mapping[str
     if str(config.get(rules.DISABLE_QDQ_ENTRY, "0")) == "1":
         yield f"{rules.DISABLE_QDQ_ENTRY}=1 turns QDQ fusion off"
         return
-    inputs = list(node.input) + [""] * (3 - len(node.input))
-    act_dq = g.producer_op(inputs[0], "DequantizeLinear") if inputs[0] else None
-    w_dq = g.producer_op(inputs[1], "DequantizeLinear") if inputs[1] else None
+    act_dq, w_dq = dequantizer(_input(node, 0)), dequantizer(_input(node, 1))
     if act_dq is None and w_dq is None:
         yield f"no DequantizeLinear on any input: a float {op} in the emitted model"
         return
@@ -200,7 +204,7 @@ def why_not(node: onnx.NodeProto, g: GraphIndex, level: str, config: Mapping[str
         if op == "Conv":
             yield "no DequantizeLinear on the activation input: QLinearConv needs a quantized input"
         else:
-            problems = list(_matmulnbits_issues(node, w_dq, g))
+            problems = list(_matmulnbits_issues(node, w_dq))
             detail = "; ".join(problems) if problems else "its conditions look met"
             yield (
                 "no DequantizeLinear on the activation input (float activations): only the weight-only "
@@ -208,18 +212,18 @@ def why_not(node: onnx.NodeProto, g: GraphIndex, level: str, config: Mapping[str
             )
         return
     if w_dq is None:
-        kind = "a float initializer" if g.constant(inputs[1]) is not None else "a float tensor"
+        kind = "a float initializer" if constant_tensor(_input(node, 1)) is not None else "a float tensor"
         yield f"no DequantizeLinear on the weight input (it is {kind})"
         return
-    yield from _type_issues(op, g.dq_input_type(act_dq), g.dq_input_type(w_dq))
-    yield from _scale_issues(node, w_dq, g)
+    yield from _type_issues(op, dq_input_type(act_dq), dq_input_type(w_dq))
+    yield from _scale_issues(node, w_dq)
     if op in ("Conv", "Gemm"):
-        yield from _bias_issues(node, act_dq, w_dq, inputs[2], g)
+        yield from _bias_issues(node, act_dq, w_dq, _input(node, 2))
     if op == "Gemm":
-        beta = float(attribute(node, "beta", 1.0))
-        if inputs[2] and beta != 1.0:
+        beta = node.attributes.get_float("beta", 1.0)
+        if _input(node, 2) is not None and beta != 1.0:
             yield f"Gemm beta={beta:g} with a bias: QGemm needs beta 1"
-    yield from _output_issues(node, g, g.dq_input_type(act_dq))
+    yield from _output_issues(node, dq_input_type(act_dq))
 
 
 def _type_issues(op: str, act: int | None, weight: int | None) -> Iterator[str]:
@@ -245,22 +249,23 @@ def _type_issues(op: str, act: int | None, weight: int | None) -> Iterator[str]:
         yield "int8 activations with uint8 weights: int8 activations require int8 weights"
 
 
-def _scale_issues(node: onnx.NodeProto, w_dq: onnx.NodeProto, g: GraphIndex) -> Iterator[str]:
+def _scale_issues(node: ir.Node, w_dq: ir.Node) -> Iterator[str]:
     op = node.op_type
-    scale_type = g.elem_type(w_dq.input[1])
+    scale_type = elem_type(_input(w_dq, 1))
     if scale_type is not None and scale_type != TensorProto.FLOAT:
         yield f"weight scale is {type_name(scale_type)}: the integer kernels take FLOAT scales"
-    if int(attribute(w_dq, "block_size", 0)):
+    if w_dq.attributes.get_int("block_size", 0):
         yield (
             "blocked weight quantization (block_size): the 8-bit kernels need per-tensor or per-channel "
             "scales (blocks only fuse into MatMulNBits, with float activations)"
         )
         return
-    axis = _per_axis(w_dq, g)
+    axis = _per_axis(w_dq)
     if axis is None:
         return
-    w_shape = g.shape(w_dq.input[0])
+    w_shape = constant_shape(_input(w_dq, 0))
     rank = len(w_shape) if w_shape is not None else None
+    trans_b = bool(node.attributes.get_int("transB", 0))
     if op == "Conv" and axis != rules.channel_axis("Conv"):
         yield f"weight scale on axis {axis}: QLinearConv needs per-tensor or axis-0 (output channel) scales"
     elif op == "MatMul" and rank is not None and axis != rank - 1:
@@ -269,22 +274,20 @@ def _scale_issues(node: onnx.NodeProto, w_dq: onnx.NodeProto, g: GraphIndex) -> 
             f"weight scale {where}: QLinearMatMul/MatMulIntegerToFloat need per-tensor or per-column "
             f"(axis {rank - 1}) scales; onnxruntime leaves it unfused"
         )
-    elif op == "Gemm" and rank == 2 and axis != rules.channel_axis("Gemm", trans_b=bool(attribute(node, "transB", 0))):
+    elif op == "Gemm" and rank == 2 and axis != rules.channel_axis("Gemm", trans_b=trans_b):
         yield f"weight scale on axis {axis}, the K axis of B: QGemm needs per-tensor or per-N-channel scales"
 
 
-def _bias_issues(
-    node: onnx.NodeProto, act_dq: onnx.NodeProto, w_dq: onnx.NodeProto, bias: str, g: GraphIndex
-) -> Iterator[str]:
-    if not bias:
+def _bias_issues(node: ir.Node, act_dq: ir.Node, w_dq: ir.Node, bias: ir.Value | None) -> Iterator[str]:
+    if bias is None:
         return
-    bias_dq = g.producer_op(bias, "DequantizeLinear")
+    bias_dq = dequantizer(bias)
     if bias_dq is not None:
-        dtype = g.dq_input_type(bias_dq)
+        dtype = dq_input_type(bias_dq)
         if dtype is not None and dtype != TensorProto.INT32:
             yield f"bias DequantizeLinear is {type_name(dtype)}, not INT32"
         if node.op_type == "Conv":  # QGemm fuses regardless (see integer_warning)
-            deviation, nonzero_zp = _bias_consistency(act_dq, w_dq, bias_dq, g)
+            deviation, nonzero_zp = _bias_consistency(act_dq, w_dq, bias_dq)
             if deviation is not None and deviation > rules.BIAS_SCALE_RTOL:
                 yield (
                     f"bias scale differs from input scale x weight scale by up to {deviation:.3g} (relative): "
@@ -293,25 +296,25 @@ def _bias_issues(
                 )
             if nonzero_zp:
                 yield "bias zero point is nonzero: QLinearConv takes an int32 bias with zero point 0"
-    elif g.constant(bias) is None:
+    elif constant_tensor(bias) is None:
         yield "bias is a computed float tensor: every input needs a DequantizeLinear (bias an int32 one)"
     # A float bias initializer is quantized to int32 by onnxruntime (WeightBiasQuantization): no issue.
 
 
-def _output_issues(node: onnx.NodeProto, g: GraphIndex, act_type: int | None) -> Iterator[str]:
+def _output_issues(node: ir.Node, act_type: int | None) -> Iterator[str]:
     op = node.op_type
-    out = node.output[0]
-    consumers = g.consumers.get(out, [])
+    out = node.outputs[0]
+    consumers = readers(out)
     quantizers = [c for c in consumers if c.op_type == "QuantizeLinear"]
     clip = None
-    if len(consumers) == 1 and consumers[0].op_type in rules.FUSABLE_ACTIVATIONS and out not in g.graph_outputs:
+    if len(consumers) == 1 and consumers[0].op_type in rules.FUSABLE_ACTIVATIONS and not out.is_graph_output():
         clip = consumers[0]
-        after = g.consumers.get(clip.output[0], [])
+        after = readers(clip.outputs[0])
         quantizers = [c for c in after if c.op_type == "QuantizeLinear"]
-        if quantizers and (len(after) != 1 or clip.output[0] in g.graph_outputs):
+        if quantizers and (len(after) != 1 or clip.outputs[0].is_graph_output()):
             yield f"the {clip.op_type} output feeds other nodes besides QuantizeLinear"
         elif quantizers:
-            problem = _clip_not_redundant(clip, quantizers[0], g)
+            problem = _clip_not_redundant(clip, quantizers[0])
             if problem:
                 yield problem
     if not quantizers:
@@ -319,20 +322,20 @@ def _output_issues(node: onnx.NodeProto, g: GraphIndex, act_type: int | None) ->
             where = f" (after the {clip.op_type})" if clip is not None else ""
             yield f"no QuantizeLinear after the Conv{where}: QLinearConv needs a quantized output"
         return
-    if clip is None and (len(quantizers) != len(consumers) or out in g.graph_outputs):
+    if clip is None and (len(quantizers) != len(consumers) or out.is_graph_output()):
         yield f"the {op} output also feeds other nodes or a graph output, not only QuantizeLinear"
-    out_type = g.elem_type(quantizers[0].output[0])
+    out_type = elem_type(quantizers[0].outputs[0])
     if act_type is not None and out_type is not None and out_type != act_type:
         yield (
             f"output QuantizeLinear type {type_name(out_type)} differs from the activation type {type_name(act_type)}"
         )
 
 
-def _clip_not_redundant(clip: onnx.NodeProto, q: onnx.NodeProto, g: GraphIndex) -> str | None:
+def _clip_not_redundant(clip: ir.Node, q: ir.Node) -> str | None:
     """Why a Relu/Clip before QuantizeLinear cannot be folded (``None``: foldable or unknown)."""
-    q_type = integer_type_of(g.elem_type(q.output[0]))
-    zero_point = g.values(q.input[2]) if len(q.input) > 2 and q.input[2] else 0
-    scale = g.values(q.input[1])
+    q_type = integer_type_of(elem_type(q.outputs[0]))
+    zero_point = small_values(_input(q, 2)) if _input(q, 2) is not None else 0
+    scale = small_values(_input(q, 1))
     if q_type is None or q_type.bits != rules.KERNEL_BITS or zero_point is None or scale is None:
         return None
     if np.size(zero_point) != 1 or np.size(scale) != 1:
@@ -348,14 +351,9 @@ def _clip_not_redundant(clip: onnx.NodeProto, q: onnx.NodeProto, g: GraphIndex) 
                 "after the op"
             )
         return None
-    clip_min = g.values(clip.input[1]) if len(clip.input) > 1 and clip.input[1] else None
-    clip_max = g.values(clip.input[2]) if len(clip.input) > 2 and clip.input[2] else None
-    if clip_min is None and len(clip.input) > 1 and clip.input[1]:
+    lo, hi = clip_bounds(clip)
+    if lo is None or hi is None:
         return None  # computed bounds: unknown
-    if clip_max is None and len(clip.input) > 2 and clip.input[2]:
-        return None
-    lo = float(np.asarray(clip_min).reshape(-1)[0]) if clip_min is not None else float(attribute(clip, "min", -np.inf))
-    hi = float(np.asarray(clip_max).reshape(-1)[0]) if clip_max is not None else float(attribute(clip, "max", np.inf))
     if not rules.clip_folds((lo, hi), (low, high), scale):
         return (
             f"the Clip [{lo:g}, {hi:g}] before QuantizeLinear cannot be folded (the quantized range is "
@@ -364,37 +362,38 @@ def _clip_not_redundant(clip: onnx.NodeProto, q: onnx.NodeProto, g: GraphIndex) 
     return None
 
 
-def _matmulnbits_issues(node: onnx.NodeProto, w_dq: onnx.NodeProto | None, g: GraphIndex) -> Iterator[str]:
+def _matmulnbits_issues(node: ir.Node, w_dq: ir.Node | None) -> Iterator[str]:
     """Conditions of onnxruntime's weight-only ``DQ → MatMul/Gemm ⇒ MatMulNBits`` fusion that fail."""
     if w_dq is None:
         yield "the weight has no DequantizeLinear either"
         return
     if node.op_type == "Gemm":
-        if abs(float(attribute(node, "alpha", 1.0)) - 1.0) > 1e-6:
+        attributes = node.attributes
+        if abs(attributes.get_float("alpha", 1.0) - 1.0) > 1e-6:
             yield "Gemm alpha is not 1"
-        if int(attribute(node, "transA", 0)):
+        if attributes.get_int("transA", 0):
             yield "Gemm transA=1"
-        if int(attribute(node, "transB", 0)):
+        if attributes.get_int("transB", 0):
             yield "Gemm transB=1"
-        if len(node.input) > 2 and node.input[2] and abs(float(attribute(node, "beta", 1.0)) - 1.0) > 1e-6:
+        if _input(node, 2) is not None and abs(attributes.get_float("beta", 1.0) - 1.0) > 1e-6:
             yield "Gemm beta is not 1"
-    weight = g.constant(w_dq.input[0])
+    weight = constant_tensor(_input(w_dq, 0))
     if weight is None:
         yield "the weight is not a constant initializer"
         return
-    if weight.data_type not in _WEIGHT_ONLY_TYPES:
-        yield f"weight type {type_name(weight.data_type)} is not a 2/4/8-bit integer"
-    if len(weight.dims) != 2:
-        yield f"the weight is {len(weight.dims)}-D, not 2-D"
+    if weight.dtype not in _WEIGHT_ONLY_TYPES:
+        yield f"weight type {type_name(weight.dtype)} is not a 2/4/8-bit integer"
+    if len(weight.shape) != 2:
+        yield f"the weight is {len(weight.shape)}-D, not 2-D"
         return
-    scale_type = g.elem_type(w_dq.input[1])
+    scale_type = elem_type(_input(w_dq, 1))
     if scale_type not in (TensorProto.FLOAT, TensorProto.FLOAT16):
         yield f"weight scale is {type_name(scale_type)}, not FLOAT/FLOAT16"
-    if g.constant(w_dq.input[1]) is None:
+    if constant_tensor(_input(w_dq, 1)) is None:
         yield "the weight scale is not constant"
-    scale_shape = g.shape(w_dq.input[1]) or ()
-    block_size = int(attribute(w_dq, "block_size", 0))
-    axis = int(attribute(w_dq, "axis", 1))
+    scale_shape = constant_shape(_input(w_dq, 1)) or ()
+    block_size = w_dq.attributes.get_int("block_size", 0)
+    axis = w_dq.attributes.get_int("axis", 1)
     if block_size:
         if axis not in (0, -2):
             yield f"blocked along axis {axis}, not 0"
@@ -404,7 +403,7 @@ def _matmulnbits_issues(node: onnx.NodeProto, w_dq: onnx.NodeProto | None, g: Gr
         yield f"per-channel scale on axis {axis}: MatMulNBits takes per-N-channel (axis 1) scales"
     elif len(scale_shape) > 1:
         yield "weight scale of rank > 1 without block_size"
-    after = _activation_after(node, g)
+    after = _activation_after(node)
     if after in rules.WEIGHT_ONLY_BLOCKING_ACTIVATIONS:
         yield (
             f"a {after} reads its output (after the bias Add): onnxruntime fuses Gemm + {after} into a float "

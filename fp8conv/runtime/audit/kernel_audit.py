@@ -14,13 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import onnx
+import onnx_ir as ir
 
 from fp8conv.runtime.audit.diagnosis import expected_kernel_of, integer_warning, why_not
-from fp8conv.runtime.audit.graph_index import GraphIndex, label
+from fp8conv.runtime.audit.ir_queries import dequantizer, label
 from fp8conv.runtime.audit.matching import match_nodes
 from fp8conv.runtime.audit.records import KernelAudit, KernelRecord
 from fp8conv.runtime.audit.session import optimized_graph, prepare_model
 from fp8conv.runtime.fusion_rules import INTEGER_KERNELS, LAYER_OPS
+from fp8conv.runtime.ir_constants import constant_tensor
 from fp8conv.runtime.ort_backend import optimization_level as optimization_level_key
 
 __all__ = ["audit_integer_kernels"]
@@ -29,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 
 def audit_integer_kernels(
-    model: str | os.PathLike | onnx.ModelProto,
+    model: str | os.PathLike | onnx.ModelProto | ir.Model,
     *,
     optimization_level: str = "all",
     session_options_config: Mapping[str, str] | None = None,
@@ -39,14 +41,16 @@ def audit_integer_kernels(
 
     Args:
         model: The emitted model: a path to an ``.onnx`` file (its external data, if any, next to it as
-            the file references it) or an ``onnx.ModelProto`` with its data loaded.
+            the file references it; read lazily: only small scales and zero points are ever loaded), an
+            ``onnx.ModelProto`` with its data loaded, or an ``onnx_ir.Model`` (read, not modified; e.g. the
+            conversion's model, which then is not parsed back).
         optimization_level: ``"all"`` (default, ``ORT_ENABLE_ALL``), ``"layout"``, ``"extended"``,
             ``"basic"`` or ``"disable"``; onnxruntime's names (``"ORT_ENABLE_EXTENDED"``) are accepted too.
         session_options_config: Extra session config entries (``SessionOptions.add_session_config_entry``),
             e.g. ``{"session.x64quantprecision": "1"}``. The entries controlling how the optimized model
             is saved are set by this function.
-        serialized: ``model.SerializeToString()``, when ``model`` is a ``ModelProto`` and the caller has its
-            bytes already (saves serializing it again).
+        serialized: The bytes of ``model`` (a ``ModelProto`` or an onnx_ir model), when the caller has them
+            already: onnxruntime loads them, so the model is not serialized again. Ignored for a path.
 
     Returns:
         The audit, one record per node in graph order.
@@ -59,14 +63,9 @@ def audit_integer_kernels(
     config = dict(session_options_config or {})
     with tempfile.TemporaryDirectory(prefix="fp8conv-audit-") as tmp:
         tmp_dir = Path(tmp)
-        emitted, ort_source = (
-            (model, serialized)
-            if serialized is not None and isinstance(model, onnx.ModelProto)
-            else prepare_model(model, tmp_dir)
-        )
+        emitted, ort_source = prepare_model(model, tmp_dir, serialized)
         optimized = optimized_graph(ort_source, level, config, tmp_dir)
-    base_dir = None if isinstance(model, onnx.ModelProto) else Path(os.fspath(model)).parent
-    records = _audit(emitted.graph, optimized.graph, level, config, base_dir)
+    records = _audit(emitted.graph, optimized.graph, level, config)
     audit = KernelAudit(records=tuple(records), optimization_level=level)
     logger.info(
         "integer-kernel audit (%s): %d of %d Conv/MatMul/Gemm nodes run as integer kernels",
@@ -77,30 +76,22 @@ def audit_integer_kernels(
     return audit
 
 
-def _audit(
-    emitted_graph: onnx.GraphProto,
-    optimized_graph: onnx.GraphProto,
-    level: str,
-    config: Mapping[str, str],
-    base_dir: Path | None,
-) -> list[KernelRecord]:
-    emitted = GraphIndex(emitted_graph, base_dir)
-    optimized = GraphIndex(optimized_graph)
-    targets = [n for n in emitted.nodes if n.op_type in LAYER_OPS and n.domain in ("", "ai.onnx")]
-    matches = match_nodes(targets, emitted, optimized)
+def _audit(emitted: ir.Graph, optimized: ir.Graph, level: str, config: Mapping[str, str]) -> list[KernelRecord]:
+    targets = [n for n in emitted if n.op_type in LAYER_OPS and n.domain in ("", "ai.onnx")]
+    matches = match_nodes(targets, optimized)
     records = []
     for target, found in zip(targets, matches, strict=True):
         name = label(target)
-        expected = expected_kernel_of(target, emitted)
+        expected = expected_kernel_of(target)
         if found is None:
-            constant = all(not i or emitted.constant(i) is not None for i in target.input)
+            constant = all(v is None or constant_tensor(v) is not None for v in target.inputs)
             reason = (
                 "not found in the optimized graph: onnxruntime constant-folded it (all inputs are constant)"
                 if constant
                 else "not found in the optimized graph: onnxruntime removed it or merged it into another node"
             )
             # A float layer that onnxruntime fused (FusedConv, NCHWc) is expected; a quantized one is news.
-            quantized = any(i and emitted.producer_op(i, "DequantizeLinear") is not None for i in target.input)
+            quantized = any(dequantizer(v) is not None for v in target.inputs)
             logger.log(
                 logging.WARNING if quantized else logging.DEBUG, "kernel audit: %s %s %s", target.op_type, name, reason
             )
@@ -109,10 +100,10 @@ def _audit(
         kernel = found.op_type
         integer = kernel in INTEGER_KERNELS
         if integer:
-            reason = integer_warning(target, emitted, kernel)
+            reason = integer_warning(target, kernel)
         else:
-            issues = list(why_not(target, emitted, level, config))
-            if not issues and "MatMulAddFusion" in found.name:
+            issues = list(why_not(target, level, config))
+            if not issues and "MatMulAddFusion" in (found.name or ""):
                 issues.append(
                     "onnxruntime first fused it with the following Add into a float Gemm (MatMulAddFusion), "
                     "which then had no quantized pattern"
@@ -122,5 +113,7 @@ def _audit(
             reason = "; ".join(issues) if issues else f"unknown: onnxruntime left it as {kernel}"
         if reason is not None:
             logger.debug("kernel audit: %s %s → %s: %s", target.op_type, name, kernel, reason)
-        records.append(KernelRecord(name, target.op_type, kernel, integer, reason, found.domain, found.name, expected))
+        records.append(
+            KernelRecord(name, target.op_type, kernel, integer, reason, found.domain, found.name or "", expected)
+        )
     return records

@@ -32,12 +32,13 @@ import dataclasses
 import functools
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-import onnx
+import onnx_ir as ir
 
-from fp8conv.runtime.audit.graph_index import GraphIndex, label
+from fp8conv.runtime.audit.ir_queries import dequantizer, label, readers
 from fp8conv.runtime.fusion_rules import FUSABLE_ACTIVATIONS, INTEGER_KERNELS
+from fp8conv.runtime.ir_constants import constant_tensor
 
 __all__ = ["SUFFIXES", "derives", "match_nodes"]
 
@@ -121,96 +122,99 @@ def _bases(name: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def _anchors(node: onnx.NodeProto, g: GraphIndex) -> _Anchors:
+def _names(values: Iterable[ir.Value | None]) -> list[str]:
+    """The names of the values that are there and named."""
+    return [value.name for value in values if value is not None and value.name]
+
+
+def _anchors(node: ir.Node) -> _Anchors:
     weights: set[str] = set()
     dq_outputs: set[str] = set()
-    if len(node.input) > 1 and node.input[1]:
-        weight = node.input[1]
-        dq = g.producer_op(weight, "DequantizeLinear")
-        if dq is not None:
-            weights.add(dq.input[0])
-            dq_outputs.add(weight)
-        elif g.constant(weight) is not None:
-            weights.add(weight)
+    weight = node.inputs[1] if len(node.inputs) > 1 else None
+    dq = dequantizer(weight)
+    if dq is not None:
+        weights.update(_names(dq.inputs[:1]))
+        dq_outputs.update(_names([weight]))
+    elif constant_tensor(weight) is not None:
+        weights.update(_names([weight]))
     biases: set[str] = set()
-    if node.op_type in ("Conv", "Gemm") and len(node.input) > 2 and node.input[2]:
-        bias_dq = g.producer_op(node.input[2], "DequantizeLinear")
-        biases.add(bias_dq.input[0] if bias_dq is not None else node.input[2])
-    outputs = {o for o in node.output if o}
-    frontier = list(outputs)
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    if node.op_type in ("Conv", "Gemm") and bias is not None:
+        bias_dq = dequantizer(bias)
+        biases.update(_names(bias_dq.inputs[:1] if bias_dq is not None else [bias]))
+    following = list(node.outputs)
+    outputs = set(_names(following))
     for _ in range(2):  # node → [Relu/Clip →] QuantizeLinear
-        following: list[str] = []
-        for tensor in frontier:
-            for consumer in g.consumers.get(tensor, []):
-                if consumer.op_type in FUSABLE_ACTIVATIONS or consumer.op_type == "QuantizeLinear":
-                    following.extend(o for o in consumer.output if o)
-        outputs.update(following)
-        frontier = following
-    return _Anchors(node.name, weights, dq_outputs, biases, outputs)
+        following = [
+            o
+            for value in following
+            for consumer in readers(value)
+            if consumer.op_type in FUSABLE_ACTIVATIONS or consumer.op_type == "QuantizeLinear"
+            for o in consumer.outputs
+        ]
+        outputs.update(_names(following))
+    return _Anchors(node.name or "", weights, dq_outputs, biases, outputs)
 
 
-def _effective_outputs(node: onnx.NodeProto, g: GraphIndex) -> set[str]:
+def _effective_outputs(node: ir.Node) -> set[str]:
     """A node's outputs plus those of layout-only nodes after it (NHWC Transpose, NCHWc ReorderOutput)."""
-    result = {o for o in node.output if o}
-    frontier = list(result)
+    following = list(node.outputs)
+    result = set(_names(following))
     for _ in range(3):
         following = [
             o
-            for tensor in frontier
-            for consumer in g.consumers.get(tensor, [])
+            for value in following
+            for consumer in readers(value)
             if consumer.op_type in _LAYOUT_OPS
-            for o in consumer.output
-            if o
+            for o in consumer.outputs
         ]
-        result.update(following)
-        frontier = following
+        result.update(_names(following))
     return result
 
 
-def _score(anchors: _Anchors, node: onnx.NodeProto, effective_outputs: set[str]) -> int:
+def _score(anchors: _Anchors, node: ir.Node, effective_outputs: set[str]) -> int:
     score = 0
+    name = node.name or ""
     if anchors.name:
-        if node.name == anchors.name:
+        if name == anchors.name:
             score += _SCORE_NAME_EXACT
-        elif derives(anchors.name, node.name):
+        elif derives(anchors.name, name):
             score += _SCORE_NAME_DERIVED
-    inputs = [i for i in node.input if i]
+    inputs = _names(node.inputs)
     if any(derives(w, i) for w in anchors.weights for i in inputs):
         score += _SCORE_WEIGHT
     elif any(derives(d, i) for d in anchors.weight_dq_outputs for i in inputs):
         score += _SCORE_WEIGHT_DQ_OUTPUT
     if anchors.biases.intersection(inputs):
         score += _SCORE_BIAS
-    if effective_outputs & anchors.outputs or any(derives(o, node.name) for o in anchors.outputs):
+    if effective_outputs & anchors.outputs or any(derives(o, name) for o in anchors.outputs):
         score += _SCORE_OUTPUT
     if score == _SCORE_OUTPUT and node.op_type not in _COMPUTE_OPS:
         return 0  # output evidence alone only identifies ops a Conv/MatMul/Gemm can become
     return score
 
 
-def match_nodes(
-    targets: list[onnx.NodeProto], emitted: GraphIndex, optimized: GraphIndex
-) -> list[onnx.NodeProto | None]:
+def match_nodes(targets: list[ir.Node], optimized: ir.Graph) -> list[ir.Node | None]:
     """For each target of the emitted graph, the optimized node it became (``None`` if not found)."""
-    candidates = [n for n in optimized.nodes if n.op_type not in _NON_COMPUTE_OPS]
+    candidates = [n for n in optimized if n.op_type not in _NON_COMPUTE_OPS]
     # Index candidates by every name that could identify them, so scoring stays near-linear on big graphs.
     by_key: dict[str, list[int]] = {}
 
     def index(key: str, j: int) -> None:
         by_key.setdefault(key, []).append(j)
 
-    effective = [_effective_outputs(n, optimized) for n in candidates]
+    effective = [_effective_outputs(n) for n in candidates]
     for j, node in enumerate(candidates):
-        for key in _base_names(node.name):
+        for key in _base_names(node.name or ""):
             index(key, j)
-        for tensor in node.input:
+        for tensor in _names(node.inputs):
             for key in _base_names(tensor):
                 index(key, j)
         for tensor in effective[j]:
             index(tensor, j)
     pairs: list[tuple[int, int, int]] = []
     for i, target in enumerate(targets):
-        anchors = _anchors(target, emitted)
+        anchors = _anchors(target)
         keys = {anchors.name} | anchors.weights | anchors.weight_dq_outputs | anchors.biases | anchors.outputs
         seen: set[int] = set()
         for key in keys:
@@ -221,7 +225,7 @@ def match_nodes(
                     if score > 0:
                         pairs.append((score, i, j))
     pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
-    result: list[onnx.NodeProto | None] = [None] * len(targets)
+    result: list[ir.Node | None] = [None] * len(targets)
     used: set[int] = set()
     for _, i, j in pairs:
         if result[i] is None and j not in used:

@@ -1,4 +1,4 @@
-"""The bounds of a ``Clip``: the one reader, for every opset's spelling.
+"""The bounds of a ``Clip``: the one reader (normalization, the plan, the kernel audit), for every opset's spelling.
 
 ``Clip`` gives its bounds as the attributes ``min``/``max`` up to opset 10 (Clip-6) and as the optional
 inputs 1 and 2 from opset 11; a missing bound is no bound (±Inf). A bound input must be a constant scalar
@@ -13,7 +13,7 @@ import math
 
 import onnx_ir as ir
 
-from fp8conv.passes.canonical import constant_array
+from fp8conv.runtime.ir_constants import constant_array
 
 __all__ = ["clip_bounds"]
 
