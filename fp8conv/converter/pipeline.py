@@ -51,6 +51,7 @@ from fp8conv.converter.saving import (
     needs_external_data,
     remove_written_model,
     save_model,
+    self_contained_proto,
     write_atomically,
 )
 from fp8conv.converter.stopwatch import Stopwatch
@@ -280,7 +281,7 @@ class SerializedModel:
     """The one serialization of a written model (:func:`write_converted`): the file's bytes and their protobuf.
 
     Attributes:
-        proto: ``ir.to_proto`` of the model.
+        proto: :func:`~fp8conv.converter.saving.self_contained_proto` of the model.
         serialized: ``proto.SerializeToString()``: the bytes written.
     """
 
@@ -321,7 +322,7 @@ def write_converted(
     result.output_path = destination
     written: SerializedModel | None = None
     if not external:
-        proto = ir.to_proto(result.model)
+        proto = self_contained_proto(result.model)
         written = SerializedModel(proto, proto.SerializeToString())
         if before_writing is not None:
             before_writing(written.serialized)
