@@ -51,6 +51,7 @@ from fp8conv.converter.saving import (
     needs_external_data,
     remove_written_model,
     save_model,
+    self_contained_proto,
     write_atomically,
 )
 from fp8conv.converter.stopwatch import Stopwatch
@@ -277,8 +278,8 @@ class SerializedModel:
     """The one serialization of a written model (:func:`write_converted`): the file's bytes.
 
     Attributes:
-        serialized: ``ir.to_proto(model).SerializeToString()``: the bytes written (the protobuf is not kept:
-            the audit reads the onnx_ir model itself).
+        serialized: ``self_contained_proto(model).SerializeToString()``: the bytes written (the protobuf
+            is not kept: the audit reads the onnx_ir model itself).
     """
 
     serialized: bytes = dataclasses.field(repr=False)
@@ -317,7 +318,7 @@ def write_converted(
     result.output_path = destination
     written: SerializedModel | None = None
     if not external:
-        written = SerializedModel(ir.to_proto(result.model).SerializeToString())
+        written = SerializedModel(self_contained_proto(result.model).SerializeToString())
         if before_writing is not None:
             before_writing(written.serialized)
     if written is not None and audit:

@@ -5,6 +5,10 @@ the old file or the new one, never a part. A model whose initializers exceed
 :data:`EXTERNAL_DATA_THRESHOLD_BYTES` (1 GiB; or any model when asked) is saved with external data: the
 ``.onnx`` and its ``<name>.data`` shards are staged in a temporary directory beside ``destination`` and
 moved in, the shards first and the ``.onnx`` last.
+
+A model saved without external data holds every tensor in the file (:func:`self_contained_proto`), those
+still read lazily from the source model's external data included: a written model never points at the
+file it was converted from.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import onnx
 import onnx_ir as ir
 
 from fp8conv.converter.files import atomic_write
@@ -24,6 +29,7 @@ __all__ = [
     "needs_external_data",
     "remove_written_model",
     "save_model",
+    "self_contained_proto",
     "write_atomically",
 ]
 
@@ -46,7 +52,7 @@ def save_model(model: ir.Model, destination: str | os.PathLike, *, external_data
     if external_data is None:
         external_data = needs_external_data(model)
     if not external_data:
-        return write_atomically(ir.to_proto(model).SerializeToString(), destination)
+        return write_atomically(self_contained_proto(model).SerializeToString(), destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     try:
@@ -66,6 +72,45 @@ def save_model(model: ir.Model, destination: str | os.PathLike, *, external_data
         return written
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def self_contained_proto(model: ir.Model) -> onnx.ModelProto:
+    """``ir.to_proto(model)`` with the data of every external tensor inline (read from its file, as it is).
+
+    A tensor still on the source model's external data serializes as a reference to that file (relative to
+    the source's directory). Inline, its ``TensorProto`` is the one an in-memory tensor of the same bytes
+    serializes to: ``raw_data`` set, no ``external_data`` entries and no ``data_location``. The model is not
+    changed.
+    """
+    external = {
+        (tensor.location, tensor.offset or 0, tensor.length): tensor
+        for graph in (model.graph, *model.graph.subgraphs())
+        for value in graph.initializers.values()
+        if isinstance(tensor := value.const_value, ir.ExternalTensor)
+    }
+    proto = ir.to_proto(model)
+    if not external:
+        return proto
+    for tensor_proto in _initializer_protos(proto.graph):
+        if tensor_proto.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        entries = {entry.key: entry.value for entry in tensor_proto.external_data}
+        length = entries.get("length")
+        key = (entries.get("location"), int(entries.get("offset") or 0), None if length is None else int(length))
+        tensor_proto.raw_data = external[key].tobytes()
+        tensor_proto.ClearField("external_data")
+        tensor_proto.ClearField("data_location")
+    return proto
+
+
+def _initializer_protos(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
+    """The initializers of ``graph`` and of its subgraphs."""
+    found = list(graph.initializer)
+    for node in graph.node:
+        for attribute in node.attribute:
+            for subgraph in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                found += _initializer_protos(subgraph)
+    return found
 
 
 def remove_written_model(destination: str | os.PathLike) -> None:

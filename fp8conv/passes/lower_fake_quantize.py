@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import ml_dtypes
 import numpy as np
@@ -87,7 +87,7 @@ from fp8conv.passes.names import NameAllocator
 from fp8conv.runtime.emulator import decode, float16_codes
 from fp8conv.runtime.formats import FORMATS, FloatFormat
 
-__all__ = ["NATIVE_MIN_OPSET", "LowerFakeQuantizePass", "uses_native_lowering"]
+__all__ = ["NATIVE_MIN_OPSET", "LowerFakeQuantizePass", "stored_weight_values", "uses_native_lowering"]
 
 logger = logging.getLogger(__name__)
 
@@ -295,24 +295,7 @@ class _Lowering:
 
     def fold_stored_weight(self, node: ir.Node) -> None:
         """Replace ``DequantizeLinear(fp8 weight, scale)`` by the float initializer it computes."""
-        codes_value, scale_value = node.inputs[0], node.inputs[1]
-        assert codes_value is not None
-        codes = constant_array(codes_value)
-        scale = constant_array(scale_value)
-        assert codes is not None
-        if scale is None:
-            raise Fp8ConvError(f"node {node.name!r}: the scale is not a constant; fp8conv needs constant FP8 scales")
-        block_size = node.attributes.get_int("block_size", 0) or None
-        axis = node.attributes.get_int("axis", 1) if (scale.size > 1 or block_size) else None
-        spec = QuantSpec(FORMATS[FP8_DATA_TYPES[codes_value.dtype]], axis=axis, block_size=block_size)
-        scale32 = _checked_scale(node, scale_value, spec, codes_value.shape)
-        if block_size:
-            assert axis is not None
-            axis %= codes.ndim
-            scale32 = np.repeat(scale32, block_size, axis=axis)[(slice(None),) * axis + (slice(0, codes.shape[axis]),)]
-        elif axis is not None:
-            scale32 = scale32.reshape((-1,) + (1,) * (codes.ndim - axis % codes.ndim - 1))
-        values = (decode(codes, spec.format) * scale32).astype(scale.dtype)
+        values = stored_weight_values(node)()
         output = node.outputs[0]
         folded = ir.Value(name=self.unique_name(f"{output.name}_folded"), const_value=ir.tensor(values))
         self.model.graph.register_initializer(folded)
@@ -442,6 +425,40 @@ class _Builder:
         node = ir.node(op_type, list(inputs), attributes or None, outputs=[output], name=name)
         self.nodes.append(node)
         return output
+
+
+def stored_weight_values(node: ir.Node) -> Callable[[], np.ndarray]:
+    """What ``DequantizeLinear(fp8 weight, scale)`` computes, as a function that computes it (checked now).
+
+    ``decode(codes) · scale`` in float32, rounded to the scale's type: the kernel's result (the product of an
+    FP8 value and a float16/bfloat16/float32 scale is exact in float32).
+
+    Raises:
+        Fp8ConvError: The scale is not a constant, or does not fit the weight.
+    """
+    codes_value, scale_value = node.inputs[0], node.inputs[1]
+    assert codes_value is not None
+    scale = constant_array(scale_value)
+    if scale is None:
+        raise Fp8ConvError(f"node {node.name!r}: the scale is not a constant; fp8conv needs constant FP8 scales")
+    block_size = node.attributes.get_int("block_size", 0) or None
+    axis = node.attributes.get_int("axis", 1) if (scale.size > 1 or block_size) else None
+    spec = QuantSpec(FORMATS[FP8_DATA_TYPES[codes_value.dtype]], axis=axis, block_size=block_size)
+    scale32 = _checked_scale(node, scale_value, spec, codes_value.shape)
+
+    def values() -> np.ndarray:
+        codes = constant_array(codes_value)
+        assert codes is not None
+        factor = scale32
+        if block_size:
+            assert axis is not None
+            at = axis % codes.ndim
+            factor = np.repeat(factor, block_size, axis=at)[(slice(None),) * at + (slice(0, codes.shape[at]),)]
+        elif axis is not None:
+            factor = factor.reshape((-1,) + (1,) * (codes.ndim - axis % codes.ndim - 1))
+        return (decode(codes, spec.format) * factor).astype(scale.dtype)
+
+    return values
 
 
 def _checked_scale(node: ir.Node, value: ir.Value | None, spec: QuantSpec, shape: ir.Shape | None) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The exact FP8 reference of a canonical model: lower its FakeQuantize nodes, then run it on onnxruntime.
 
 :class:`ReferenceRunner` lowers a copy of the model
-(:class:`~fp8conv.passes.lower_fake_quantize.LowerFakeQuantizePass`) and runs it as a
+(:class:`~fp8conv.passes.fold_weights.FoldWeightQuantizationPass` folds the quantizers of constant
+weights, :class:`~fp8conv.passes.lower_fake_quantize.LowerFakeQuantizePass` the rest) and runs it as a
 :class:`~fp8conv.runtime.reference.ReferenceSession`, whose module docstring gives the session settings and
 the evidence that the result is exact.
 """
@@ -12,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import onnx_ir as ir
 
+from fp8conv.passes.fold_weights import FoldWeightQuantizationPass
 from fp8conv.passes.lower_fake_quantize import LowerFakeQuantizePass
 from fp8conv.runtime.reference import ReferenceSession
 
@@ -45,9 +47,11 @@ class ReferenceRunner(ReferenceSession):
         intra_op_threads: int = 0,
     ) -> None:
         self._native_qdq = native_qdq
+        self._retain = tuple(capture)
         super().__init__(model, capture=capture, capture_grid=capture_grid, intra_op_threads=intra_op_threads)
 
     def _lower(self, model: ir.Model, grid: Sequence[str]) -> Mapping[str, str]:
+        FoldWeightQuantizationPass(keep=grid, retain=self._retain)(model)
         lowering = LowerFakeQuantizePass(native=self._native_qdq, grid=grid)
         lowering(model)
         return lowering.grid_outputs

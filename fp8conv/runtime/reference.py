@@ -57,6 +57,7 @@ rounding order only: quantization points stay exact either way.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -119,6 +120,7 @@ class ReferenceSession:
         self._grid_tensors = {grid_outputs[name]: name for name in sorted(self.grid_outputs)}
         plain = [name for name in capture_grid if name not in self.grid_outputs]
         self._constants = _add_captures(lowered, [*self._grid_tensors, *capture, *plain])
+        self._data_dir = _spill_to_disk(lowered)
         self.model = lowered
         """The lowered model that runs, captured tensors included among its outputs."""
         self._session = create_session(
@@ -233,6 +235,39 @@ def check_feed(info: TensorInfo, array: object) -> None:
             raise Fp8ConvError(
                 f"input {info.name!r}: dimension {axis} is {have}, the model wants {want} (shape {list(info.shape)})"
             )
+
+
+SPILL_THRESHOLD_BYTES = 64 << 20
+"""A lowered model holding more bytes of tensors in memory (or computed when read) is run from a file."""
+
+
+def _spill_to_disk(model: ir.Model) -> tempfile.TemporaryDirectory | None:
+    """Write the tensors of 1 KiB and more to a temporary data file when those in memory exceed the threshold.
+
+    The tensors are then ``ExternalTensor``s of that file (the source's external data is copied into it, so
+    that onnxruntime finds every tensor in one directory), written one at a time (lazy ones computed then),
+    4 KiB-aligned so that onnxruntime maps them instead of copying them into its own memory. The directory
+    lives as long as the returned object (the session's).
+    """
+    in_memory = sum(
+        value.const_value.nbytes
+        for graph in model.graphs()
+        for value in graph.initializers.values()
+        if value.const_value is not None and not isinstance(value.const_value, ir.ExternalTensor)
+    )
+    if in_memory <= SPILL_THRESHOLD_BYTES:
+        return None
+    directory = tempfile.TemporaryDirectory(prefix="fp8conv-reference-")
+    ir.external_data.unload_from_model(
+        model,
+        directory.name,
+        "reference.onnx.data",
+        size_threshold_bytes=1024,
+        max_in_flight_bytes=64 << 20,
+        alignment=4096,
+    )
+    logger.info("reference: %d MB of tensors in memory written to %s", in_memory >> 20, directory.name)
+    return directory
 
 
 def _add_captures(model: ir.Model, capture: Sequence[str]) -> dict[str, np.ndarray]:
