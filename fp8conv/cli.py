@@ -361,6 +361,11 @@ def _random_settings(settings: options.Settings) -> dict[str, Any]:
     return {name: settings[name] for name in ("seed", "val_range", "input_shapes")}
 
 
+def _reference_settings(settings: options.Settings) -> dict[str, Any]:
+    """``save_outputs``, ``load_outputs`` and ``providers``: golden outputs and the candidate's providers."""
+    return {name: settings[name] for name in ("save_outputs", "load_outputs", "providers")}
+
+
 def _required(settings: options.Settings, name: str) -> Path:
     value = settings[name]
     if value is None:
@@ -438,6 +443,7 @@ def convert_command(**values: Any) -> None:
     from fp8conv.converter.pipeline import default_output_path
     from fp8conv.options import Target
     from fp8conv.verification.convert_and_verify import convert_and_verify
+    from fp8conv.verification.golden import golden_paths
     from fp8conv.verification.preflight import check_before_writing
 
     settings = _settings("convert", values)
@@ -447,7 +453,9 @@ def convert_command(**values: Any) -> None:
     verify = bool(settings["verify"])
     _warn_unless_onnx_suffix(settings["output"])  # type: ignore[arg-type]
     destination = settings["output"] or default_output_path(model, Target(settings["to"]))
-    check_before_writing(None, output=destination, report_dir=report_dir)  # the rest: convert_and_verify
+    golden_output = settings["save_outputs"] if verify else None
+    golden_paths(golden_output, None).refuse_overwriting({"output": destination})  # the default output too
+    check_before_writing(None, output=destination, report_dir=report_dir, golden_output=golden_output)  # type: ignore[arg-type]
     conversion = settings.conversion_options()
     conversion.pop("to", None)
     outcome = convert_and_verify(
@@ -458,6 +466,7 @@ def convert_command(**values: Any) -> None:
         verify_data=settings["verify_data"],
         random_inputs=settings["random_inputs"],  # type: ignore[arg-type]
         **_random_settings(settings),
+        **_reference_settings(settings),
         verify=verify,
         skip_reason="--no-verify was given",
         gates=gates,
@@ -600,6 +609,7 @@ def verify_command(**values: Any) -> None:
         random_inputs=random_inputs,  # type: ignore[arg-type]
         random=_random_settings(settings),
         gates=gates,
+        golden_output=settings["save_outputs"],  # type: ignore[arg-type]
     )
     result = verify(
         parsed if parsed is not None else reference,
@@ -610,6 +620,7 @@ def verify_command(**values: Any) -> None:
         per_layer=bool(settings["per_layer"]),
         random_inputs=random_inputs,  # type: ignore[arg-type]
         **_random_settings(settings),
+        **_reference_settings(settings),
         batch_size=settings["batch_size"],  # type: ignore[arg-type]
         progress=not _quiet(),
     )

@@ -52,6 +52,7 @@ from fp8conv.options.settings import (
     command_line_layer,
     file_layer,
     keyword_settings,
+    same_path_as,
 )
 from fp8conv.options.table import default_text, markdown_table
 
@@ -81,4 +82,5 @@ __all__ = [
     "keyword_settings",
     "markdown_table",
     "option",
+    "same_path_as",
 ]

@@ -99,6 +99,7 @@ class Kind(str, enum.Enum):
     GATES = "gates"  # a table of gates (config file ``gates:``, Python ``gates=``)
     VALUE_RANGE = "value_range"  # [NAME:]LOW,HIGH specs of random inputs
     SHAPES = "shapes"  # NAME:D0xD1x... (or NAME:[d0,d1]) specs of random inputs
+    NAMES = "names"  # P1,P2: comma-separated names (a list in a file or in Python)
 
 
 COMMANDS = ("convert", "verify")
@@ -229,6 +230,7 @@ class Option:
             Kind.GATES: "a table of gates",
             Kind.VALUE_RANGE: "LOW,HIGH or NAME:LOW,HIGH (LOW <= HIGH, finite), or a list of them",
             Kind.SHAPES: "NAME:D0xD1x... or NAME:[D0,D1,...] (positive integers), or a list of them",
+            Kind.NAMES: "comma-separated names (NAME1,NAME2) or a list of names",
         }[self.kind]
 
 
@@ -413,6 +415,20 @@ def _check_shapes(option: Option, value: object, label: str) -> object:
     return tuple(shapes)
 
 
+def _check_names(option: Option, value: object, label: str) -> object:
+    """``(name, ...)`` from ``"A,B"`` or ``["A", "B"]``: no empty name, none twice."""
+    parts = value.split(",") if isinstance(value, str) else value
+    if not isinstance(parts, (list, tuple)) or not parts or not all(isinstance(part, str) for part in parts):
+        raise _bad(option, value, label)
+    names = tuple(part.strip() for part in parts)
+    if not all(names):
+        raise _bad(option, value, label)
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise Fp8ConvError(f"{label} names {twice[0]} twice, got {value!r}")
+    return names
+
+
 _CHECKS: Mapping[Kind, Callable[[Option, object, str], object]] = {
     Kind.PATH: _check_path,
     Kind.DATA: _check_data,
@@ -425,6 +441,7 @@ _CHECKS: Mapping[Kind, Callable[[Option, object, str], object]] = {
     Kind.GATES: _check_gates,
     Kind.VALUE_RANGE: _check_value_range,
     Kind.SHAPES: _check_shapes,
+    Kind.NAMES: _check_names,
 }
 
 _GATE_HELP = "Global, or per output as OUTPUT:VALUE (repeatable); 'off' disables."
@@ -697,6 +714,37 @@ OPTIONS: tuple[Option, ...] = (
         default=(),
         metavar="NAME:SHAPE",
         default_text="the model's shapes (only the batch axis may be dynamic)",
+    ),
+    _verification(
+        "save_outputs",
+        Kind.PATH,
+        "Write the FP8 reference's graph outputs over the verification samples, and the intermediate tensors the "
+        "per-layer comparison uses (unless --no-per-layer), to PATH.npz with the SHA-256 of the reference model and "
+        "of the inputs: golden outputs that --load-outputs compares later candidates against without running the "
+        "reference again. Written atomically, also when a gate fails.",
+        metavar="PATH.npz",
+        default_text="none",
+    ),
+    _verification(
+        "load_outputs",
+        Kind.PATH,
+        "Compare the candidate with the reference outputs --save-outputs stored in PATH.npz instead of running the "
+        "FP8 reference. The reference model is still read (for its SHA-256, its output names and the tensors to "
+        "match): a file made for another reference model, other inputs (the --random-inputs of the same seed, "
+        "range and shapes are the same inputs), another sample count, or lacking tensors the per-layer comparison "
+        "needs (then give --no-per-layer) is an error.",
+        metavar="PATH.npz",
+        default_text="none (the reference runs)",
+    ),
+    _verification(
+        "providers",
+        Kind.NAMES,
+        "onnxruntime execution providers the candidate's verification runs (deployed and unfused) use, in "
+        "priority order: P1,P2 (a list in a file); each must be one of onnxruntime.get_available_providers(). "
+        "The FP8 reference, the integer-kernel audit and its gate stay on CPUExecutionProvider: the fusion rules "
+        "they check are the CPU provider's.",
+        metavar="P1,P2",
+        default_text="`CPUExecutionProvider`",
     ),
     _verification(
         "per_layer",

@@ -26,7 +26,17 @@ from fp8conv.options.schema import (
     for_function,
 )
 
-__all__ = ["RULES", "Layer", "Rule", "Setting", "Settings", "command_line_layer", "file_layer", "keyword_settings"]
+__all__ = [
+    "RULES",
+    "Layer",
+    "Rule",
+    "Setting",
+    "Settings",
+    "command_line_layer",
+    "file_layer",
+    "keyword_settings",
+    "same_path_as",
+]
 
 logger = logging.getLogger("fp8conv.options")
 
@@ -413,6 +423,38 @@ def _excludes(other: str) -> Callable[[Settings], str | None]:
     return why
 
 
+def _save_and_load(settings: Settings) -> str | None:
+    if not settings.given("load_outputs"):
+        return None
+    return (
+        f"and {settings.spell('load_outputs')} exclude each other: the reference either runs (and its outputs are "
+        "saved) or is loaded"
+    )
+
+
+_INPUTS_AND_OUTPUTS = ("model", "reference", "candidate", "data", "verify_data", "output", "config", "report")
+"""The paths an option may not write over."""
+
+
+def same_path_as(path: object, others: Mapping[str, object]) -> str | None:
+    """The first key of ``others`` whose value is the same file as ``path`` (paths only; None when none is)."""
+    if not isinstance(path, (str, Path)):
+        return None
+    mine = Path(path).resolve()
+    for name, other in others.items():
+        if isinstance(other, (str, Path)) and Path(other).resolve() == mine:
+            return name
+    return None
+
+
+def _save_over_an_input(settings: Settings) -> str | None:
+    clash = same_path_as(settings["save_outputs"], {name: settings[name] for name in _INPUTS_AND_OUTPUTS})
+    if clash is None:
+        return None
+    what = BY_NAME[clash].flag if BY_NAME[clash].positional else settings.spell(clash)
+    return f"{settings['save_outputs']} is the path of {what}: the golden outputs would overwrite it"
+
+
 RULES: tuple[Rule, ...] = (
     Rule("auto_int16", ("data",), _needs_data("the INT8 SQNR of each activation is measured on it")),
     Rule("auto_int16", ("to",), _int16_target("auto_int16")),
@@ -435,6 +477,9 @@ RULES: tuple[Rule, ...] = (
             *_RANDOM_OPTIONS,
             "per_layer",
             "optimization_level",
+            "save_outputs",
+            "load_outputs",
+            "providers",
             *ACCURACY_GATES,
         )
     ),
@@ -442,5 +487,7 @@ RULES: tuple[Rule, ...] = (
     Rule("gates", ("verify",), _gates_table, ("convert", "convert_and_verify"), _kernel_gate_only),
     Rule("random_inputs", ("verify_data",), _excludes("verify_data"), ("convert", "convert_and_verify")),
     Rule("random_inputs", ("data",), _excludes("data"), ("verify",)),
+    Rule("save_outputs", ("load_outputs",), _save_and_load),
+    Rule("save_outputs", _INPUTS_AND_OUTPUTS, _save_over_an_input),
 )
 """Every refusal of an option given with others; :meth:`Settings.check` applies them in this order."""

@@ -53,6 +53,7 @@ def _value_text(option: Option) -> str:
         Kind.GATES: "table",
         Kind.VALUE_RANGE: "`[NAME:]LOW,HIGH`, repeatable (a list in a file)",
         Kind.SHAPES: "`NAME:D0xD1x...`, repeatable (a list in a file)",
+        Kind.NAMES: "`NAME1,NAME2` (a list in a file)",
     }[option.kind]
 
 

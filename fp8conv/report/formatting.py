@@ -18,6 +18,7 @@ __all__ = [
     "layer_summary",
     "num",
     "pct",
+    "reference_notes",
     "shorten",
     "verdict",
     "worst_layers",
@@ -76,6 +77,42 @@ def display_path(report: Mapping[str, Any], role: str, path: Any) -> str:
     files = (report.get("provenance") or {}).get("files") or {}
     entry = files.get(role)
     return entry["path"] if entry else basename(path)
+
+
+def reference_notes(report: Mapping[str, Any], code: str = "") -> list[str]:
+    """Where the reference's results came from and where the candidate ran, when not the defaults (0-2 lines).
+
+    ``code`` wraps a path (a backtick for Markdown).
+    """
+    return [line for line in (_golden_summary(report, code), _providers_summary(report)) if line]
+
+
+def _golden_summary(report: Mapping[str, Any], code: str = "") -> str | None:
+    """``reference outputs loaded from PATH (sha256 …, 360 samples): the FP8 reference was not run`` or None.
+
+    ``code`` wraps the path (a backtick for Markdown).
+    """
+    golden = (report.get("provenance") or {}).get("golden_outputs")
+    if not golden:
+        return None
+    path = f"{code}{display_path(report, 'golden_outputs', golden['path'])}{code}"
+    digest = f"sha256 {golden['sha256'][:16]}…, " if golden.get("sha256") else ""
+    facts = f"({digest}{golden['samples']} samples, {len(golden['outputs'])} outputs, {golden['tensors']} tensors)"
+    if golden["mode"] == "loaded":
+        return f"reference outputs loaded from {path} {facts}: the FP8 reference was not run"
+    return f"reference outputs saved to {path} {facts} for --load-outputs"
+
+
+def _providers_summary(report: Mapping[str, Any]) -> str | None:
+    """``candidate on CUDAExecutionProvider, CPUExecutionProvider (...)`` when not only the CPU provider, else None."""
+    providers = (report.get("provenance") or {}).get("execution_providers")
+    if not providers or providers["candidate"] == ["CPUExecutionProvider"]:
+        return None
+    asked, session = ", ".join(providers["candidate"]), ", ".join(providers["candidate_session"])
+    return (
+        f"candidate runs on {asked} (session: {session}); the FP8 reference and the integer-kernel audit on "
+        "CPUExecutionProvider"
+    )
 
 
 def verdict(report: Mapping[str, Any]) -> tuple[str, str]:

@@ -21,6 +21,7 @@ from fp8conv.report.formatting import (
     layer_summary,
     num,
     pct,
+    reference_notes,
     verdict,
     worst_layers,
 )
@@ -70,6 +71,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"(optimization level `{candidate['optimization_level']}`), {data['samples']}{random} samples from "
             f"{source}{calibration}{labels}."
         )
+        lines += [f"{line[0].upper()}{line[1:]}." for line in reference_notes(report, "`")]
         lines.append("")
     failed = [gate for gate in report["gates"] if not gate["passed"]]
     if failed:

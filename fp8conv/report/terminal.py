@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fp8conv.report.formatting import db, kernel_summary, layer_summary, num, pct, verdict
+from fp8conv.report.formatting import db, kernel_summary, layer_summary, num, pct, reference_notes, verdict
 
 __all__ = ["failed_gate_lines", "render_terminal"]
 
@@ -51,6 +51,7 @@ def render_terminal(report: Mapping[str, Any]) -> str:
     if report["layers"]:
         lines.append(f"  {layer_summary(report)}")
     lines.append(f"  kernels: {kernel_summary(report['kernels'])}")
+    lines += [f"  {line}" for line in reference_notes(report)]
     lines += failed_gate_lines(report)
     lines += [f"  warning: {warning}" for warning in report["warnings"]]
     return "\n".join(lines)

@@ -2,7 +2,8 @@
 
 Thin helpers shared by the reference runner, verification and the kernel audit: every session fp8conv
 opens is built here, from an onnx_ir model's serialized bytes (models up to protobuf's 2 GB limit) or a
-file, always on the CPU execution provider, logging at fp8conv's own verbosity, with an explicit graph
+file, on the CPU execution provider unless a caller names others (verification's candidate runs, with
+``--providers``; :func:`check_providers` checks the names), logging at fp8conv's own verbosity, with an explicit graph
 optimization level, optional ``disabled_optimizers`` (names of graph transformers and
 rewrite rules, passed to ``InferenceSession``) and session config entries
 (``SessionOptions.add_session_config_entry``).
@@ -25,6 +26,7 @@ __all__ = [
     "CPU_PROVIDER",
     "OPTIMIZATION_LEVELS",
     "TensorInfo",
+    "check_providers",
     "create_session",
     "external_data_folder",
     "graph_optimization_level",
@@ -148,6 +150,24 @@ def external_data_folder(model: ir.Model) -> str | None:
     return folders.pop() if len(folders) == 1 else None
 
 
+def check_providers(names: Iterable[str] | None) -> tuple[str, ...]:
+    """The execution providers ``names`` asks for, each available in this onnxruntime (None: the CPU provider).
+
+    Raises:
+        Fp8ConvError: A name that is not among ``onnxruntime.get_available_providers()`` (unknown, or not in
+            this build), one line listing those.
+    """
+    wanted = tuple(names) if names is not None else (CPU_PROVIDER,)
+    available = ort.get_available_providers()
+    missing = [name for name in wanted if name not in available]
+    if missing:
+        known = "unknown to onnxruntime" if missing[0] not in ort.get_all_providers() else "not available here"
+        raise Fp8ConvError(
+            f"--providers: {missing[0]} is {known}; onnxruntime {ort.__version__} has {', '.join(available)}"
+        )
+    return wanted
+
+
 def create_session(
     model: ir.Model | bytes | str | os.PathLike,
     *,
@@ -157,8 +177,9 @@ def create_session(
     intra_op_threads: int = 0,
     optimized_model_path: str | os.PathLike | None = None,
     external_data_dir: str | os.PathLike | None = None,
+    providers: Iterable[str] = (CPU_PROVIDER,),
 ) -> ort.InferenceSession:
-    """Create a CPU ``InferenceSession``: the one place fp8conv opens onnxruntime sessions.
+    """Create an ``InferenceSession`` (CPU by default): the one place fp8conv opens onnxruntime sessions.
 
     The session logs at :func:`ort_log_severity`.
 
@@ -174,6 +195,8 @@ def create_session(
         optimized_model_path: Where onnxruntime writes the optimized graph, if anywhere.
         external_data_dir: The directory the external data of a model given as bytes is in (a file's
             external data is found beside the file, an onnx_ir model's where it was loaded from).
+        providers: Execution providers in priority order (checked by :func:`check_providers`; onnxruntime
+            runs on the CPU provider what the others do not take).
 
     Returns:
         The session.
@@ -182,6 +205,7 @@ def create_session(
         Fp8ConvError: onnxruntime rejects the model; the message is onnxruntime's first line.
     """
     disabled = sorted(disabled_optimizers)
+    providers = list(providers)
     options = ort.SessionOptions()
     options.graph_optimization_level = optimization_level
     options.intra_op_num_threads = intra_op_threads
@@ -201,11 +225,13 @@ def create_session(
     else:
         source = model if isinstance(model, bytes) else os.fspath(model)
     try:
-        session = ort.InferenceSession(source, options, providers=[CPU_PROVIDER], disabled_optimizers=disabled)
+        session = ort.InferenceSession(source, options, providers=providers, disabled_optimizers=disabled)
     except Exception as error:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise Fp8ConvError(f"onnxruntime cannot load the model: {first_line}") from error
-    logger.debug("session: level %s, disabled %s, config %s", optimization_level, disabled, config)
+    logger.debug(
+        "session: level %s, disabled %s, config %s, providers %s", optimization_level, disabled, config, providers
+    )
     return session
 
 

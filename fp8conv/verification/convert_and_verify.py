@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,9 @@ from fp8conv.converter.loading import ModelInput, ParsedModel, load, parse_model
 from fp8conv.converter.pipeline import ConversionResult, SerializedModel, default_output_path
 from fp8conv.errors import Fp8ConvError, InternalError, ModelLoadError
 from fp8conv.runtime.audit import KernelAudit, audit_integer_kernels
+from fp8conv.runtime.ort_backend import check_providers
 from fp8conv.verification.gates import Gates
+from fp8conv.verification.golden import golden_paths
 from fp8conv.verification.inputs import DataInput
 from fp8conv.verification.preflight import check_before_writing
 from fp8conv.verification.result import VerificationResult
@@ -99,6 +101,9 @@ def convert_and_verify(
     seed: int = 0,
     val_range: object = (),
     input_shapes: object = (),
+    save_outputs: str | os.PathLike | None = None,
+    load_outputs: str | os.PathLike | None = None,
+    providers: str | Sequence[str] | None = None,
     verify: bool = True,
     skip_reason: str = "verification was not asked for (verify=False)",
     gates: Gates | Mapping[str, Any] | None = None,
@@ -133,6 +138,12 @@ def convert_and_verify(
         seed: Seed of the random inputs (only with ``random_inputs``).
         val_range: ``[NAME:]LOW,HIGH`` specs (or a ``(low, high)`` pair): the range of the random inputs.
         input_shapes: ``NAME:D0xD1x...`` specs: the shapes of random inputs with dynamic dimensions.
+        save_outputs: Write the FP8 reference's outputs over the verification samples (and the tensors the
+            per-layer comparison uses) to this ``.npz``: golden outputs (:mod:`~fp8conv.verification.golden`).
+        load_outputs: Compare against such a file instead of running the FP8 reference (checked against the
+            model before converting, against the inputs before verifying).
+        providers: onnxruntime execution providers of the candidate's verification runs (``"A,B"`` or a list;
+            default the CPU provider); the reference and the integer-kernel audit stay on the CPU provider.
         verify: Verify at all (False: convert, write and audit only; the integer-kernel gate still applies).
         skip_reason: The reason recorded when ``verify`` is False.
         gates: Thresholds (:class:`~fp8conv.Gates` or a mapping in config-file form); None for the defaults.
@@ -164,6 +175,9 @@ def convert_and_verify(
         "seed": seed,
         "val_range": val_range,
         "input_shapes": input_shapes,
+        "save_outputs": save_outputs,
+        "load_outputs": load_outputs,
+        "providers": providers,
         "verify": verify,
         "gates": gates,
         "optimization_level": level,
@@ -171,7 +185,7 @@ def convert_and_verify(
         "audit": audit,
         "external_data": external_data,
     }
-    config, _ = checked_call("convert_and_verify", {**keywords, **options}, config)
+    config, settings = checked_call("convert_and_verify", {**keywords, **options}, config)
     gates = Gates.coerce(gates)
     source = Path(model) if isinstance(model, (str, os.PathLike)) else None
     target = config.target
@@ -190,6 +204,10 @@ def convert_and_verify(
         reason = None
 
     random = {"seed": seed, "val_range": val_range, "input_shapes": input_shapes}
+    golden = golden_paths(settings["save_outputs"], settings["load_outputs"])
+    golden.refuse_overwriting({"model": source, "output": destination})
+    if verify:
+        check_providers(settings["providers"])  # type: ignore[arg-type]
     started = time.perf_counter()
     parsed, unreadable = _parse(model)
     loading = time.perf_counter() - started
@@ -200,6 +218,7 @@ def convert_and_verify(
         random_inputs=random_inputs if verify else None,
         random=random,
         gates=gates if verify else None,
+        golden_output=golden.save,
     )
     if source is not None and destination.resolve() == source.resolve():
         raise Fp8ConvError(f"{destination}: the output would overwrite the input model")
@@ -211,6 +230,8 @@ def convert_and_verify(
     started = time.perf_counter()
     loaded = load(parsed)
     loading += time.perf_counter() - started
+    if reason is None:
+        golden.check_reference(loaded)  # a file of another model is refused before converting
     if data is not None and not isinstance(data, (str, os.PathLike)):  # arrays or a reader: read once, used twice
         data = pipeline.open_calibration_samples(data, loaded.model, loaded.constant_inputs)
         if verify_data is None and random_inputs is None:
@@ -239,6 +260,9 @@ def convert_and_verify(
             per_layer=per_layer,
             random_inputs=random_inputs,
             **random,
+            save_outputs=golden.save,
+            load_outputs=golden.load,
+            providers=settings["providers"],  # type: ignore[arg-type]
             conversion=result,
             progress=progress,
         )

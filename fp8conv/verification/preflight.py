@@ -3,8 +3,8 @@
 The CLI calls these before converting (``fp8conv MODEL --to …``) or verifying (``fp8conv verify``). What
 they check, and what is left to the steps that follow (which also run before anything is written):
 
-* **output paths**: the model file and the report directory can be created (no file where a directory
-  must go, a writable directory);
+* **output paths**: the model file, the report directory and the golden-outputs file can be created (no
+  file where a directory must go, a writable directory);
 * **verification data** (``--verify-data``, or ``--data`` when it is verified on): present for every model
   input, labels as many as the samples, and the first samples of the dtype and shape the model wants
   (every sample is checked again when it is run); random inputs (``--random-inputs``) can be generated;
@@ -182,6 +182,7 @@ def check_before_writing(
     random_inputs: int | None = None,
     random: Mapping[str, Any] | None = None,
     gates: Gates | None = None,
+    golden_output: Path | None = None,
 ) -> None:
     """Every check of this module that applies (see the module docstring), in the order a user fixes them.
 
@@ -195,6 +196,7 @@ def check_before_writing(
         random: ``seed``, ``val_range`` and ``input_shapes`` of the random inputs
             (:func:`~fp8conv.verification.inputs.random_options`).
         gates: The gates verification will check, if any.
+        golden_output: The golden-outputs file (``--save-outputs``) to be written, if any.
 
     Raises:
         Fp8ConvError: The first problem found.
@@ -203,6 +205,8 @@ def check_before_writing(
         check_writable(output, directory=False, what="model")
     if report_dir is not None:
         check_writable(report_dir, directory=True, what="reports")
+    if golden_output is not None:
+        check_writable(golden_output, directory=False, what="golden outputs")
     interface = model_interface(model) if model is not None else None
     if interface is None:
         return

@@ -29,7 +29,7 @@ __all__ = [
     "json_safe",
 ]
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 """Version of the report.json schema (major bumps break readers; minor ones add keys)."""
 
 
@@ -235,7 +235,11 @@ class VerificationResult:
             ``random`` or ``unknown``, ``path``, ``warning``); None when nothing was verified.
         provenance: Versions, CPU, UTC time, command line and file digests
             (:func:`~fp8conv.verification.provenance.collect_provenance`); collected at construction
-            when not given.
+            when not given, with ``golden_outputs`` and ``execution_providers`` added to it.
+        golden_outputs: What was done with golden outputs (:meth:`~fp8conv.verification.golden.GoldenOutputs.finish`:
+            ``mode`` ``saved`` or ``loaded``, ``path``, ...); None when the reference ran without them.
+        execution_providers: The onnxruntime execution providers of the candidate's runs, the reference's and
+            the audit's; None when nothing was verified.
     """
 
     verified: bool
@@ -254,10 +258,17 @@ class VerificationResult:
     seconds: float = 0.0
     verification_data: dict[str, Any] | None = None
     provenance: dict[str, Any] | None = None
+    golden_outputs: dict[str, Any] | None = None
+    execution_providers: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.provenance is None:
             self.provenance = collect_provenance(self._files())
+            if self.golden_outputs is not None:
+                digest = (self.provenance["files"].get("golden_outputs") or {}).get("sha256")
+                self.provenance["golden_outputs"] = {**self.golden_outputs, "sha256": digest}
+            if self.execution_providers is not None:
+                self.provenance["execution_providers"] = dict(self.execution_providers)
 
     def _files(self) -> dict[str, str | None]:
         """The files the report is about, by role: reference, candidate, data and calibration data."""
@@ -270,6 +281,8 @@ class VerificationResult:
         }
         if calibration and calibration != files["data"]:
             files["calibration_data"] = calibration
+        if self.golden_outputs is not None:
+            files["golden_outputs"] = self.golden_outputs.get("path")
         return files
 
     @property

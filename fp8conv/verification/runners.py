@@ -5,10 +5,15 @@ A :class:`Runner` has a name, the names of the inputs it needs and of the arrays
 
 * :class:`Fp8ReferenceRunner`: the reference in canonical form with exact FP8 numerics at every quantization
   point (:class:`~fp8conv.passes.reference_runner.ReferenceRunner`), intermediate tensors captured;
-* :func:`deployed_runner`: the candidate on onnxruntime's CPU provider at the deployment optimization level,
-  graph outputs only (captures would keep onnxruntime from fusing what deployment fuses);
+* :func:`deployed_runner`: the candidate on onnxruntime at the deployment optimization level (the CPU
+  provider unless ``--providers`` names others), graph outputs only (captures would keep onnxruntime from
+  fusing what deployment fuses);
 * :func:`unfused_runner`: the candidate at ``ORT_DISABLE_ALL``, every Q/DQ executed as written, with the same
-  intermediate tensors captured.
+  intermediate tensors captured (on the same providers).
+
+Golden outputs (:mod:`fp8conv.verification.golden`) take the reference's place: :class:`RecordingRunner` keeps
+what the reference returns, batch by batch, for ``--save-outputs``; :class:`LoadedOutputsRunner` serves the
+arrays ``--load-outputs`` read, batch by batch in sample order, instead of running the reference.
 
 The candidate is a :class:`Candidate`: its graph (to match tensors by name) and the bytes onnxruntime loads.
 :func:`read_candidate` makes one of a file or an in-memory model, parsing a file once;
@@ -39,6 +44,7 @@ from fp8conv.passes.node_names import UniqueNodeNamesPass
 from fp8conv.passes.reference_runner import ReferenceRunner
 from fp8conv.runtime.audit import KernelAudit, audit_integer_kernels
 from fp8conv.runtime.ort_backend import (
+    CPU_PROVIDER,
     TensorInfo,
     create_session,
     graph_optimization_level,
@@ -49,7 +55,9 @@ from fp8conv.runtime.ort_backend import (
 __all__ = [
     "Candidate",
     "Fp8ReferenceRunner",
+    "LoadedOutputsRunner",
     "OrtRunner",
+    "RecordingRunner",
     "Runner",
     "deployed_runner",
     "named_as_read",
@@ -108,8 +116,120 @@ class Fp8ReferenceRunner(ReferenceRunner):
         super().__init__(model, capture=capture)
 
 
+class RecordingRunner:
+    """Another runner, whose results are kept: every array of every batch, in order (for ``--save-outputs``).
+
+    Args:
+        runner: The runner that computes (the FP8 reference).
+    """
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.name = runner.name
+        self.batches: dict[str, list[np.ndarray]] = {name: [] for name in runner.output_names}
+        """Every batch's array, by name, in the order of the runs."""
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The recorded runner's."""
+        return self.runner.input_names
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The recorded runner's."""
+        return self.runner.output_names
+
+    @property
+    def static_batch_size(self) -> int | None:
+        """The recorded runner's."""
+        return self.runner.static_batch_size
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The recorded runner's result, kept (copies: an array may be a view of a feed or a constant).
+
+        Raises:
+            Fp8ConvError: An array whose first axis is not the batch's samples (it cannot be stored by sample).
+        """
+        count = len(next(iter(feeds.values())))
+        arrays = self.runner.run(feeds)
+        for name in self.output_names:
+            array = np.asarray(arrays[name])
+            if array.ndim == 0 or array.shape[0] != count:
+                raise Fp8ConvError(
+                    f"--save-outputs: the reference's {name!r} has shape {list(array.shape)} for a batch of {count} "
+                    "samples; golden outputs are stored sample by sample (first axis)"
+                )
+            self.batches[name].append(np.array(array, copy=True))
+        return arrays
+
+    def recorded(self) -> dict[str, np.ndarray]:
+        """``{name: the batches concatenated along the sample axis}`` (empty arrays when nothing ran)."""
+        return {name: np.concatenate(parts) if parts else np.empty((0,)) for name, parts in self.batches.items()}
+
+
+class LoadedOutputsRunner:
+    """Stored reference arrays served in sample order instead of running the reference (``--load-outputs``).
+
+    Each :meth:`run` returns the next ``len(batch)`` samples of every array: the batches must come in the
+    order the arrays were saved in (the samples of the same inputs, which the inputs' SHA-256 checks).
+
+    Args:
+        arrays: ``{name: array}``, the samples along the first axis.
+        input_names: The reference's inputs (what verification feeds).
+        static_batch_size: The reference's static batch size, if any.
+        source: How messages name the file.
+    """
+
+    name = "FP8 reference (loaded)"
+
+    def __init__(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        input_names: Sequence[str],
+        static_batch_size: int | None,
+        source: str,
+    ) -> None:
+        self._arrays = dict(arrays)
+        self._inputs = tuple(input_names)
+        self._static = static_batch_size
+        self._source = source
+        self.served = 0
+        """Samples served so far."""
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The reference's inputs."""
+        return self._inputs
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The stored arrays' names."""
+        return tuple(self._arrays)
+
+    @property
+    def static_batch_size(self) -> int | None:
+        """The reference's static batch size."""
+        return self._static
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The stored arrays of the next ``len(batch)`` samples.
+
+        Raises:
+            Fp8ConvError: More samples asked for than were stored.
+        """
+        count = len(next(iter(feeds.values())))
+        start, stop = self.served, self.served + count
+        out = {}
+        for name, array in self._arrays.items():
+            if len(array) < stop:
+                raise Fp8ConvError(f"{self._source}: holds {len(array)} samples of {name!r}, verification needs more")
+            out[name] = array[start:stop]
+        self.served = stop
+        return out
+
+
 class OrtRunner:
-    """A model on an onnxruntime CPU session, returning the outputs it fetches.
+    """A model on an onnxruntime session, returning the outputs it fetches.
 
     Args:
         name: What runs (for messages).
@@ -262,21 +382,38 @@ def with_graph_outputs(serialized: bytes, values: Sequence[ir.Value]) -> bytes:
     return serialized + extra.SerializeToString()
 
 
-def deployed_runner(candidate: Candidate, optimization_level: str) -> OrtRunner:
+def deployed_runner(
+    candidate: Candidate, optimization_level: str, providers: Sequence[str] = (CPU_PROVIDER,)
+) -> OrtRunner:
     """The candidate at the deployment level (``all``, ``layout``, ``extended``, ``basic`` or ``disable``).
+
+    Args:
+        candidate: The candidate.
+        optimization_level: The deployment level.
+        providers: onnxruntime execution providers, in priority order (checked by the caller).
 
     Raises:
         Fp8ConvError: onnxruntime rejects the model.
     """
     level = graph_optimization_level(optimization_level)
     session = create_session(
-        candidate.serialized, optimization_level=level, external_data_dir=candidate.external_data_dir
+        candidate.serialized,
+        optimization_level=level,
+        external_data_dir=candidate.external_data_dir,
+        providers=providers,
     )
     return OrtRunner("deployed candidate", session)
 
 
-def unfused_runner(candidate: Candidate, capture: Sequence[str] = ()) -> OrtRunner:
+def unfused_runner(
+    candidate: Candidate, capture: Sequence[str] = (), providers: Sequence[str] = (CPU_PROVIDER,)
+) -> OrtRunner:
     """The candidate at ``ORT_DISABLE_ALL`` with ``capture`` (node outputs of its main graph) among its outputs.
+
+    Args:
+        candidate: The candidate.
+        capture: Node outputs of its main graph to return too.
+        providers: onnxruntime execution providers, in priority order (checked by the caller).
 
     Raises:
         Fp8ConvError: onnxruntime rejects the model.
@@ -289,5 +426,6 @@ def unfused_runner(candidate: Candidate, capture: Sequence[str] = ()) -> OrtRunn
         with_graph_outputs(candidate.serialized, extra),
         optimization_level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         external_data_dir=candidate.external_data_dir,
+        providers=providers,
     )
     return OrtRunner("unfused candidate", session)

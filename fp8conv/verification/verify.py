@@ -6,13 +6,16 @@ Three executions run batch by batch over the same inputs:
   :class:`~fp8conv.verification.runners.Fp8ReferenceRunner` — exact FP8 numerics at every FP8 quantization
   point; for a model without FP8 points (float or integer QDQ) it is plain onnxruntime with its
   quantization-sensitive rewrites off. Intermediate tensors are captured for the per-layer comparison.
-* **deployed candidate**: the candidate on onnxruntime's CPU provider at the deployment optimization
-  level (default ``ORT_ENABLE_ALL``), graph outputs only — capturing intermediates would keep onnxruntime
-  from fusing the QDQ groups into the integer kernels that deployment runs.
+* **deployed candidate**: the candidate on onnxruntime at the deployment optimization level (default
+  ``ORT_ENABLE_ALL``; the CPU provider unless ``providers`` names others), graph outputs only — capturing
+  intermediates would keep onnxruntime from fusing the QDQ groups into the integer kernels that deployment
+  runs.
 * **unfused candidate**: the same model at ``ORT_DISABLE_ALL`` — its QDQ graph as written, every Q/DQ
   executed as such — with the same intermediate tensors captured.
 
-Each is a :class:`~fp8conv.verification.runners.Runner` (:mod:`fp8conv.verification.runners`).
+Each is a :class:`~fp8conv.verification.runners.Runner` (:mod:`fp8conv.verification.runners`). Golden
+outputs (:mod:`fp8conv.verification.golden`) record the reference's results (``save_outputs``) or stand in
+for the reference (``load_outputs``: the reference model is read, not run).
 
 Per output: deployed vs reference (the gated error), unfused vs reference (*quantization error*: what
 the INT8 QDQ graph computes differently from FP8) and deployed vs unfused (*kernel error*: what fusion and
@@ -38,8 +41,9 @@ from tqdm import tqdm
 from fp8conv.converter.data import LABELS_KEY, SampleSet
 from fp8conv.converter.loading import LoadedModel, ModelInput, ParsedModel, load
 from fp8conv.errors import Fp8ConvError
-from fp8conv.runtime.ort_backend import TensorInfo, optimization_level
+from fp8conv.runtime.ort_backend import CPU_PROVIDER, TensorInfo, check_providers, optimization_level
 from fp8conv.verification.gates import Gates, evaluate_gates, evaluate_layer_gate
+from fp8conv.verification.golden import golden_paths
 from fp8conv.verification.inputs import (
     DataInput,
     data_role,
@@ -54,7 +58,7 @@ from fp8conv.verification.metrics import LabelAccuracy, TopKAgreement, is_classi
 from fp8conv.verification.result import LayerReport, OutputReport, VerificationResult
 from fp8conv.verification.runners import (
     Candidate,
-    Fp8ReferenceRunner,
+    OrtRunner,
     Runner,
     deployed_runner,
     read_candidate,
@@ -84,6 +88,9 @@ def verify(
     seed: int = 0,
     val_range: object = (),
     input_shapes: object = (),
+    save_outputs: str | os.PathLike | None = None,
+    load_outputs: str | os.PathLike | None = None,
+    providers: str | Sequence[str] | None = None,
     conversion: ConversionResult | Mapping[str, Any] | None = None,
     batch_size: int | None = None,
     progress: bool = False,
@@ -109,6 +116,12 @@ def verify(
         seed: Seed of the random inputs.
         val_range: ``[NAME:]LOW,HIGH`` specs (or a ``(low, high)`` pair): the range of the random inputs.
         input_shapes: ``NAME:D0xD1x...`` specs: the shapes of random inputs with dynamic dimensions.
+        save_outputs: Write the reference's outputs (and the tensors the per-layer comparison uses) to this
+            ``.npz``, with the SHA-256 of the reference and of the inputs (:mod:`~fp8conv.verification.golden`).
+        load_outputs: Compare against the outputs such a file holds instead of running the reference (it must
+            be of this reference, these inputs and sample count, and hold the tensors the comparison needs).
+        providers: onnxruntime execution providers of the candidate's runs (``"A,B"`` or a list; default the
+            CPU provider); the reference and the integer-kernel audit stay on the CPU provider.
         conversion: The :class:`~fp8conv.converter.pipeline.ConversionResult` that produced the
             candidate, to put its decisions (and integer-kernel audit) into the report.
         batch_size: Samples per run (default: the models' static batch size, else 16).
@@ -118,22 +131,30 @@ def verify(
         The result; ``result.passed`` tells whether every gate passed, ``result.to_json()`` is report.json.
 
     Raises:
-        Fp8ConvError: Unreadable models or data, models with different inputs or outputs, bad gates.
+        Fp8ConvError: Unreadable models or data, models with different inputs or outputs, bad gates, golden
+            outputs of another reference or other inputs, an unavailable execution provider.
     """
     started = time.perf_counter()
     gates = Gates.coerce(gates)
     level = normalize_level(optimization_level)
+    golden = golden_paths(save_outputs, load_outputs)
+    from fp8conv.options import option
+
+    requested = check_providers(option("providers").check(providers, "providers"))  # type: ignore[arg-type]
     if data is None and random_inputs is None:
         raise Fp8ConvError("verification needs data (--data) or explicitly requested random inputs (--random-inputs N)")
     if data is not None and random_inputs is not None:
         raise Fp8ConvError("give verification data or random inputs, not both")
     loaded = reference if isinstance(reference, LoadedModel) else load(reference)
     candidate = candidate if isinstance(candidate, Candidate) else read_candidate(candidate)
+    golden.refuse_overwriting(
+        {"reference": loaded.source.path, "candidate": candidate.path, "data": data, "load_outputs": golden.load}
+    )
     sites = matched_tensors(loaded.model, candidate.model) if per_layer else []
     captures = [site.name for site in sites]
-    runner = Fp8ReferenceRunner(loaded.model, capture=captures)
-    deployed = deployed_runner(candidate, level)
-    unfused = unfused_runner(candidate, captures)
+    runner = golden.reference_runner(loaded, captures)
+    deployed = deployed_runner(candidate, level, requested)
+    unfused = unfused_runner(candidate, captures, requested)
     inputs = list(deployed.inputs)
     _check_inputs(runner.input_names, inputs)
     warnings: list[str] = []
@@ -156,6 +177,7 @@ def verify(
 
     deployed_names = [cand for _, cand in pairs]
     run = _Run(runner, deployed.fetching(deployed_names), unfused.fetching([*deployed_names, *captures]), pairs, sites)
+    golden.check_inputs(samples, size, run.static_size(size))
     run.consume(samples, size, progress)
     if run.samples == 0:
         raise Fp8ConvError(f"{samples.source}: no complete batch of {size} samples to verify on")
@@ -179,9 +201,10 @@ def verify(
         _annotate_layers(layers, {site.name: site for site in sites}, conversion_json)
     kernels = _kernels(candidate, level, conversion, warnings)
     kernel_gate = evaluate_kernel_gate(gates.kernels, kernels, conversion_json)
+    golden_record = golden.finish(runner, per_layer)
     result = VerificationResult(
         verified=True,
-        reference=_reference_info(loaded),
+        reference=_reference_info(loaded, golden_record),
         candidate={"path": str(candidate.path) if candidate.path is not None else None, "optimization_level": level},
         data={
             "source": samples.source,
@@ -204,6 +227,8 @@ def verify(
         conversion=conversion_json,
         warnings=warnings,
         verification_data=role,
+        golden_outputs=golden_record,
+        execution_providers=_providers(requested, deployed),
     )
     result.seconds = time.perf_counter() - started
     logger.info("verification: %s in %.1f s", "passed" if result.passed else "FAILED", result.seconds)
@@ -273,8 +298,12 @@ class _Run:
         self.samples = 0
         self.dropped = 0
 
+    def static_size(self, size: int) -> int | None:
+        """The batch size every run needs (``size``, when a model fixes it), else None: other batches are dropped."""
+        return size if self.runner.static_batch_size or self.deployed.static_batch_size else None
+
     def consume(self, samples: SampleSet, size: int, progress: bool) -> None:
-        static = size if self.runner.static_batch_size or self.deployed.static_batch_size else None
+        static = self.static_size(size)
         total = math.ceil(samples.num_samples / size)
         with tqdm(total=total, unit="batch", desc="verify", disable=None if progress else True, leave=False) as bar:
             for feeds in samples.batches(size):
@@ -461,11 +490,25 @@ def _kernels(
         return None
 
 
-def _reference_info(loaded: LoadedModel) -> dict[str, Any]:
+def _reference_info(loaded: LoadedModel, golden: Mapping[str, Any] | None = None) -> dict[str, Any]:
     points = len(loaded.quant_points)
+    numerics = "exact FP8 reference execution" if points else "onnxruntime (no FP8 quantization points)"
+    if golden is not None and golden["mode"] == "loaded":
+        numerics = f"golden outputs loaded from {golden['path']} (not run; saved from: {numerics})"
     return {
         "path": str(loaded.source.path) if loaded.source.path is not None else None,
         "dialects": list(loaded.dialects),
         "quant_points": points,
-        "numerics": "exact FP8 reference execution" if points else "onnxruntime (no FP8 quantization points)",
+        "numerics": numerics,
+    }
+
+
+def _providers(requested: Sequence[str], deployed: Runner) -> dict[str, Any]:
+    """report.json's ``provenance.execution_providers``: the candidate's, as asked and as its session has them."""
+    session = deployed.session.get_providers() if isinstance(deployed, OrtRunner) else list(requested)
+    return {
+        "candidate": list(requested),
+        "candidate_session": list(session),
+        "reference": [CPU_PROVIDER],
+        "audit": [CPU_PROVIDER],
     }
