@@ -149,5 +149,5 @@ def test_schema_version_is_a_string_in_inspect_and_in_report_json(files):
     report = not_verified(files / "conv.onnx", None, "no data").to_json()
     assert isinstance(document["schema_version"], str)
     assert isinstance(report["schema_version"], str)
-    assert SCHEMA_VERSION == "1.1"
+    assert SCHEMA_VERSION == "1.2"
     assert report_schema()["$id"].endswith(f"report-{SCHEMA_VERSION}.json")
