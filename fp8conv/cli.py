@@ -472,6 +472,7 @@ def convert_command(**values: Any) -> None:
         gates=gates,
         optimization_level=settings["optimization_level"],  # type: ignore[arg-type]
         per_layer=bool(settings["per_layer"]),
+        task=settings["task"],  # type: ignore[arg-type]
         audit=bool(settings["audit"]),
         external_data=settings["external_data"],  # type: ignore[arg-type]
         progress=not _quiet(),
@@ -618,6 +619,7 @@ def verify_command(**values: Any) -> None:
         gates=gates,
         optimization_level=settings["optimization_level"],  # type: ignore[arg-type]
         per_layer=bool(settings["per_layer"]),
+        task=settings["task"],  # type: ignore[arg-type]
         random_inputs=random_inputs,  # type: ignore[arg-type]
         **_random_settings(settings),
         **_reference_settings(settings),

@@ -33,6 +33,7 @@ from fp8conv.options import (
     FIELD_OPTIONS,
     ActivationRange,
     ActivationType,
+    Placement,
     Setting,
     Settings,
     Target,
@@ -49,6 +50,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 __all__ = [
     "ActivationRange",
     "ActivationType",
+    "Placement",
     "ConversionConfig",
     "IntegerType",
     "LayerPrecision",
@@ -113,6 +115,8 @@ class ConversionConfig:
         weights_range: Weight range method.
         activations_range: Activation range method (``fp8`` needs no data).
         activation_type: 8-bit activation type.
+        placement: Where activation Q/DQ goes (:class:`Placement`): ``target`` (default) only where an integer
+            kernel of onnxruntime CPU reads the tensor; ``source`` wherever the FP8 model quantized an activation.
         full_range_weights: Use the full int8 weight range [-127, 127]. Off by default: on x86 CPUs
             without VNNI, onnxruntime's u8×s8 kernels saturate with full-range weights (24-29 output
             LSB wrong), so weights are kept within 7 bits ([-63, 63]) unless the deployment CPU has VNNI
@@ -140,6 +144,7 @@ class ConversionConfig:
     weights_range: WeightRange = WeightRange.MSE
     activations_range: ActivationRange = ActivationRange.MSE
     activation_type: ActivationType = ActivationType.UINT8
+    placement: Placement = Placement.TARGET
     full_range_weights: bool = False
     int4_block_size: int | None = 32
     keep_float: tuple[str, ...] = ()

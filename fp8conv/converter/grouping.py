@@ -6,9 +6,9 @@ first few things it applies to; the full per-layer records stay in report.json /
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["group_by_message", "name_list", "subject"]
+__all__ = ["group_by_message", "name_list", "quantizer_lines", "subject"]
 
 SHOWN = 3
 """Names listed before ``… and N more``."""
@@ -41,3 +41,29 @@ def group_by_message(items: Iterable[tuple[str, str]]) -> list[tuple[list[str], 
     for name, message in items:
         groups.setdefault(message, []).append(name)
     return [(names, message) for message, names in groups.items()]
+
+
+def quantizer_lines(records: Sequence[Mapping[str, object]], code: str = "") -> list[str]:
+    """What placement did with the FP8 activation quantizers: a headline, then one line per reason.
+
+    Args:
+        records: ``ConversionResult.fp8_quantizers`` (report.json's ``conversion.fp8_quantizers``).
+        code: Put around tensor names (Markdown: a backtick).
+
+    Returns:
+        ``["13 FP8 activation quantizers dropped (...)", "13 tensors (a, b, c, … and 10 more): <reason>"]``;
+        nothing when there are no records.
+    """
+    if not records:
+        return []
+    dropped = sum(bool(record["dropped"]) for record in records)
+    plural = dropped != 1
+    if dropped:
+        head = f"{dropped} FP8 activation quantizer{'s' if plural else ''} dropped (no integer kernel reads "
+        head += "them: they become float)" if plural else "it: it becomes float)"
+    else:
+        head = f"no FP8 activation quantizer dropped; {len(records)} placed otherwise than in the FP8 model"
+    lines = [head]
+    reasons = ((f"{code}{record['tensor']}{code}", str(record["reason"])) for record in records)
+    lines += [f"{subject(tensors, 'tensor')}: {reason}" for tensors, reason in group_by_message(reasons)]
+    return lines

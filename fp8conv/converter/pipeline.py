@@ -57,7 +57,14 @@ from fp8conv.converter.saving import (
 from fp8conv.converter.stopwatch import Stopwatch
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.emit_qdq import ActivationQuantization, WeightQuantization, emission_pipeline
-from fp8conv.passes.plan import ActivationPoint, DecisionCode, Layer, QuantizationPlan, plan_conversion
+from fp8conv.passes.plan import (
+    ActivationPoint,
+    DecisionCode,
+    Layer,
+    QuantizationPlan,
+    QuantizerDecision,
+    plan_conversion,
+)
 from fp8conv.runtime.audit import audit_integer_kernels
 from fp8conv.runtime.fusion_rules import range_inside_clip
 from fp8conv.runtime.integer_quantization import QuantizedWeights, quantize_weights
@@ -84,6 +91,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SCHEDULING_OPTIONS = frozenset({"calibration_batch_size", "calibration_workers"})
+_UNRECORDED_DEFAULTS = {"placement": "target"}
+"""Options added after the metadata format, recorded only when not at their default: the files the default writes
+stay byte-identical to those written before the option existed (a file without the key was placed for the target)."""
 
 
 def convert(
@@ -196,6 +206,7 @@ def convert(
         notes=notes,
         calibration_source=samples.source if samples is not None else None,
         auto_int16=auto_int16,
+        fp8_quantizers=[_quantizer_record(decision) for decision in plan.quantizer_decisions],
     )
 
 
@@ -221,6 +232,19 @@ def _float_layer_messages(layers: tuple[Layer, ...]) -> tuple[list[str], list[st
         return lines
 
     return messages(warned), messages(noted)
+
+
+def _quantizer_record(decision: QuantizerDecision) -> dict[str, Any]:
+    """The ``fp8_quantizers`` entry of one decision about an FP8 activation quantizer."""
+    point = decision.point
+    return {
+        "tensor": point.tensor,
+        "quantizer": point.node,
+        "code": decision.decision.code.value,
+        "reason": decision.decision.message,
+        "readers": list(decision.readers),
+        "dropped": decision.dropped,
+    }
 
 
 def _readers(plan: QuantizationPlan, tensors: tuple[str, ...]) -> list[str]:
@@ -541,7 +565,11 @@ def _record_metadata(model: ir.Model, config: ConversionConfig) -> None:
     model.metadata_props["fp8conv.weight_bits"] = str(config.weight_bits)
     # The calibration batch size and worker count only schedule the work (the statistics do not depend on
     # them): not recorded, so the same conversion gives the same file on any machine and with any batching.
-    recorded = {key: value for key, value in config.to_json().items() if key not in _SCHEDULING_OPTIONS}
+    recorded = {
+        key: value
+        for key, value in config.to_json().items()
+        if key not in _SCHEDULING_OPTIONS and _UNRECORDED_DEFAULTS.get(key, object()) != value
+    }
     model.metadata_props["fp8conv.config"] = json.dumps(recorded, sort_keys=True)
     model.producer_name = "fp8conv"
     model.producer_version = __version__

@@ -101,6 +101,9 @@ class ConversionResult:
         calibration_source: Where the calibration samples came from (the data path; None: data-free).
         auto_int16: The activation groups ``auto_int16_below_db`` gave INT16: ``tensors``, their
             ``int8_sqnr_db`` on the calibration data and the ``layers`` reading them.
+        fp8_quantizers: The FP8 activation quantizers the placement did not simply replace by an integer Q/DQ
+            (:class:`~fp8conv.passes.plan.records.QuantizerDecision`): ``tensor``, ``quantizer`` (its node),
+            ``code``, ``reason``, ``readers`` (op types) and ``dropped`` (no integer Q/DQ at all: it became float).
     """
 
     model: ir.Model
@@ -121,6 +124,7 @@ class ConversionResult:
     notes: list[str] = dataclasses.field(default_factory=list)
     calibration_source: str | None = None
     auto_int16: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    fp8_quantizers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         """The conversion decisions as JSON (the ``conversion`` part of ``report.json``)."""
@@ -139,6 +143,7 @@ class ConversionResult:
             "calibration_samples": self.calibration_samples,
             "calibration_source": self.calibration_source,
             "auto_int16": [dict(record) for record in self.auto_int16],
+            "fp8_quantizers": [dict(record) for record in self.fp8_quantizers],
             "seconds": self.seconds,
             "stage_seconds": dict(self.stage_seconds),
             "layers": [layer.to_json() for layer in self.layers],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fp8conv.converter.grouping import group_by_message, name_list, subject
+from fp8conv.converter.grouping import group_by_message, name_list, quantizer_lines, subject
 from fp8conv.converter.pipeline import ConversionResult
 from fp8conv.converter.postconditions import written_model
 from fp8conv.runtime.audit import KernelRecord
@@ -36,6 +36,8 @@ def conversion_summary(result: ConversionResult) -> str:
         f"weights {result.config.weights_range.value} ({result.config.weight_bits}-bit)",
     ]
     lines += _auto_int16_lines(result)
+    placement = quantizer_lines(result.fp8_quantizers)
+    lines += [f"placement    {line}" for line in placement[:1]] + [f"  {line}" for line in placement[1:]]
     if result.audit is not None:
         lines += _kernel_lines(result)
     lines.append(

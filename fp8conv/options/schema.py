@@ -32,7 +32,9 @@ __all__ = [
     "ActivationType",
     "Kind",
     "Option",
+    "Placement",
     "Target",
+    "Task",
     "WeightRange",
     "close_names",
     "for_command",
@@ -83,6 +85,21 @@ class ActivationType(str, enum.Enum):
 
     UINT8 = "uint8"
     INT8 = "int8"
+
+
+class Placement(str, enum.Enum):
+    """Where activation Q/DQ goes: where the target's integer kernels read it, or wherever the FP8 source quantized."""
+
+    TARGET = "target"
+    SOURCE = "source"
+
+
+class Task(str, enum.Enum):
+    """What an output is, for the gates: classifier scores (top-1 gates), an embedding or a regression (SQNR/cosine)."""
+
+    CLASSIFICATION = "classification"
+    EMBEDDING = "embedding"
+    REGRESSION = "regression"
 
 
 class Kind(str, enum.Enum):
@@ -530,6 +547,16 @@ OPTIONS: tuple[Option, ...] = (
         **_enum(ActivationType),
     ),
     _conversion(
+        "placement",
+        Kind.CHOICE,
+        "Activation Q/DQ placement. target: only where an onnxruntime CPU integer kernel reads the tensor (a "
+        "converted layer's input, a quantized output a QLinear kernel needs, integer data movement between "
+        "them); an FP8 quantizer read only by float ops (LayerNorm, Softmax, Gelu, a residual Add) is dropped "
+        "and the value flows in float. source: an integer Q/DQ wherever the FP8 model had an activation "
+        "quantizer (for comparison).",
+        **_enum(Placement),
+    ),
+    _conversion(
         "full_range_weights",
         Kind.FLAG,
         "Use the full int8 weight range [-127, 127]. Default: 7-bit "
@@ -753,6 +780,17 @@ OPTIONS: tuple[Option, ...] = (
         "(--no-per-layer, or --no-layers: outputs only).",
         default=True,
         flag_aliases=(("--no-layers", False),),
+    ),
+    _verification(
+        "task",
+        Kind.CHOICE,
+        "What the outputs are, for the gates: classification (top-1 and accuracy gates apply), embedding or "
+        "regression (judged by SQNR and cosine only, never top-1). Inferred per output: classification for an "
+        "[N, C] output (C >= 2) when the data has labels, or when its rows are not unit-norm and its name does not "
+        "say embedding (embed, pool, hidden, feature, sentence); embedding for a unit-norm or so-named one; "
+        "regression for any other output.",
+        choices=tuple(task.value for task in Task),
+        default_text="inferred per output",
     ),
     _verification(
         "batch_size",

@@ -61,6 +61,8 @@ class EmitActivationsPass(EmissionPass):
             quantize.outputs[0].name = names.new(f"{name}_quantized")
             insert_after_producer(graph, value, quantize)
             fake_quantizers = [c for c in value.consumers() if is_fake_quantize(c)]
+            if name in self.context.plan.float_reads:
+                self._float_readers_read_float(value, fake_quantizers)
             for fake_quantize in fake_quantizers:
                 dequantize = ir.node("DequantizeLinear", [quantize.outputs[0], scale, zero_point])
                 graph.insert_after(quantize, dequantize)
@@ -123,6 +125,22 @@ class EmitActivationsPass(EmissionPass):
         dequantize.outputs[0].name = name
         dequantize.outputs[0].shape = value.shape
         dequantize.outputs[0].type = value.type
+
+    def _float_readers_read_float(self, value: ir.Value, fake_quantizers: list[ir.Node]) -> None:
+        """Point the readers of the FP8 quantizers' outputs that are no integer readers at the float ``value``.
+
+        ``placement=target`` (``QuantizationPlan.float_reads``): the FP8 rounding goes for them instead of
+        becoming an integer one no integer kernel needs.
+        """
+        integer_readers = self.context.plan.integer_readers
+        for fake_quantize in fake_quantizers:
+            output = fake_quantize.outputs[0]
+            for consumer in list(output.consumers()):
+                if consumer in integer_readers:
+                    continue
+                for index, input_value in enumerate(consumer.inputs):
+                    if input_value is output:
+                        consumer.replace_input_with(index, value)
 
     def _reads_integer(self, consumer: ir.Node, new_point: bool) -> bool:
         """Whether ``consumer`` should read the dequantized tensor rather than the float one."""

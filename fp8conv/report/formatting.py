@@ -14,6 +14,7 @@ __all__ = [
     "db",
     "display_path",
     "float_kernel_groups",
+    "is_classification",
     "kernel_summary",
     "layer_summary",
     "num",
@@ -181,3 +182,12 @@ def kernel_summary(kernels: Mapping[str, Any] | None) -> str:
         return "no Conv/MatMul/Gemm"
     parts = [f"{op} {c['integer']}/{c['integer'] + c['float']}" for op, c in sorted(counts.items())]
     return ", ".join(parts) + " on integer kernels"
+
+
+def is_classification(output: Mapping[str, Any]) -> bool:
+    """Whether an output of report.json is judged as a classifier (it gets the top-1 columns).
+
+    A report before schema 1.2 has no ``task``: there an output is a classifier when top-1 was measured.
+    """
+    task = output.get("task")
+    return task == "classification" if task is not None else output.get("top1_agreement") is not None

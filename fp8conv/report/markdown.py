@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fp8conv.converter.grouping import quantizer_lines
 from fp8conv.report.formatting import (
     OUTPUT_LEGEND,
     db,
     display_path,
     float_kernel_groups,
+    is_classification,
     kernel_summary,
     layer_summary,
     num,
@@ -99,6 +101,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if len(groups) > _KERNEL_LINES:
         rest = groups[_KERNEL_LINES:]
         lines.append(f"- … and {len(rest)} more reasons (report.html lists every layer)")
+    placement = quantizer_lines((report.get("conversion") or {}).get("fp8_quantizers") or [], code="`")
+    if placement:
+        lines.append("")
+        lines.append(f"**Placement**: {placement[0]}.")
+        lines += [f"- {line}" for line in placement[1:]]
     warnings = list(report["warnings"])[1 if not report["verified"] else 0 :]
     if warnings:
         lines.append("")
@@ -129,6 +136,7 @@ def _provenance(report: Mapping[str, Any]) -> str:
 
 def _outputs(outputs: Sequence[Mapping[str, Any]]) -> list[str]:
     labelled = any(output["reference_accuracy"] is not None for output in outputs)
+    classified = any(is_classification(output) for output in outputs)
     rows = []
     for output in outputs:
         row = [
@@ -138,7 +146,7 @@ def _outputs(outputs: Sequence[Mapping[str, Any]]) -> list[str]:
             db(output["kernel_sqnr_db"]),
             num(output["cosine"], 5),
             num(output["max_abs_err"]),
-            pct(output["top1_agreement"]),
+            pct(output["top1_agreement"]) if classified else output.get("task") or "–",
         ]
         if labelled:
             accuracy = "–"
@@ -146,7 +154,8 @@ def _outputs(outputs: Sequence[Mapping[str, Any]]) -> list[str]:
                 accuracy = f"{pct(output['reference_accuracy'])} → {pct(output['candidate_accuracy'])}"
             row.append(accuracy)
         rows.append(row)
-    header = ["output", "SQNR dB", "quant. dB", "kernel dB", "cosine", "max abs err", "top-1 agree"]
+    header = ["output", "SQNR dB", "quant. dB", "kernel dB", "cosine", "max abs err"]
+    header.append("top-1 agree" if classified else "task")
     if labelled:
         header.append("accuracy ref → cand")
     return [*_table(header, rows), "", f"<sub>{OUTPUT_LEGEND}.</sub>", ""]

@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fp8conv.report.formatting import db, kernel_summary, layer_summary, num, pct, reference_notes, verdict
+from fp8conv.report.formatting import (
+    db,
+    is_classification,
+    kernel_summary,
+    layer_summary,
+    num,
+    pct,
+    reference_notes,
+    verdict,
+)
 
 __all__ = ["failed_gate_lines", "render_terminal"]
 
@@ -30,16 +39,16 @@ def render_terminal(report: Mapping[str, Any]) -> str:
     ]
     outputs = report["outputs"]
     labelled = any(output["reference_accuracy"] is not None for output in outputs)
-    header = (
-        f"  {'output':<20} {'SQNR dB':>8} {'quant dB':>9} {'kernel dB':>10} {'cosine':>9} {'max|err|':>10} "
-        f"{'top-1 agree':>12}"
+    classified = any(is_classification(output) for output in outputs)
+    header = f"  {'output':<20} {'SQNR dB':>8} {'quant dB':>9} {'kernel dB':>10} {'cosine':>9} {'max|err|':>10} " + (
+        f"{'top-1 agree':>12}" if classified else f"{'task':>14}"
     )
     lines.append(header + (f" {'accuracy ref → cand':>21}" if labelled else ""))
     for output in outputs:
         row = (
             f"  {output['name'][:20]:<20} {db(output['sqnr_db']):>8} {db(output['quantization_sqnr_db']):>9} "
             f"{db(output['kernel_sqnr_db']):>10} {num(output['cosine'], 5):>9} {num(output['max_abs_err']):>10} "
-            f"{pct(output['top1_agreement']):>12}"
+            + (f"{pct(output['top1_agreement']):>12}" if classified else f"{output.get('task') or '–':>14}")
         )
         if labelled:
             accuracy = "–"

@@ -109,6 +109,7 @@ def convert_and_verify(
     gates: Gates | Mapping[str, Any] | None = None,
     optimization_level: str = "all",
     per_layer: bool = True,
+    task: str | None = None,
     audit: bool = True,
     external_data: bool | None = None,
     config: ConversionConfig | None = None,
@@ -150,6 +151,8 @@ def convert_and_verify(
         optimization_level: onnxruntime level the candidate is verified at (``all``, ``layout``, ``extended``,
             ``basic``, ``disable``).
         per_layer: Compare intermediate tensors matched by name.
+        task: ``classification``, ``embedding`` or ``regression`` for every output (None: inferred per output);
+            top-1 and accuracy gates apply only to classification outputs.
         audit: Audit the written model's integer kernels (at ``all``) for the conversion record.
         external_data: Save weights as external data (None: when the model is larger than 1 GiB).
         config: Full conversion configuration (``to`` and ``options`` override its fields).
@@ -182,6 +185,7 @@ def convert_and_verify(
         "gates": gates,
         "optimization_level": level,
         "per_layer": per_layer,
+        "task": task,
         "audit": audit,
         "external_data": external_data,
     }
@@ -265,6 +269,7 @@ def convert_and_verify(
             providers=settings["providers"],  # type: ignore[arg-type]
             conversion=result,
             progress=progress,
+            task=task,
         )
     except Exception:  # bad verification data found only now (exit 2) or a bug (exit 3): nothing is left written
         pipeline.remove_written_model(destination)

@@ -106,6 +106,9 @@ class OutputReport:
         kernel: Deployed candidate vs its unfused QDQ graph: kernel error (fusion, integer arithmetic).
         topk: Top-k agreement, for classifier outputs.
         accuracy: Label accuracy, for classifier outputs when labels were given.
+        task: ``classification``, ``embedding`` or ``regression`` (:mod:`~fp8conv.verification.tasks`): top-1
+            and accuracy are measured and gated only for classification.
+        task_reason: Why that task (``--task``, or the inference rule that decided).
     """
 
     name: str
@@ -116,6 +119,8 @@ class OutputReport:
     kernel: ErrorStats = dataclasses.field(default_factory=ErrorStats)
     topk: TopKAgreement | None = None
     accuracy: LabelAccuracy | None = None
+    task: str = "classification"
+    task_reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """JSON view (see the schema's ``outputs`` items)."""
@@ -140,6 +145,8 @@ class OutputReport:
             "kernel_max_abs_err": self.kernel.max_abs_err,
             "kernel_mismatched_elements": self.kernel.count - self.kernel.zero_errors,
             "classifier": topk is not None,
+            "task": self.task,
+            "task_reason": self.task_reason,
             "classes": topk.classes if topk else None,
             "top1_agreement": top1,
             "top5_agreement": topk.top5_agreement if topk else None,

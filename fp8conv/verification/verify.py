@@ -41,6 +41,7 @@ from tqdm import tqdm
 from fp8conv.converter.data import LABELS_KEY, SampleSet
 from fp8conv.converter.loading import LoadedModel, ModelInput, ParsedModel, load
 from fp8conv.errors import Fp8ConvError
+from fp8conv.options import Task
 from fp8conv.runtime.ort_backend import CPU_PROVIDER, TensorInfo, check_providers, optimization_level
 from fp8conv.verification.gates import Gates, evaluate_gates, evaluate_layer_gate
 from fp8conv.verification.golden import golden_paths
@@ -64,6 +65,7 @@ from fp8conv.verification.runners import (
     read_candidate,
     unfused_runner,
 )
+from fp8conv.verification.tasks import infer_task
 
 if TYPE_CHECKING:
     from fp8conv.converter.pipeline import ConversionResult
@@ -94,6 +96,7 @@ def verify(
     conversion: ConversionResult | Mapping[str, Any] | None = None,
     batch_size: int | None = None,
     progress: bool = False,
+    task: str | None = None,
 ) -> VerificationResult:
     """Compare a candidate model with a reference model and check the accuracy gates.
 
@@ -126,6 +129,8 @@ def verify(
             candidate, to put its decisions (and integer-kernel audit) into the report.
         batch_size: Samples per run (default: the models' static batch size, else 16).
         progress: Show a progress bar on stderr (when stderr is a terminal).
+        task: ``classification``, ``embedding`` or ``regression`` for every output; None: inferred per output
+            (:mod:`~fp8conv.verification.tasks`). Top-1 and accuracy are measured and gated only for classification.
 
     Returns:
         The result; ``result.passed`` tells whether every gate passed, ``result.to_json()`` is report.json.
@@ -178,6 +183,7 @@ def verify(
     deployed_names = [cand for _, cand in pairs]
     run = _Run(runner, deployed.fetching(deployed_names), unfused.fetching([*deployed_names, *captures]), pairs, sites)
     golden.check_inputs(samples, size, run.static_size(size))
+    run.task, run.has_labels = task, samples.has_labels
     run.consume(samples, size, progress)
     if run.samples == 0:
         raise Fp8ConvError(f"{samples.source}: no complete batch of {size} samples to verify on")
@@ -297,6 +303,8 @@ class _Run:
         self.integer: set[str] = set()
         self.samples = 0
         self.dropped = 0
+        self.task: str | None = None  # --task; None: inferred per output
+        self.has_labels = False
 
     def static_size(self, size: int) -> int | None:
         """The batch size every run needs (``size``, when a model fixes it), else None: other batches are dropped."""
@@ -320,7 +328,10 @@ class _Run:
         deployed = self.deployed.run(feeds)
         unfused = self.unfused.run(feeds)
         if not self.outputs:
-            self.outputs = [self._new_output(name, reference[name], deployed[cand], count) for name, cand in self.pairs]
+            self.outputs = [
+                self._new_output(name, reference[name], deployed[cand], count, self.task, self.has_labels)
+                for name, cand in self.pairs
+            ]
         for output, (name, cand) in zip(self.outputs, self.pairs, strict=True):
             ref, dep, raw = reference[name], deployed[cand], unfused[cand]
             if ref.shape != dep.shape or ref.shape != raw.shape:
@@ -356,9 +367,12 @@ class _Run:
         return kept
 
     @staticmethod
-    def _new_output(name: str, reference: np.ndarray, candidate: np.ndarray, count: int) -> OutputReport:
-        output = OutputReport(name, tuple(reference.shape), str(reference.dtype))
-        if is_classifier(reference, count) and is_classifier(candidate, count):
+    def _new_output(
+        name: str, reference: np.ndarray, candidate: np.ndarray, count: int, declared: str | None, has_labels: bool
+    ) -> OutputReport:
+        task, reason = infer_task(name, reference, candidate, count, declared=declared, has_labels=has_labels)
+        output = OutputReport(name, tuple(reference.shape), str(reference.dtype), task=task.value, task_reason=reason)
+        if task is Task.CLASSIFICATION and is_classifier(reference, count) and is_classifier(candidate, count):
             output.topk = TopKAgreement()
             output.accuracy = LabelAccuracy()
         return output

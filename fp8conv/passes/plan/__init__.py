@@ -22,6 +22,12 @@ The plan is pure analysis (the graph is not changed). It answers, for onnxruntim
    c. forward propagation through ops with integer kernels (Add, Mul, pools, Concat, data movement):
       when every float input of such an op is quantized and its output (after Relu/Clip) feeds only
       quantized consumers, the output is quantized too (QLinearAdd, integer MaxPool, …).
+
+   Placement is for the target, not the source: the FP8 model's quantizers say where values were FP8, an
+   integer Q/DQ goes only where an integer kernel reads it. An FP8 activation quantizer read only by float ops
+   (LayerNorm, Softmax, Gelu, a residual Add feeding LayerNorm) is dropped: its value flows in float, and the
+   plan records why (``QuantizationPlan.quantizer_decisions``). ``placement=source`` instead puts an integer
+   Q/DQ on every tensor the FP8 model quantized (for comparison).
 3. **Shared scales.** Data-movement ops (MaxPool, Reshape, Flatten, Transpose, …) and Concat need the
    same scale and zero point on both sides; their tensors are grouped and calibrated together.
 
@@ -33,6 +39,8 @@ Modules, one job each (:func:`plan_conversion` and the records are re-exported h
 * :mod:`.layer_weights`: each layer's weight, exact, as codes or values, in the layer's layout (1).
 * :mod:`.placement`: the activation points (2).
 * :mod:`.scale_groups`: the shared-scale groups, which of their tensors are copies and which are counted (3).
+* :mod:`.quantizer_fate`: what becomes of each FP8 activation quantizer: replaced, dropped (only float ops read
+  it) or kept for its integer readers only.
 * :mod:`.activation_widths`: one integer width per tensor (:func:`unify_activation_bits`).
 * :mod:`.graph_queries`: the layers and values of a graph, and the FP8 quantizers around a tensor.
 """
@@ -43,7 +51,14 @@ from fp8conv.passes.plan.activation_widths import unify_activation_bits
 from fp8conv.passes.plan.conversion import plan_conversion
 from fp8conv.passes.plan.graph_queries import layer_nodes, values_by_name
 from fp8conv.passes.plan.placement import is_integer_op
-from fp8conv.passes.plan.records import ActivationPoint, Decision, DecisionCode, Layer, QuantizationPlan
+from fp8conv.passes.plan.records import (
+    ActivationPoint,
+    Decision,
+    DecisionCode,
+    Layer,
+    QuantizationPlan,
+    QuantizerDecision,
+)
 
 __all__ = [
     "ActivationPoint",
@@ -51,6 +66,7 @@ __all__ = [
     "DecisionCode",
     "Layer",
     "QuantizationPlan",
+    "QuantizerDecision",
     "is_integer_op",
     "layer_nodes",
     "plan_conversion",

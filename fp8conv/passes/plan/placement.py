@@ -13,6 +13,8 @@ c. ``integer op``: forward through ops with integer kernels (Add, Mul, pools, Co
    targets only): when every float input of such an op is quantized and its output (after Relu/Clip) feeds
    only integer-capable consumers, the output is quantized too (QLinearAdd, integer MaxPool, …); outputs
    that lead to no integer reader are pruned again.
+d. ``source quantizer`` (``placement=source`` only, for comparison): every other tensor the FP8 model quantized,
+   whether or not an integer kernel reads it (LayerNorm inputs included), placed before (c).
 
 A tensor placed twice keeps the wider width. Each point records the FP8 quantizer it replaces, whether the
 tensor is known to be ``>= 0`` (Relu, Sigmoid, Softmax, Clip with a lower bound ``>= 0``) and the constant
@@ -40,21 +42,30 @@ from fp8conv.passes.plan.records import ActivationPoint, Layer
 from fp8conv.runtime.clip_bounds import clip_bounds
 from fp8conv.runtime.fusion_rules import FLOAT_OUTPUT_KERNELS, FUSABLE_ACTIVATIONS, INTEGER_OPS, KERNEL_BITS
 
-__all__ = ["NON_NEGATIVE_OPS", "is_integer_op", "place_activation_points"]
+__all__ = ["NON_NEGATIVE_OPS", "SOURCE_QUANTIZER", "is_integer_op", "place_activation_points"]
+
+SOURCE_QUANTIZER = "source quantizer"
+"""The ``why`` of an activation point that only ``placement=source`` places (rule (d))."""
 
 NON_NEGATIVE_OPS = frozenset({"Relu", "Sigmoid", "Softmax"})
 
 
 def place_activation_points(
-    graph: ir.Graph, layers: Sequence[Layer], by_output: Mapping[str, QuantPoint], activation_bits: int | None
+    graph: ir.Graph,
+    layers: Sequence[Layer],
+    by_output: Mapping[str, QuantPoint],
+    activation_bits: int | None,
+    *,
+    source: bool = False,
 ) -> dict[str, ActivationPoint]:
-    """The activation points of rules (a), (b) and (c), by tensor name, each in a group of its own.
+    """The activation points of rules (a), (b), (d) and (c), by tensor name, each in a group of its own.
 
     Args:
         graph: The canonical model's main graph.
         layers: Its layers, planned (:func:`~fp8conv.passes.plan.layer_decisions.plan_layer`).
         by_output: The model's FP8 quantization points by output name.
         activation_bits: The target's activation width (rule (c) only for 8 bits; None: weight-only).
+        source: Rule (d), ``placement=source``: a point on every tensor an FP8 activation quantizer reads.
     """
     values = values_by_name(graph)
     points: dict[str, ActivationPoint] = {}
@@ -75,6 +86,10 @@ def place_activation_points(
     for layer in layers:
         if layer.op_type not in FLOAT_OUTPUT_KERNELS and layer.activation_bits == KERNEL_BITS:  # QLinearConv
             add(_after_fusable_activation(layer.graph_node.outputs[0]).name or "", KERNEL_BITS, "conv output")
+    if source and activation_bits is not None:
+        for fp8 in by_output.values():
+            if fp8.role == "activation" and fp8.tensor in values and fp8.tensor not in points:
+                add(fp8.tensor, activation_bits, SOURCE_QUANTIZER)
     if activation_bits == KERNEL_BITS:
         _propagate_through_integer_ops(graph, points, add)
     return points

@@ -4,6 +4,8 @@
   model used it (codes and scales, or float32 values) and in the layout the layer reads it.
 * :class:`Decision` / :class:`DecisionCode`: the rule that decided a layer's precision and the sentence that
   reports show.
+* :class:`QuantizerDecision`: what became of one FP8 activation quantizer of the source (replaced by an integer
+  Q/DQ, dropped, or kept for its integer readers only) and the rule that decided it.
 * :class:`ActivationPoint`: a tensor that gets ``QuantizeLinear → DequantizeLinear``, its width and its
   shared-scale group.
 * :class:`QuantizationPlan`: all of them, what the emission reads.
@@ -25,11 +27,14 @@ from fp8conv.config import LayerPrecision
 from fp8conv.passes.canonical import QuantPoint
 from fp8conv.runtime.integer_quantization import WeightCodes
 
-__all__ = ["ActivationPoint", "Decision", "DecisionCode", "Layer", "QuantizationPlan"]
+__all__ = ["ActivationPoint", "Decision", "DecisionCode", "Layer", "QuantizationPlan", "QuantizerDecision"]
 
 
 class DecisionCode(str, enum.Enum):
-    """Which rule decided a layer's precision (what code branches on; the message is for people)."""
+    """Which rule decided a layer's precision, or an FP8 activation quantizer's fate.
+
+    What code branches on; the message is for people.
+    """
 
     KEPT_FLOAT = "kept_float"
     """A keep_float pattern selects the layer."""
@@ -53,6 +58,16 @@ class DecisionCode(str, enum.Enum):
     """The FP8 source quantized the layer's input (not its weight)."""
     CONSTANT_INPUT = "constant_input"
     """The layer's quantized input is a constant: nothing to calibrate, it stays float."""
+    FLOAT_CONSUMERS = "float_consumers"
+    """An FP8 activation quantizer dropped: no integer kernel of the target reads its tensor (LayerNorm, Softmax,
+    Gelu, a residual Add, a layer kept float, a graph output), so the value flows in float."""
+    WEIGHT_ONLY_TARGET = "weight_only_target"
+    """An FP8 activation quantizer dropped: the target (``w4a16``) keeps every activation float."""
+    FLOAT_READERS_BYPASS = "float_readers_bypass"
+    """An FP8 activation quantizer replaced by an integer Q/DQ for its integer readers; its float readers read the
+    float tensor (``placement=target``)."""
+    SOURCE_PLACEMENT = "source_placement"
+    """``placement=source``: an integer Q/DQ where the FP8 source quantized, though no integer kernel reads it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +199,27 @@ class ActivationPoint:
 
 
 @dataclasses.dataclass(frozen=True)
+class QuantizerDecision:
+    """What became of one FP8 activation quantizer of the source, and why (frozen).
+
+    Attributes:
+        point: The FP8 quantization point.
+        decision: The rule (``FLOAT_CONSUMERS``, ``WEIGHT_ONLY_TARGET``, ``FLOAT_READERS_BYPASS``,
+            ``SOURCE_PLACEMENT``) and the sentence reports show.
+        readers: Op types of the nodes that read its output, sorted (``Conv (float)`` for a layer kept float).
+    """
+
+    point: QuantPoint
+    decision: Decision
+    readers: tuple[str, ...] = ()
+
+    @property
+    def dropped(self) -> bool:
+        """Whether the quantizer is gone: its tensor gets no integer Q/DQ at all."""
+        return self.decision.code in (DecisionCode.FLOAT_CONSUMERS, DecisionCode.WEIGHT_ONLY_TARGET)
+
+
+@dataclasses.dataclass(frozen=True)
 class QuantizationPlan:
     """Everything the emission needs to know (frozen: a changed plan is a new one, ``dataclasses.replace``).
 
@@ -191,10 +227,16 @@ class QuantizationPlan:
         layers: Every Conv/MatMul/Gemm, converted or not.
         points: Activation points by tensor name (read-only).
         fp8_points: The source model's FP8 quantization points.
-        dropped_fp8: FP8 activation quantizers that become float (their consumer stays float).
+        dropped_fp8: FP8 activation quantizers that become float: no integer Q/DQ replaces them (their readers
+            stay float).
         integer_readers: The nodes that read an activation point's dequantized tensor rather than the float
             one, decided on the graph as planned: the layers with integer activations and the integer-capable
             ops all of whose float inputs are points (:func:`~fp8conv.passes.plan.placement.is_integer_op`).
+        quantizer_decisions: What became of each FP8 activation quantizer that an integer Q/DQ does not simply
+            replace (:class:`QuantizerDecision`, in the source's order): the dropped ones and the partly kept ones.
+        float_reads: Activation points (tensor names) that replace an FP8 quantizer whose readers include float
+            ops: those readers read the float tensor, not the dequantized one (``placement=target``; the
+            tensor's producer is no integer kernel needing its output quantized).
     """
 
     layers: tuple[Layer, ...]
@@ -202,6 +244,8 @@ class QuantizationPlan:
     fp8_points: tuple[QuantPoint, ...]
     dropped_fp8: tuple[QuantPoint, ...]
     integer_readers: frozenset[ir.Node] = frozenset()
+    quantizer_decisions: tuple[QuantizerDecision, ...] = ()
+    float_reads: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -209,6 +253,8 @@ class QuantizationPlan:
         object.__setattr__(self, "fp8_points", tuple(self.fp8_points))
         object.__setattr__(self, "dropped_fp8", tuple(self.dropped_fp8))
         object.__setattr__(self, "integer_readers", frozenset(self.integer_readers))
+        object.__setattr__(self, "quantizer_decisions", tuple(self.quantizer_decisions))
+        object.__setattr__(self, "float_reads", frozenset(self.float_reads))
 
     def groups(self) -> dict[str, list[str]]:
         """Tensors per shared-scale group, in a deterministic order."""
