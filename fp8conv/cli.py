@@ -5,7 +5,7 @@ violated postcondition or any other unexpected exception: one line, the tracebac
 
 Importing this module imports click and fp8conv's light modules only (errors, the version): each command
 imports its implementation when it runs, so ``fp8conv --version`` and ``fp8conv --help`` load neither
-onnx, onnx_ir, onnxruntime nor NumPy (``tests/test_cli_conventions.py`` checks it).
+onnx, onnx_ir, onnxruntime nor NumPy (``tests/cli/test_cli_conventions.py`` checks it).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Data and oracles shared by the calibration tests (tests/test_calibration_*.py)."""
+"""Data and oracles shared by the calibration tests (tests/converter/calibration/test_calibration_*.py)."""
 
 from __future__ import annotations
 

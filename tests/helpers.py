@@ -69,3 +69,13 @@ def sqnr_against_reference(source: Path, converted: Path, data: Path) -> float:
         signal += float(np.sum(expected**2))
         noise += float(np.sum((expected - actual) ** 2))
     return 10 * np.log10(signal / noise)
+
+
+def refused_in_one_line(outcome, *parts: str) -> str:
+    """Assert a CLI run was refused as bad input: exit 2 and one line holding every one of ``parts``."""
+    assert outcome.exit_code == 2, outcome.output
+    lines = outcome.output.strip().splitlines()
+    assert len(lines) == 1, outcome.output
+    for part in parts:
+        assert part in lines[0], lines[0]
+    return lines[0]

@@ -19,6 +19,7 @@ import onnx_ir as ir
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
+from paths import REPO_ROOT
 
 import fp8conv
 from fp8conv.cli import cli
@@ -36,7 +37,7 @@ from fp8conv.verification.runners import (
 )
 from fp8conv.verification.verify import verify
 
-DIGITS = Path(__file__).resolve().parent.parent / "models" / "digits_cnn"
+DIGITS = REPO_ROOT / "models" / "digits_cnn"
 SOURCE = DIGITS / "model.onnx"
 CALIB = DIGITS / "calib.npz"
 

@@ -29,12 +29,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto
+from paths import CORPUS
 
 import fp8conv
 from fp8conv.converter.pipeline import convert_file
 from fp8conv.passes.reference_runner import ReferenceRunner
 
-CORPUS = Path(__file__).parent / "corpus"
 MANIFEST = json.loads((CORPUS / "manifest.json").read_text())
 ENTRIES = MANIFEST["files"]
 TARGETS = ("int8", "int4", "w8a16", "w4a16")

@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = REPO_ROOT
 
 LAYERS: tuple[str, ...] = ("base", "numerics", "execution", "passes", "converter", "verification", "report", "cli")
 """Lowest first: a module may import from its own layer and the layers before it."""

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from paths import REPO_ROOT
 
 import fp8conv
 
-_SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "make_fp8_transformer.py"
+_SCRIPT = REPO_ROOT / "benchmarks" / "make_fp8_transformer.py"
 
 
 def _generator():

@@ -488,7 +488,7 @@ def _verification(name: str, kind: Kind, text: str, **more: object) -> Option:
 
 
 def _gate(name: str, text: str, default: float | None, metavar: str, **more: object) -> Option:
-    """A gate (``gates.py`` owns the defaults; ``tests/test_options.py`` checks that these are the same)."""
+    """A gate (``gates.py`` owns the defaults; ``tests/options/test_options.py`` checks that these are the same)."""
     return Option(name, Kind.GATE, text, default, _BOTH, section=_GATES, metavar=metavar, **more)  # type: ignore[arg-type]
 
 

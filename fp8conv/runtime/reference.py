@@ -39,7 +39,7 @@ onnxruntime's kernels, common subexpression elimination, transpose optimization)
 of ``DQ→Q`` pairs with identical parameters (the identity on codes). They only reorder float arithmetic
 between quantization points, as they do in a plain float32 run (a run at ``ORT_DISABLE_ALL`` differs
 from this one by float rounding, ~1e-6 on the golden models). The tests in
-``tests/test_reference_execution.py`` are the evidence: every captured quantization point of a CNN and
+``tests/runtime/test_reference_execution.py`` are the evidence: every captured quantization point of a CNN and
 of every golden model equals the emulator bit for bit (both lowerings), the float ops between them match
 a float64 torch evaluation, outputs with and without captures are identical, and the default settings
 break the same lowered model.

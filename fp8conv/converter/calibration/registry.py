@@ -26,7 +26,7 @@ One new module and one registry line. ``percentile`` (a method with an option) a
 
 The CLI offers the new name at once. The configuration's enum ``ActivationRange`` (which sits below this
 package in the import layering, so it does not import the registry) needs the name as a member, and a new
-option its :class:`ConversionConfig` field: ``tests/test_calibration_registry.py`` fails until the
+option its :class:`ConversionConfig` field: ``tests/converter/calibration/test_calibration_registry.py`` fails until the
 registry, ``ActivationRange``, the CLI's choices and the configuration's fields agree.
 """
 

@@ -17,6 +17,7 @@ from golden_models import GOLDEN
 from helpers import sqnr_against_reference as _sqnr_against_reference
 from helpers import write_model_and_data as _write
 from onnx import TensorProto, helper
+from paths import REPO_ROOT
 
 from fp8conv import fp8, load
 from fp8conv.cli import cli
@@ -480,7 +481,7 @@ def test_fp8_weight_in_a_constant_node_converts_like_an_initializer(tmp_path):
     assert [layer.precision for layer in result.layers] == ["int8"]
 
 
-_SEQ = Path(__file__).resolve().parent.parent / "models" / "seq_transformer"
+_SEQ = REPO_ROOT / "models" / "seq_transformer"
 
 
 @pytest.mark.parametrize(
@@ -516,7 +517,7 @@ def test_a_kept_float_layer_that_onnxruntime_quantizes_itself_is_a_warning(tmp_p
     turns its float weight into int8 and runs QLinearConv. The audit and summary say so, not "kept float"."""
     from fp8conv.converter.summary import conversion_summary
 
-    sample = Path(__file__).resolve().parent.parent / "models" / "digits_mobilenet"
+    sample = REPO_ROOT / "models" / "digits_mobilenet"
     result = convert_file(
         sample / "model.onnx", tmp_path / "out.onnx", to="int8", data=sample / "calib.npz", keep_float=["conv2d_1$"]
     )

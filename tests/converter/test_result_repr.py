@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import onnx
+from paths import REPO_ROOT
 
 import fp8conv
 
-DIGITS = Path(__file__).resolve().parent.parent / "models" / "digits_cnn"
+DIGITS = REPO_ROOT / "models" / "digits_cnn"
 MODEL, CALIB = DIGITS / "model.onnx", DIGITS / "calib.npz"
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from paths import REPO_ROOT
 
 import fp8conv
 from fp8conv import options
@@ -26,7 +27,7 @@ from fp8conv.config import ConversionConfig, load_config_file
 from fp8conv.errors import Fp8ConvError
 from fp8conv.options.table import TABLE_BEGIN, TABLE_END, markdown_table, readme_block
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 DIGITS = ROOT / "models" / "digits_cnn"
 MODEL, CALIB, EVAL = DIGITS / "model.onnx", DIGITS / "calib.npz", DIGITS / "eval.npz"
 

@@ -18,6 +18,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from fp8_models import residual_cnn
+from paths import REPO_ROOT
 
 import fp8conv
 from fp8conv.cli import cli
@@ -27,7 +28,7 @@ from fp8conv.passes.overrides import LayerNames, select_overrides
 from fp8conv.runtime.formats import FORMATS
 from fp8conv.runtime.ort_backend import ort_log_severity
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 HEAVY = ("numpy", "onnx", "onnx_ir", "onnxruntime", "ml_dtypes")
 
 # ``python -m fp8conv ARGV`` run in one process (runpy), then the heavy packages that process imported.

@@ -5,7 +5,7 @@
 * Verifying on the calibration data itself is said in the terminal, report.md and report.json.
 * The terminal's columns: ``top-1 agree`` (with the FP8 model), accuracy only with labels, a legend.
 * report.md groups kernel reasons and cuts long lists with "and N more"; plots keep tensor names and match
-  their tables. (The conversion summary's grouping: tests/test_conversion_messages.py.)
+  their tables. (The conversion summary's grouping: tests/converter/test_conversion_messages.py.)
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import matplotlib.axes
 import pytest
 from click.testing import CliRunner
+from paths import REPO_ROOT
 
 import fp8conv
 from fp8conv.cli import cli
@@ -29,7 +30,7 @@ from fp8conv.report.schema import validate_report
 from fp8conv.verification.gates import LAYER_GATE, Gates, evaluate_layer_gate
 from fp8conv.verification.inputs import data_role
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+MODELS = REPO_ROOT / "models"
 MOBILENET = MODELS / "digits_mobilenet"
 
 

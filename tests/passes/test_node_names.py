@@ -8,13 +8,14 @@ import onnx
 import onnx_ir as ir
 import pytest
 from onnx import TensorProto, helper
+from paths import REPO_ROOT
 
 from fp8conv import load
 from fp8conv.converter.pipeline import convert, convert_file
 from fp8conv.passes.node_names import UniqueNodeNamesPass
 from fp8conv.runtime.audit import audit_integer_kernels
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+MODELS = REPO_ROOT / "models"
 SAMPLES = ["digits_cnn", "seq_transformer"]
 
 

@@ -11,7 +11,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
-from test_random_inputs import _refused
+from helpers import refused_in_one_line
+from paths import REPO_ROOT
 
 import fp8conv
 from fp8conv.cli import cli
@@ -20,7 +21,7 @@ from fp8conv.passes.reference_runner import ReferenceRunner
 from fp8conv.report.schema import validate_report
 from fp8conv.verification.golden import FORMAT, METADATA_KEY, read_metadata
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 MODELS = ROOT / "models" / "digits_cnn"
 MODEL, CAST, CALIB, EVAL = (MODELS / name for name in ("model.onnx", "model.cast.onnx", "calib.npz", "eval.npz"))
 COMPARED = ("outputs", "layers", "skipped_layers", "gates", "passed", "data")
@@ -164,7 +165,7 @@ def test_random_inputs_round_trip_and_another_seed_is_other_inputs(runs):
     assert loaded.exit_code == fresh.exit_code, loaded.output
     assert _numbers(json.loads(loaded.stdout)) == _numbers(json.loads(fresh.stdout))
     other = ("verify", MODEL, tmp / "saved.onnx", "--random-inputs", 40, "--seed", 4)
-    _refused(_invoke(*other, "--load-outputs", tmp / "random.npz"), "random.npz", "other inputs")
+    refused_in_one_line(_invoke(*other, "--load-outputs", tmp / "random.npz"), "random.npz", "other inputs")
 
 
 # --- refusals: exit 2, one line, nothing written ---------------------------------------------------------------
@@ -176,11 +177,11 @@ def test_loading_against_another_model_is_refused_before_anything_is_written(run
     outcome = _quiet(
         CAST, "--data", CALIB, "--verify-data", EVAL, "-o", output, "--report", report, "--load-outputs", runs["golden"]
     )
-    _refused(outcome, str(runs["golden"]), "another reference model", "sha256")
+    refused_in_one_line(outcome, str(runs["golden"]), "another reference model", "sha256")
     assert not output.exists()
     assert not report.exists()
     verify = _invoke("verify", CAST, tmp / "saved.onnx", "--data", EVAL, "--load-outputs", runs["golden"])
-    _refused(verify, "another reference model")
+    refused_in_one_line(verify, "another reference model")
 
 
 def test_loading_against_other_data_is_refused_and_nothing_is_written(runs):
@@ -199,7 +200,7 @@ def test_loading_against_other_data_is_refused_and_nothing_is_written(runs):
         "--load-outputs",
         runs["golden"],
     )
-    _refused(outcome, str(runs["golden"]), "other inputs", "360 samples", "64")
+    refused_in_one_line(outcome, str(runs["golden"]), "other inputs", "360 samples", "64")
     assert not output.exists()
     assert not report.exists()
     # the same samples, one changed
@@ -209,7 +210,7 @@ def test_loading_against_other_data_is_refused_and_nothing_is_written(runs):
     changed = _invoke(
         "verify", MODEL, tmp / "saved.onnx", "--data", tmp / "changed.npz", "--load-outputs", runs["golden"]
     )
-    _refused(changed, "other inputs")
+    refused_in_one_line(changed, "other inputs")
 
 
 def test_a_file_without_the_tensors_the_per_layer_comparison_needs_is_refused(runs):
@@ -219,7 +220,7 @@ def test_a_file_without_the_tensors_the_per_layer_comparison_needs_is_refused(ru
     outcome = _quiet(
         MODEL, "--data", CALIB, "--verify-data", EVAL, "-o", output, "--load-outputs", tmp / "no-tensors.npz"
     )
-    _refused(outcome, "no-tensors.npz", "no intermediate tensors", "--no-per-layer")
+    refused_in_one_line(outcome, "no-tensors.npz", "no intermediate tensors", "--no-per-layer")
     assert not output.exists()
 
 
@@ -234,17 +235,17 @@ def test_a_file_that_lacks_some_tensors_names_them(runs, tmp_path):
     outcome = _invoke(
         "verify", MODEL, runs["tmp"] / "saved.onnx", "--data", EVAL, "--load-outputs", tmp_path / "partial.npz"
     )
-    _refused(outcome, "partial.npz", "lacks 1 intermediate tensor", repr(dropped), "--no-per-layer")
+    refused_in_one_line(outcome, "partial.npz", "lacks 1 intermediate tensor", repr(dropped), "--no-per-layer")
 
 
 def test_a_file_that_is_no_golden_outputs_file_is_refused(runs, tmp_path):
-    _refused(
+    refused_in_one_line(
         _invoke("verify", MODEL, runs["tmp"] / "saved.onnx", "--data", EVAL, "--load-outputs", EVAL),
         "eval.npz",
         "not an fp8conv golden-outputs file",
     )
     missing = tmp_path / "missing.npz"
-    _refused(
+    refused_in_one_line(
         _invoke("verify", MODEL, runs["tmp"] / "saved.onnx", "--data", EVAL, "--load-outputs", missing),
         "missing.npz",
         "no such file",
@@ -267,7 +268,7 @@ def test_a_file_that_is_no_golden_outputs_file_is_refused(runs, tmp_path):
 def test_contradictions_are_refused_in_one_line(tmp_path, monkeypatch, extra, parts):
     monkeypatch.chdir(tmp_path)
     outcome = _quiet(MODEL, "--data", CALIB, "-o", "out.onnx", *extra)
-    _refused(outcome, *parts)
+    refused_in_one_line(outcome, *parts)
     assert not (tmp_path / "out.onnx").exists()
     assert not (tmp_path / "g.npz").exists()
 
@@ -276,11 +277,13 @@ def test_saving_over_the_default_output_or_an_input_of_verify_is_refused(runs, t
     model = tmp_path / "m.onnx"
     model.write_bytes(MODEL.read_bytes())
     default_output = tmp_path / "m.int8.onnx"
-    _refused(_quiet(model, "--data", CALIB, "--save-outputs", default_output), "m.int8.onnx", "overwrite")
+    refused_in_one_line(_quiet(model, "--data", CALIB, "--save-outputs", default_output), "m.int8.onnx", "overwrite")
     assert not default_output.exists()
     candidate = runs["tmp"] / "saved.onnx"
     before = candidate.read_bytes()
-    _refused(_invoke("verify", MODEL, candidate, "--data", EVAL, "--save-outputs", candidate), "CANDIDATE", "overwrite")
+    refused_in_one_line(
+        _invoke("verify", MODEL, candidate, "--data", EVAL, "--save-outputs", candidate), "CANDIDATE", "overwrite"
+    )
     assert candidate.read_bytes() == before
 
 
@@ -303,11 +306,11 @@ def test_an_unknown_or_unavailable_provider_is_refused_listing_the_available_one
     available = ", ".join(ort.get_available_providers())
     output = tmp_path / "p.onnx"
     unknown = _quiet(MODEL, "--data", CALIB, "-o", output, "--providers", "NoSuchExecutionProvider")
-    _refused(unknown, "--providers", "NoSuchExecutionProvider is unknown to onnxruntime", available)
+    refused_in_one_line(unknown, "--providers", "NoSuchExecutionProvider is unknown to onnxruntime", available)
     assert not output.exists()
     missing = next(name for name in ort.get_all_providers() if name not in ort.get_available_providers())
     verify = _invoke("verify", MODEL, runs["tmp"] / "saved.onnx", "--data", EVAL, "--providers", missing)
-    _refused(verify, f"{missing} is not available here", available)
+    refused_in_one_line(verify, f"{missing} is not available here", available)
 
 
 def test_the_cpu_provider_given_explicitly_is_the_default(runs, tmp_path):

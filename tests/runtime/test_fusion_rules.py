@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fp8_models import mlp, modelopt_transformer, residual_cnn
+from paths import REPO_ROOT
 
 from fp8conv.config import ConversionConfig
 from fp8conv.converter import postconditions
@@ -20,7 +21,7 @@ from fp8conv.runtime import audit, fusion_rules
 from fp8conv.runtime.fusion_rules import clip_folds, expected_kernel, fuses_at, range_inside_clip, relu_folds
 from fp8conv.runtime.integer_quantization import weight_range
 
-DIGITS = Path(__file__).resolve().parents[1] / "models" / "digits_cnn"
+DIGITS = REPO_ROOT / "models" / "digits_cnn"
 
 
 @pytest.mark.parametrize(

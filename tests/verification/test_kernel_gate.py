@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from fp8_models import residual_cnn
 from onnx import helper
+from paths import REPO_ROOT
 
 import fp8conv
 from fp8conv.cli import cli
@@ -24,7 +25,7 @@ from fp8conv.report.schema import validate_report
 from fp8conv.verification.gates import Gates, KernelThreshold
 from fp8conv.verification.verify import not_verified
 
-DIGITS = Path(__file__).resolve().parents[1] / "models" / "digits_cnn"
+DIGITS = REPO_ROOT / "models" / "digits_cnn"
 FAILED = "FAILED min_integer_kernels: 3, needs >= 4"
 
 

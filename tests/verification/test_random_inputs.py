@@ -7,8 +7,9 @@ import json
 import numpy as np
 import onnx
 import pytest
+from classifier_models import build_classifier
 from click.testing import CliRunner
-from test_verify import build_classifier
+from helpers import refused_in_one_line
 
 import fp8conv
 from fp8conv.cli import cli
@@ -40,15 +41,6 @@ def classifier(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 def _invoke(*args: object):
     return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
-def _refused(outcome, *parts: str) -> str:
-    assert outcome.exit_code == 2, outcome.output
-    lines = outcome.output.strip().splitlines()
-    assert len(lines) == 1, outcome.output
-    for part in parts:
-        assert part in lines[0], lines[0]
-    return lines[0]
 
 
 # --- the generator -----------------------------------------------------------------------------------
@@ -165,16 +157,18 @@ def test_convert_passes_them_to_verification(classifier, tmp_path):
     ],
 )
 def test_bad_values_exit_2_in_one_line(classifier, args, parts):
-    _refused(_invoke("verify", classifier["fp8"], classifier["int8"], "--random-inputs", 4, *args), *parts)
+    refused_in_one_line(_invoke("verify", classifier["fp8"], classifier["int8"], "--random-inputs", 4, *args), *parts)
 
 
 @pytest.mark.parametrize("args", [["--seed", "1"], ["--val-range", "0,1"], ["--input-shapes", "x:1x16"]])
 def test_without_random_inputs_they_are_refused(classifier, tmp_path, args):
     np.savez(tmp_path / "data.npz", x=np.zeros((4, 16), np.float32))
-    line = _refused(_invoke("verify", classifier["fp8"], classifier["int8"], "--data", tmp_path / "data.npz", *args))
+    line = refused_in_one_line(
+        _invoke("verify", classifier["fp8"], classifier["int8"], "--data", tmp_path / "data.npz", *args)
+    )
     assert args[0] in line
     assert "--random-inputs" in line
-    line = _refused(_invoke("convert", classifier["fp8"], "-o", tmp_path / "out.onnx", *args))
+    line = refused_in_one_line(_invoke("convert", classifier["fp8"], "-o", tmp_path / "out.onnx", *args))
     assert args[0] in line
     assert not (tmp_path / "out.onnx").exists()
     keyword = {args[0][2:].replace("-", "_"): int(args[1]) if args[0] == "--seed" else args[1]}

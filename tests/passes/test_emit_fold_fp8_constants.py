@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx_ir as ir
 import pytest
 from emission_helpers import planned, run_before
 from fp8_models import residual_cnn
+from paths import CORPUS
 
 from fp8conv.passes.dequantize_fp8 import exact_weights
 from fp8conv.passes.emission import is_fp8_quantizer
 from fp8conv.passes.fold_fp8_constants import FoldFp8ConstantsPass
 
-QUARK = Path(__file__).parent / "corpus" / "cnn.quark.onnx"  # biases stored as FP8 too
+QUARK = CORPUS / "cnn.quark.onnx"  # biases stored as FP8 too
 
 
 def test_fp8_biases_become_their_exact_float_values():

@@ -10,6 +10,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from fp8_models import mlp, residual_cnn
+from paths import REPO_ROOT
 
 from fp8conv import load
 from fp8conv.cli import cli
@@ -19,7 +20,7 @@ from fp8conv.converter.pipeline import convert
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.plan import plan_conversion
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+MODELS = REPO_ROOT / "models"
 SEQ = MODELS / "seq_transformer"
 
 

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from fp8_models import _Graph, mlp, residual_cnn
 from onnx import TensorProto, helper, numpy_helper
+from paths import REPO_ROOT
 
 from fp8conv.cli import cli
 from fp8conv.converter.pipeline import convert, convert_file
@@ -24,7 +25,7 @@ from fp8conv.errors import Fp8ConvError, InternalError
 from fp8conv.passes.emit_weights import EmitWeightsPass
 from fp8conv.passes.fold_fp8_constants import FoldFp8ConstantsPass
 
-DIGITS = Path(__file__).resolve().parents[1] / "models" / "digits_cnn"
+DIGITS = REPO_ROOT / "models" / "digits_cnn"
 
 
 def _save(tmp_path: Path, model: onnx.ModelProto, name: str = "model") -> Path:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx_ir as ir
 import pytest
 from emission_helpers import planned, run_before
 from fp8_models import mlp, residual_cnn
+from paths import CORPUS
 
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.emit_biases import EmitBiasesPass
 from fp8conv.runtime.integer_quantization import quantize_bias
 
-QUARK = Path(__file__).parent / "corpus" / "cnn.quark.onnx"  # biases stored as FP8 too
+QUARK = CORPUS / "cnn.quark.onnx"  # biases stored as FP8 too
 
 
 def _biases_pass(model, target: str = "int8", **options) -> tuple[ir.Model, EmitBiasesPass]:

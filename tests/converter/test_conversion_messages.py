@@ -8,13 +8,14 @@ asked for came out as a warning.
 from __future__ import annotations
 
 import re
-from pathlib import Path
+
+from paths import REPO_ROOT
 
 from fp8conv.converter.grouping import group_by_message, name_list, subject
 from fp8conv.converter.pipeline import convert_file
 from fp8conv.converter.summary import conversion_summary
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+MODELS = REPO_ROOT / "models"
 CNN = MODELS / "digits_cnn"
 SEQ = MODELS / "seq_transformer"
 

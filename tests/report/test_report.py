@@ -11,9 +11,9 @@ import jsonschema
 import numpy as np
 import onnx
 import pytest
+from classifier_models import build_classifier, classifier_data, scale_initializer
 from click.testing import CliRunner
 from golden_models import GOLDEN
-from test_verify import build_classifier, classifier_data, scale_initializer
 
 import fp8conv
 from fp8conv.cli import cli

@@ -13,6 +13,7 @@ import pytest
 from fp8_models import _Graph
 from helpers import write_model_and_data
 from onnx import TensorProto, helper
+from paths import CORPUS
 
 from fp8conv import convert_file, load
 from fp8conv.config import ActivationRange, ConversionConfig, Placement, Target
@@ -157,9 +158,8 @@ def test_placement_target_is_not_recorded_so_default_files_keep_their_bytes(tmp_
 
 @pytest.mark.parametrize("name", ["transformer.modelopt_raw", "transformer.modelopt_onnx", "transformer.quark"])
 def test_real_exports_with_quantized_layernorm_inputs_get_no_integer_qdq_there(tmp_path, name):
-    from pathlib import Path
 
-    corpus = Path(__file__).parent / "corpus"
+    corpus = CORPUS
     x = np.load(corpus / "transformer_calib.npz")["input"]
     result = convert_file(corpus / f"{name}.onnx", tmp_path / "m.onnx", data={"input": x})
     readers = _dequantized_readers(onnx.load(str(tmp_path / "m.onnx")))
