@@ -1,4 +1,4 @@
-"""The tests mirror the package: ``tests/<path>/test_*.py`` tests ``fp8conv/<path>/``.
+"""The tests mirror the package: ``tests/<path>/test_*.py`` tests ``fp8conv/<path>/`` (or ``fp8conv/<path>.py``).
 
 Tests of the package as a whole (layering, the corpus, end-to-end properties) and of the benchmark
 scripts stay at the top; shared helpers (``helpers.py``, ``paths.py``, model builders) live there too and
@@ -24,8 +24,12 @@ def test_every_test_folder_is_a_package_folder() -> None:
         if path.is_dir() and not NOT_TESTS.intersection(path.relative_to(TESTS).parts)
     ]
     assert folders, "the tests are expected in folders that mirror the package"
-    stray = [str(folder) for folder in folders if not (PACKAGE / folder).is_dir()]
-    assert not stray, f"test folders without a package folder of the same path: {stray}"
+    stray = [
+        str(folder)
+        for folder in folders
+        if not (PACKAGE / folder).is_dir() and not (PACKAGE / folder).with_suffix(".py").is_file()
+    ]
+    assert not stray, f"test folders without a package folder or module of the same path: {stray}"
 
 
 def test_test_folders_hold_only_tests() -> None:
