@@ -55,8 +55,8 @@ MODULE_LAYERS: Mapping[str, str] = {
     "fp8conv.verification.*": "verification",
     # report: renderers of a result (json schema, markdown, html, terminal, files)
     "fp8conv.report.*": "report",
-    # cli and the public API
-    "fp8conv.cli": "cli",
+    # cli (the group, the option translation, the output, one module per command) and the public API
+    "fp8conv.cli.*": "cli",
     "fp8conv.__main__": "cli",
     "fp8conv": "cli",
 }
