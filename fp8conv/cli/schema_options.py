@@ -27,6 +27,7 @@ class SchemaCommand(click.Command):
     """A command whose ``--help`` lists its options under the schema's sections (Conversion, Calibration, ...)."""
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The options under their sections' titles, in schema order; those without a section under "Other"."""
         sections: dict[str, list[tuple[str, str]]] = {}
         others: list[tuple[str, str]] = []
         for param in self.get_params(ctx):
