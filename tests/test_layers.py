@@ -30,6 +30,7 @@ MODULE_LAYERS: Mapping[str, str] = {
     "fp8conv.config": "base",
     "fp8conv.options.*": "base",
     "fp8conv._version": "base",
+    "fp8conv.str_enum": "base",
     # numerics: number formats (float and integer), rounding, the FP8 emulator, integer weight quantization math
     "fp8conv.runtime": "numerics",
     "fp8conv.runtime.formats": "numerics",
