@@ -383,7 +383,9 @@ class NodeRewritePass(ir.passes.InPlacePass):
     """A pass that tries ``_rewrite`` on every node of the main graph and its subgraphs.
 
     The nodes are listed before any rewrite, so rewrites may remove and insert nodes; a listed node that
-    an earlier rewrite removed is skipped. ``_after_rewrites`` runs once when anything changed.
+    an earlier rewrite removed is skipped. ``_after_rewrites`` runs once when anything changed: the model
+    imports the canonical domain, and the imports of the dialect's domains (:meth:`_dialect_domain`) that
+    no node uses any more go.
     """
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
@@ -400,8 +402,14 @@ class NodeRewritePass(ir.passes.InPlacePass):
     def _rewrite(self, node: ir.Node) -> bool:
         raise NotImplementedError
 
+    def _dialect_domain(self, domain: str) -> bool:
+        """Whether ``domain`` is one of the dialect's: its opset import goes once no node uses it (none here)."""
+        return False
+
     def _after_rewrites(self, model: ir.Model) -> None:
-        """Hook for model-level tidying after the rewrites (opset imports)."""
+        """The opset imports after the rewrites: the canonical domain in, the dialect's unused domains out."""
+        add_canonical_opset(model)
+        drop_unused_opsets(model, self._dialect_domain)
 
 
 def replace_quantize_dequantize(

@@ -11,7 +11,6 @@ import onnx_ir as ir
 from fp8conv.passes.canonical import FP8_DATA_TYPES, QuantSpec, constant_array, read_scale
 from fp8conv.passes.normalization import (
     NodeRewritePass,
-    add_canonical_opset,
     add_initializer,
     constant_dtype,
     per_axis_scale,
@@ -166,9 +165,6 @@ class NormalizeCastPairPass(NodeRewritePass):
     <= 0, NaN or Inf or does not broadcast; :class:`~fp8conv.errors.UnsupportedModelError` for a
     scale varying along several axes.
     """
-
-    def _after_rewrites(self, model: ir.Model) -> None:
-        add_canonical_opset(model)
 
     def _rewrite(self, to_fp8: ir.Node) -> bool:
         if to_fp8.op_type != "Cast" or to_fp8.domain != "" or not to_fp8.inputs or to_fp8.inputs[0] is None:

@@ -13,8 +13,6 @@ from fp8conv.errors import Fp8ConvError, UnsupportedModelError
 from fp8conv.passes.canonical import QuantSpec, constant_array, read_scale
 from fp8conv.passes.normalization import (
     NodeRewritePass,
-    add_canonical_opset,
-    drop_unused_opsets,
     per_axis_scale,
     remove_unused_constants,
     replace_with_fake_quantize,
@@ -152,9 +150,8 @@ class NormalizeFloatQuantPass(NodeRewritePass):
     is <= 0, NaN or Inf or does not broadcast, and for ``saturation=0`` without ``has_inf``/``has_nan``.
     """
 
-    def _after_rewrites(self, model: ir.Model) -> None:
-        add_canonical_opset(model)
-        drop_unused_opsets(model, lambda domain: domain.startswith("qonnx"))
+    def _dialect_domain(self, domain: str) -> bool:
+        return domain.startswith("qonnx")
 
     def _rewrite(self, node: ir.Node) -> bool:
         if node.domain != QONNX_DOMAIN or node.op_type != "FloatQuant":
