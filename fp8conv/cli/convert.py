@@ -42,8 +42,10 @@ def convert_command(**values: Any) -> None:
     written all the same, with a warning.
     """
     from fp8conv.converter.summary import conversion_summary
-    from fp8conv.verification.convert_and_verify import convert_and_verify
+    from fp8conv.options import Target
+    from fp8conv.verification.convert_and_verify import convert_and_verify, output_path
     from fp8conv.verification.gates import Gates
+    from fp8conv.verification.golden import golden_paths
     from fp8conv.verification.preflight import check_before_writing
     from fp8conv.verification.verify_files import RANDOM_INPUT_KEYWORDS
 
@@ -53,14 +55,18 @@ def convert_command(**values: Any) -> None:
     report_dir = given["report"]
     verify = bool(given["verify"])
     _warn_unless_onnx_suffix(given["output"])  # type: ignore[arg-type]
-    check_before_writing(None, report_dir=report_dir)  # type: ignore[arg-type]  # the API checks the rest
+    # Every file the command writes (the reports too, which the API does not write) is checked first.
+    destination = output_path(model, given["output"], Target(given["to"]))  # type: ignore[arg-type]
+    golden_output = given["save_outputs"] if verify else None
+    golden_paths(golden_output, None).refuse_overwriting({"output": destination})  # the default output too
+    check_before_writing(None, output=destination, report_dir=report_dir, golden_output=golden_output)  # type: ignore[arg-type]
     conversion = given.conversion_options()
     conversion.pop("to", None)
     outcome = convert_and_verify(
         model,
         given["to"],  # type: ignore[arg-type]
         given["data"],
-        output=given["output"],  # type: ignore[arg-type]
+        output=destination,
         verify_data=given["verify_data"],
         random_inputs=given["random_inputs"],  # type: ignore[arg-type]
         **keywords(given, RANDOM_INPUT_KEYWORDS + REFERENCE),

@@ -14,7 +14,6 @@ from fp8conv.passes.normalization import (
     add_initializer,
     constant_dtype,
     per_axis_scale,
-    remove_unused_constants,
     replace_with_fake_quantize,
 )
 from fp8conv.runtime.clip_bounds import clip_bounds
@@ -183,7 +182,6 @@ class NormalizeCastPairPass(NodeRewritePass):
         x = chain.front.data
         scale_value, axis = per_axis_scale(to_fp8, scale_value, read_scale(to_fp8, scale_value), x)
         spec = QuantSpec(fmt, axis=axis, saturate=saturate)
-        constants = [chain.front.constant, chain.back.constant, *(v for node in chain.clamps for v in node.inputs)]
         result_type = ir.DataType(chain.back_cast.attributes.get_int("to"))
         if x.dtype is None and chain.front.constant.dtype is not None:
             # Div(x, s) types x as s (an exporter's custom op upstream can leave x untyped).
@@ -191,7 +189,6 @@ class NormalizeCastPairPass(NodeRewritePass):
         replace_with_fake_quantize(
             chain.nodes, x, scale_value, spec, source="cast", name=to_fp8.name, result_type=result_type
         )
-        remove_unused_constants(constants)
         logger.debug("node %r: FP8 Cast pair -> FakeQuantize (%s)", to_fp8.name, spec)
         return True
 

@@ -16,7 +16,6 @@ from fp8conv.passes.normalization import (
     NodeRewritePass,
     check_zero_point,
     constant_dtype,
-    remove_unused_constants,
     replace_quantize_dequantize,
     same_constant,
     scale_spec,
@@ -117,7 +116,6 @@ class NormalizeQdqPass(NodeRewritePass):
             if not self._dequantize_matches(quantize, dequantize, spec):
                 return False
         replace_quantize_dequantize(quantize, dequantizers, x, scale_value, spec, source="qdq")
-        remove_unused_constants([zero_point])
         logger.debug("node %r: FP8 Q/DQ -> FakeQuantize (%s)", quantize.name, spec)
         return True
 
