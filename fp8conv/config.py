@@ -41,6 +41,7 @@ from fp8conv.options import (
     file_layer,
     keyword_settings,
 )
+from fp8conv.str_enum import StrEnum
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -63,7 +64,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class LayerPrecision(str, enum.Enum):
+class LayerPrecision(StrEnum):
     """A layer's precision: as planned (``Layer.precision``: float, INT8 or INT4 weights) and as overridden.
 
     The per-layer overrides of the target are float, INT16 activations and INT4 weights.
@@ -76,11 +77,8 @@ class LayerPrecision(str, enum.Enum):
     INT4 = "int4"
     INT16 = "int16"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class IntegerType(str, enum.Enum):
+class IntegerType(StrEnum):
     """Integer type of a quantized activation tensor (what its ``QuantizeLinear`` produces), by name.
 
     The facts about each type (bits, range, ONNX type) are in one table,
@@ -92,9 +90,6 @@ class IntegerType(str, enum.Enum):
     INT8 = "int8"
     UINT16 = "uint16"
     INT16 = "int16"
-
-    def __str__(self) -> str:
-        return self.value
 
     @classmethod
     def for_activations(cls, bits: int, activation_type: ActivationType) -> IntegerType:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 import ml_dtypes
 import numpy as np
@@ -33,7 +34,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from fp8conv import fp8
 
-__all__ = ["GOLDEN", "GoldenCase", "with_initializer"]
+__all__ = ["GOLDEN", "RUNNABLE", "GoldenCase", "save_golden", "with_initializer"]
 
 _FP8_TYPES = {
     "e4m3fn": TensorProto.FLOAT8E4M3FN,
@@ -677,6 +678,17 @@ GOLDEN: dict[str, GoldenCase] = {
     "mx_unsupported": GoldenCase(mx_unsupported, (), 0, 0, unsupported=True),
 }
 """Every golden case by name."""
+
+
+RUNNABLE = sorted(name for name in GOLDEN if name != "mx_unsupported")
+"""The cases fp8conv reads and runs (all but the MX model it refuses)."""
+
+
+def save_golden(directory: Path, name: str) -> Path:
+    """Save the model of case ``name`` as ``directory / f"{name}.onnx"``; return the path."""
+    path = directory / f"{name}.onnx"
+    onnx.save(GOLDEN[name].build(), str(path))
+    return path
 
 
 def with_initializer(model: onnx.ModelProto, name: str, values: np.typing.ArrayLike) -> onnx.ModelProto:

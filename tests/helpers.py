@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from fp8_models import residual_cnn
 
 from fp8conv import load
 from fp8conv.passes.reference_runner import ReferenceRunner
@@ -79,3 +80,32 @@ def refused_in_one_line(outcome, *parts: str) -> str:
     for part in parts:
         assert part in lines[0], lines[0]
     return lines[0]
+
+
+def one_error_line(outcome) -> str:
+    """The one line a bad input or usage error prints: on stderr, nothing on stdout, exit code 2."""
+    assert outcome.exit_code == 2, outcome.output
+    assert outcome.stdout == ""
+    lines = outcome.stderr.splitlines()
+    assert len(lines) == 1, outcome.stderr
+    assert lines[0].startswith("fp8conv: error: ")
+    assert "Usage:" not in outcome.stderr
+    return lines[0]
+
+
+def residual_cnn_file(directory: Path, name: str = "model.onnx") -> Path:
+    """:func:`fp8_models.residual_cnn` saved as ``directory / name``."""
+    path = directory / name
+    onnx.save(residual_cnn(), str(path))
+    return path
+
+
+def residual_cnn_files(directory: Path) -> tuple[Path, Path]:
+    """``model.onnx`` (:func:`fp8_models.residual_cnn`) and 8 random calibration samples ``calib.npz`` for it."""
+    path = residual_cnn_file(directory)
+    graph_input = residual_cnn().graph.input[0]
+    shape = [dim.dim_value or 1 for dim in graph_input.type.tensor_type.shape.dim]
+    data = directory / "calib.npz"
+    x = np.random.default_rng(1).standard_normal([8, *shape[1:]]).astype(np.float32)
+    np.savez(data, **{graph_input.name: x})
+    return path, data

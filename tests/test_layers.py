@@ -30,6 +30,7 @@ MODULE_LAYERS: Mapping[str, str] = {
     "fp8conv.config": "base",
     "fp8conv.options.*": "base",
     "fp8conv._version": "base",
+    "fp8conv.str_enum": "base",
     # numerics: number formats (float and integer), rounding, the FP8 emulator, integer weight quantization math
     "fp8conv.runtime": "numerics",
     "fp8conv.runtime.formats": "numerics",
@@ -55,8 +56,8 @@ MODULE_LAYERS: Mapping[str, str] = {
     "fp8conv.verification.*": "verification",
     # report: renderers of a result (json schema, markdown, html, terminal, files)
     "fp8conv.report.*": "report",
-    # cli and the public API
-    "fp8conv.cli": "cli",
+    # cli (the group, the option translation, the output, one module per command) and the public API
+    "fp8conv.cli.*": "cli",
     "fp8conv.__main__": "cli",
     "fp8conv": "cli",
 }

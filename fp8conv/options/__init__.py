@@ -6,7 +6,7 @@ flag ``--max-samples``, the config-file key ``max_samples`` (``max-samples`` is 
 A boolean option ``audit`` is the flag pair ``--audit``/``--no-audit``, the key ``audit: false`` and
 ``audit=False``. From the schema come:
 
-* the click options of ``fp8conv convert`` and ``fp8conv verify`` (:mod:`fp8conv.cli`);
+* the click options of ``fp8conv convert`` and ``fp8conv verify`` (:mod:`fp8conv.cli.schema_options`);
 * the config-file keys (:mod:`fp8conv.config`): a file can hold everything a command line can (``model``,
   ``data``, ``output``, gates, ...); the command line overrides the file, option by option;
 * the checks of the keyword arguments of the Python API (:func:`keyword_settings`): an unknown keyword is an

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from fp8conv.errors import Fp8ConvError
+from fp8conv.str_enum import StrEnum
 
 __all__ = [
     "ACCURACY_GATES",
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 
-class Target(str, enum.Enum):
+class Target(StrEnum):
     """What the converted model computes in."""
 
     INT8 = "int8"
@@ -63,14 +64,14 @@ class Target(str, enum.Enum):
         return {Target.INT8: 8, Target.INT4: 8, Target.W8A16: 16, Target.W4A16: None}[self]
 
 
-class WeightRange(str, enum.Enum):
+class WeightRange(StrEnum):
     """How the weight range is chosen: MSE-optimal clipping (paper §6) or the max."""
 
     MSE = "mse"
     MAX = "max"
 
 
-class ActivationRange(str, enum.Enum):
+class ActivationRange(StrEnum):
     """How activation ranges are chosen from calibration statistics (``fp8``: data-free)."""
 
     MSE = "mse"
@@ -80,21 +81,21 @@ class ActivationRange(str, enum.Enum):
     FP8 = "fp8"
 
 
-class ActivationType(str, enum.Enum):
+class ActivationType(StrEnum):
     """Integer type of 8-bit activations: uint8 asymmetric (onnxruntime CPU's choice) or int8 symmetric."""
 
     UINT8 = "uint8"
     INT8 = "int8"
 
 
-class Placement(str, enum.Enum):
+class Placement(StrEnum):
     """Where activation Q/DQ goes: where the target's integer kernels read it, or wherever the FP8 source quantized."""
 
     TARGET = "target"
     SOURCE = "source"
 
 
-class Task(str, enum.Enum):
+class Task(StrEnum):
     """What an output is, for the gates: classifier scores (top-1 gates), an embedding or a regression (SQNR/cosine)."""
 
     CLASSIFICATION = "classification"
@@ -102,7 +103,7 @@ class Task(str, enum.Enum):
     REGRESSION = "regression"
 
 
-class Kind(str, enum.Enum):
+class Kind(StrEnum):
     """The type of an option's value."""
 
     PATH = "path"

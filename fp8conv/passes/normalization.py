@@ -10,9 +10,9 @@ Every pass of :func:`fp8conv.passes.normalize.normalize` turns one FP8 dialect i
   (:func:`scale_spec`), a broadcast scale made 1-D per axis (:func:`per_axis_scale`), new initializers
   named after the values they stand beside (:func:`add_initializer`);
 * rewriting: a matched chain of nodes replaced by one canonical node that keeps the source tensor names
-  (:func:`rewrite_chain`, :func:`replace_with_fake_quantize`, :func:`replace_quantize_dequantize`), the
-  constants only removed nodes read removed (:func:`remove_unused_constants`), a pass that tries a rewrite
-  on every node (:class:`NodeRewritePass`);
+  (:func:`rewrite_chain`, :func:`replace_with_fake_quantize`, :func:`replace_quantize_dequantize`), which
+  remove the constants only the removed nodes read (:func:`remove_unused_constants`), a pass that tries a
+  rewrite on every node (:class:`NodeRewritePass`);
 * opset imports: ``ai.fp8conv`` imported, a dialect's imports dropped once no node uses them.
 """
 
@@ -279,7 +279,8 @@ def rewrite_chain(
     must be read only inside the chain. The result value object is kept, so its name, shape and
     any graph-output position stay as they were (the caller declares its type when the new nodes
     compute another one); the new nodes take the last node's place in the graph order (all of the
-    chain's inputs are defined before them).
+    chain's inputs are defined before them). The constants that only the chain read (its scales, zero
+    points, clip bounds, a replaced weight) are removed with it.
 
     Args:
         pattern: The nodes to remove, the one that produces the result last.
@@ -296,10 +297,12 @@ def rewrite_chain(
     placeholder = ir.Value()
     result.replace_all_uses_with(placeholder, replace_graph_outputs=True)
     last.resize_outputs(0)
+    inputs = [value for node in pattern for value in node.inputs]
     built = build(result)
     graph.insert_before(last, built)
     graph.remove(pattern, safe=True)
     placeholder.replace_all_uses_with(result, replace_graph_outputs=True)
+    remove_unused_constants(inputs)
     return built
 
 
@@ -383,7 +386,9 @@ class NodeRewritePass(ir.passes.InPlacePass):
     """A pass that tries ``_rewrite`` on every node of the main graph and its subgraphs.
 
     The nodes are listed before any rewrite, so rewrites may remove and insert nodes; a listed node that
-    an earlier rewrite removed is skipped. ``_after_rewrites`` runs once when anything changed.
+    an earlier rewrite removed is skipped. ``_after_rewrites`` runs once when anything changed: the model
+    imports the canonical domain, and the imports of the dialect's domains (:meth:`_dialect_domain`) that
+    no node uses any more go.
     """
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
@@ -400,8 +405,14 @@ class NodeRewritePass(ir.passes.InPlacePass):
     def _rewrite(self, node: ir.Node) -> bool:
         raise NotImplementedError
 
+    def _dialect_domain(self, domain: str) -> bool:
+        """Whether ``domain`` is one of the dialect's: its opset import goes once no node uses it (none here)."""
+        return False
+
     def _after_rewrites(self, model: ir.Model) -> None:
-        """Hook for model-level tidying after the rewrites (opset imports)."""
+        """The opset imports after the rewrites: the canonical domain in, the dialect's unused domains out."""
+        add_canonical_opset(model)
+        drop_unused_opsets(model, self._dialect_domain)
 
 
 def replace_quantize_dequantize(
@@ -410,16 +421,16 @@ def replace_quantize_dequantize(
     """Replace ``quantize`` and the DQs reading it by one FakeQuantize per DQ (keeping their outputs).
 
     The FakeQuantize takes the Q's name when there is one DQ, else each DQ's name; constants only the
-    removed nodes read are removed too.
+    removed nodes read (scales, zero points) are removed too.
     """
     for dequantize in dequantizers:
         name = quantize.name if len(dequantizers) == 1 else dequantize.name
-        constants = dequantize.inputs[1:]
         replace_with_fake_quantize([dequantize], x, scale, spec, source=source, name=name)
-        remove_unused_constants(constants)
     graph = quantize.graph
     assert graph is not None
+    constants = quantize.inputs[1:]
     graph.remove(quantize, safe=True)
+    remove_unused_constants(constants)
 
 
 def add_canonical_opset(model: ir.Model) -> None:

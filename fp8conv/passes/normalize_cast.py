@@ -11,11 +11,9 @@ import onnx_ir as ir
 from fp8conv.passes.canonical import FP8_DATA_TYPES, QuantSpec, constant_array, read_scale
 from fp8conv.passes.normalization import (
     NodeRewritePass,
-    add_canonical_opset,
     add_initializer,
     constant_dtype,
     per_axis_scale,
-    remove_unused_constants,
     replace_with_fake_quantize,
 )
 from fp8conv.runtime.clip_bounds import clip_bounds
@@ -167,9 +165,6 @@ class NormalizeCastPairPass(NodeRewritePass):
     scale varying along several axes.
     """
 
-    def _after_rewrites(self, model: ir.Model) -> None:
-        add_canonical_opset(model)
-
     def _rewrite(self, to_fp8: ir.Node) -> bool:
         if to_fp8.op_type != "Cast" or to_fp8.domain != "" or not to_fp8.inputs or to_fp8.inputs[0] is None:
             return False
@@ -187,7 +182,6 @@ class NormalizeCastPairPass(NodeRewritePass):
         x = chain.front.data
         scale_value, axis = per_axis_scale(to_fp8, scale_value, read_scale(to_fp8, scale_value), x)
         spec = QuantSpec(fmt, axis=axis, saturate=saturate)
-        constants = [chain.front.constant, chain.back.constant, *(v for node in chain.clamps for v in node.inputs)]
         result_type = ir.DataType(chain.back_cast.attributes.get_int("to"))
         if x.dtype is None and chain.front.constant.dtype is not None:
             # Div(x, s) types x as s (an exporter's custom op upstream can leave x untyped).
@@ -195,7 +189,6 @@ class NormalizeCastPairPass(NodeRewritePass):
         replace_with_fake_quantize(
             chain.nodes, x, scale_value, spec, source="cast", name=to_fp8.name, result_type=result_type
         )
-        remove_unused_constants(constants)
         logger.debug("node %r: FP8 Cast pair -> FakeQuantize (%s)", to_fp8.name, spec)
         return True
 

@@ -11,14 +11,7 @@ import onnx_ir as ir
 from fp8conv import fp8
 from fp8conv.errors import Fp8ConvError, UnsupportedModelError
 from fp8conv.passes.canonical import QuantSpec, constant_array, read_scale
-from fp8conv.passes.normalization import (
-    NodeRewritePass,
-    add_canonical_opset,
-    drop_unused_opsets,
-    per_axis_scale,
-    remove_unused_constants,
-    replace_with_fake_quantize,
-)
+from fp8conv.passes.normalization import NodeRewritePass, per_axis_scale, replace_with_fake_quantize
 from fp8conv.runtime.formats import FORMATS, FloatFormat
 
 __all__ = ["QONNX_DOMAIN", "NormalizeFloatQuantPass", "floatquant_format"]
@@ -152,9 +145,8 @@ class NormalizeFloatQuantPass(NodeRewritePass):
     is <= 0, NaN or Inf or does not broadcast, and for ``saturation=0`` without ``has_inf``/``has_nan``.
     """
 
-    def _after_rewrites(self, model: ir.Model) -> None:
-        add_canonical_opset(model)
-        drop_unused_opsets(model, lambda domain: domain.startswith("qonnx"))
+    def _dialect_domain(self, domain: str) -> bool:
+        return domain.startswith("qonnx")
 
     def _rewrite(self, node: ir.Node) -> bool:
         if node.domain != QONNX_DOMAIN or node.op_type != "FloatQuant":
@@ -184,9 +176,7 @@ class NormalizeFloatQuantPass(NodeRewritePass):
         scale_value, axis = per_axis_scale(node, scale_value, scale, x)
         spec = QuantSpec(fmt, axis=axis, saturate=saturation)
         has_subnormal = attributes.get_int("has_subnormal", 0)
-        parameters = node.inputs[1:]
         fake_quantize = replace_with_fake_quantize([node], x, scale_value, spec, source="qonnx", name=node.name)
         fake_quantize.metadata_props["fp8conv.qonnx.has_subnormal"] = str(has_subnormal)
-        remove_unused_constants(parameters)
         logger.debug("node %r: FloatQuant -> FakeQuantize (%s)", node.name, spec)
         return True

@@ -14,11 +14,8 @@ from fp8conv.passes.canonical import FP8_DATA_TYPES, QuantSpec, read_scale
 from fp8conv.passes.normalization import (
     QDQ_DOMAINS,
     NodeRewritePass,
-    add_canonical_opset,
     check_zero_point,
     constant_dtype,
-    drop_unused_opsets,
-    remove_unused_constants,
     replace_quantize_dequantize,
     same_constant,
     scale_spec,
@@ -82,9 +79,8 @@ class NormalizeQdqPass(NodeRewritePass):
     :class:`UnsupportedModelError` for a non-constant scale.
     """
 
-    def _after_rewrites(self, model: ir.Model) -> None:
-        add_canonical_opset(model)
-        drop_unused_opsets(model, _is_trt_or_qonnx)
+    def _dialect_domain(self, domain: str) -> bool:
+        return _is_trt_or_qonnx(domain)
 
     def _rewrite(self, quantize: ir.Node) -> bool:
         if quantize.op_type != "QuantizeLinear" or quantize.domain not in QDQ_DOMAINS:
@@ -120,7 +116,6 @@ class NormalizeQdqPass(NodeRewritePass):
             if not self._dequantize_matches(quantize, dequantize, spec):
                 return False
         replace_quantize_dequantize(quantize, dequantizers, x, scale_value, spec, source="qdq")
-        remove_unused_constants([zero_point])
         logger.debug("node %r: FP8 Q/DQ -> FakeQuantize (%s)", quantize.name, spec)
         return True
 

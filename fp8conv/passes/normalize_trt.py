@@ -14,7 +14,6 @@ from fp8conv.passes.normalization import (
     add_canonical_opset,
     constant_dtype,
     drop_unused_opsets,
-    remove_unused_constants,
     replace_quantize_dequantize,
     rewrite_chain,
     same_constant,
@@ -167,7 +166,6 @@ class NormalizeTrtFp8Pass(ir.passes.InPlacePass):
         graph = node.graph
         assert graph is not None
         name = data.name or f"{node.name}_weight"
-        remove_unused_constants([data])
         names = names_for(graph)
         if name in names:
             name = names.new(f"{name}_e4m3fn")

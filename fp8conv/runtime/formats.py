@@ -32,8 +32,11 @@ SpecialStyle = Literal["ieee", "fn", "fnuz", "none"]
 
 __all__ = [
     "FORMATS",
+    "FORMATS_SCHEMA_VERSION",
     "FloatFormat",
     "SpecialStyle",
+    "formats_document",
+    "formats_table",
     "minifloat",
     "resolve_format",
 ]
@@ -183,6 +186,29 @@ def _named_formats() -> dict[str, FloatFormat]:
 
 FORMATS: Mapping[str, FloatFormat] = _named_formats()
 """Every named format, keyed by the name ``ml_dtypes`` uses (without its ``float8_`` prefix)."""
+
+FORMATS_SCHEMA_VERSION = "1.0"
+"""Version of the :func:`formats_document` (``fp8conv formats --json``; a string, as report.json's and inspect's)."""
+
+
+def formats_document() -> dict[str, object]:
+    """``{schema_version, formats: [FloatFormat.to_json() of each of FORMATS]}``: ``fp8conv formats --json``."""
+    return {"schema_version": FORMATS_SCHEMA_VERSION, "formats": [fmt.to_json() for fmt in FORMATS.values()]}
+
+
+def formats_table() -> str:
+    """The table ``fp8conv formats`` prints: a header, then a row per format of :data:`FORMATS`."""
+    lines = [
+        f"{'name':<12} {'bits':>4} {'E':>2} {'M':>2} {'bias':>4} {'max':>12} {'min normal':>12} "
+        f"{'min subnormal':>14}  specials"
+    ]
+    lines += [
+        f"{fmt.name:<12} {fmt.bits:>4} {fmt.exponent_bits:>2} {fmt.mantissa_bits:>2} {fmt.bias:>4} "
+        f"{fmt.max_value:>12g} {fmt.min_normal:>12g} {fmt.min_subnormal:>14g}  {fmt.style}"
+        for fmt in FORMATS.values()
+    ]
+    return "\n".join(lines)
+
 
 _ALIASES = {
     "float8_e4m3fn": "e4m3fn",

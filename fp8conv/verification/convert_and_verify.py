@@ -49,7 +49,7 @@ from fp8conv.verification.runners import Candidate, named_as_read, read_candidat
 from fp8conv.verification.verify import normalize_level, not_verified
 from fp8conv.verification.verify import verify as verify_candidate
 
-__all__ = ["NO_DATA_REASON", "VerifiedConversion", "convert_and_verify"]
+__all__ = ["NO_DATA_REASON", "VerifiedConversion", "convert_and_verify", "output_path"]
 
 NO_DATA_REASON = (
     "no data to verify on: pass --data (or --verify-data) DATA.npz, or --random-inputs N to verify on random inputs"
@@ -193,12 +193,7 @@ def convert_and_verify(
     gates = Gates.coerce(gates)
     source = Path(model) if isinstance(model, (str, os.PathLike)) else None
     target = config.target
-    if output is not None:
-        destination = Path(output)
-    elif source is not None:
-        destination = default_output_path(source, target)
-    else:
-        raise Fp8ConvError("an in-memory model needs an output path (output=...)")
+    destination = output_path(model, output, target)
     verify_on = verify_data if verify_data is not None else (data if random_inputs is None else None)
     if not verify:
         reason: str | None = skip_reason
@@ -275,6 +270,19 @@ def convert_and_verify(
         pipeline.remove_written_model(destination)
         raise
     return VerifiedConversion(result, verification)
+
+
+def output_path(model: ModelInput, output: str | os.PathLike | None, target: Target) -> Path:
+    """Where :func:`convert_and_verify` writes: ``output``, else ``<stem>.<target>.onnx`` beside a model file.
+
+    Raises:
+        Fp8ConvError: An in-memory model without ``output``.
+    """
+    if output is not None:
+        return Path(output)
+    if isinstance(model, (str, os.PathLike)):
+        return default_output_path(Path(model), target)
+    raise Fp8ConvError("an in-memory model needs an output path (output=...)")
 
 
 def _parse(model: ModelInput) -> tuple[ParsedModel | None, ModelLoadError | None]:

@@ -61,6 +61,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fp8conv.errors import Fp8ConvError
+from fp8conv.options import GATE_OPTIONS, Settings
 
 if TYPE_CHECKING:  # imported where the gates are evaluated: the CLI reads the defaults without NumPy
     from fp8conv.verification.result import GateResult, LayerReport, OutputReport
@@ -192,6 +193,31 @@ class Gates:
         if isinstance(gates, Mapping):
             return cls.default().with_mapping(gates, source="api")
         raise Fp8ConvError(f"gates must be a Gates object or a mapping, not {type(gates).__name__}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Gates:
+        """The gates of a command's settings: defaults, then the config file's, then the command line's.
+
+        Each source's setting is layered in order (:meth:`with_mapping` for a config file's ``gates`` table
+        and gate keys, :meth:`with_specs` for the gate flags), so each overrides the (gate, output) keys it
+        names only: ``--min-sqnr logits:25`` keeps the file's global ``min_sqnr``.
+
+        Raises:
+            Fp8ConvError: A bad gate or value, naming the config file and line where it comes from one.
+        """
+        gates = cls.default()
+        for name in ("gates", *GATE_OPTIONS):
+            for setting in settings.every(name):
+                try:
+                    if setting.source == "cli":
+                        specs = setting.value if isinstance(setting.value, tuple) else (setting.value,)
+                        gates = gates.with_specs(name, specs, source="cli")
+                    else:
+                        table = setting.value if name == "gates" else {name: setting.value}
+                        gates = gates.with_mapping(table, source="config")  # type: ignore[arg-type]
+                except Fp8ConvError as error:
+                    raise Fp8ConvError(f"{setting.origin}: {error}" if setting.origin else str(error)) from error
+        return gates
 
     def with_specs(self, name: str, specs: Iterable[str | float], *, source: str = "cli") -> Gates:
         """Override one gate with CLI-style specs: ``"20"`` (global), ``"logits:25"``, ``"off"``, ``"x:off"``.

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from fp8_models import concat_cnn, mlp, residual_cnn
 from golden_models import GOLDEN
+from helpers import residual_cnn_files
 from helpers import sqnr_against_reference as _sqnr_against_reference
 from helpers import write_model_and_data as _write
 from onnx import TensorProto, helper
@@ -528,3 +529,13 @@ def test_a_kept_float_layer_that_onnxruntime_quantizes_itself_is_a_warning(tmp_p
     assert "quantized this layer's float weight itself" in (record.reason or "")
     summary = conversion_summary(result)
     assert "warning: layer node_conv2d_1 (Conv as QLinearConv) planned float" in summary
+
+
+def test_convert_file_refuses_an_output_it_cannot_write_before_converting(tmp_path, monkeypatch):
+    from fp8conv.converter import pipeline
+
+    source, data = residual_cnn_files(tmp_path)
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setattr(pipeline, "convert", lambda *args, **kwargs: pytest.fail("converted first"))
+    with pytest.raises(Fp8ConvError, match=r"cannot write the model: .*a_file is not a directory"):
+        pipeline.convert_file(source, tmp_path / "a_file" / "out.onnx", data=data)

@@ -33,13 +33,13 @@ registry, ``ActivationRange``, the CLI's choices and the configuration's fields 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import types
 from collections.abc import Callable, Mapping
 
 from fp8conv.converter.calibration.methods import entropy, fp8, minmax, mse, percentile
 from fp8conv.converter.calibration.scales import QType, lookup
 from fp8conv.converter.calibration.statistics import Statistics
+from fp8conv.str_enum import StrEnum
 
 __all__ = ["RANGE_METHODS", "RangeMethod", "RangeMethodSpec", "StatisticKind", "compute_range", "range_method"]
 
@@ -47,7 +47,7 @@ RangeMethod = Callable[..., tuple[float, float]]
 """``method(stats, qtype, **options) -> (lo, hi)``."""
 
 
-class StatisticKind(str, enum.Enum):
+class StatisticKind(StrEnum):
     """The statistic calibration collects for a range method.
 
     Attributes:

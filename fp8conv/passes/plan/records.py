@@ -16,7 +16,6 @@ Nothing here looks at a graph: :mod:`fp8conv.passes.plan` makes the records, the
 from __future__ import annotations
 
 import dataclasses
-import enum
 import types
 from collections.abc import Mapping
 
@@ -26,11 +25,12 @@ import onnx_ir as ir
 from fp8conv.config import LayerPrecision
 from fp8conv.passes.canonical import QuantPoint
 from fp8conv.runtime.integer_quantization import WeightCodes
+from fp8conv.str_enum import StrEnum
 
 __all__ = ["ActivationPoint", "Decision", "DecisionCode", "Layer", "QuantizationPlan", "QuantizerDecision"]
 
 
-class DecisionCode(str, enum.Enum):
+class DecisionCode(StrEnum):
     """Which rule decided a layer's precision, or an FP8 activation quantizer's fate.
 
     What code branches on; the message is for people.

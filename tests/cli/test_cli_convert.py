@@ -1,36 +1,75 @@
-"""Exit codes and one-line errors of the CLI: bad input is 2, fp8conv's own bugs are 3, never a traceback."""
+"""``fp8conv convert`` (fp8conv/cli/convert.py): the overwrite rule, the -o suffix, config files, bad input first."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from fp8_models import residual_cnn
+from helpers import one_error_line, residual_cnn_file, residual_cnn_files
 
 from fp8conv.cli import cli
-from fp8conv.errors import InternalError
-
-
-def _source(tmp_path: Path) -> tuple[Path, Path]:
-    path = tmp_path / "model.onnx"
-    model = residual_cnn()
-    onnx.save(model, str(path))
-    graph_input = model.graph.input[0]
-    shape = [dim.dim_value or 1 for dim in graph_input.type.tensor_type.shape.dim]
-    data = tmp_path / "calib.npz"
-    x = np.random.default_rng(1).standard_normal([8, *shape[1:]]).astype(np.float32)
-    np.savez(data, **{graph_input.name: x})
-    return path, data
 
 
 def _written(tmp_path: Path) -> list[str]:
     """Files the conversion may have written (the model, temporaries, reports)."""
     inputs = {"model.onnx", "calib.npz"}
     return sorted(p.name for p in tmp_path.iterdir() if p.name not in inputs and p.suffix != ".yaml")
+
+
+# -- overwriting an existing output ------------------------------------------------------------------------
+
+
+def test_an_existing_output_is_replaced_and_a_failed_run_leaves_it_as_it_was(tmp_path):
+    source = residual_cnn_file(tmp_path)
+    before = source.read_bytes()
+    output = tmp_path / "out.onnx"
+    output.write_bytes(b"an older conversion")
+    done = CliRunner().invoke(cli, [str(source), "-o", str(output), "--no-verify"])
+    assert done.exit_code == 0, done.output
+    converted = output.read_bytes()
+    assert onnx.load_from_string(converted).graph.node  # the new model took its place
+    again = CliRunner().invoke(cli, [str(source), "-o", str(output), "--no-verify"])  # a rerun: no flag needed
+    assert again.exit_code == 0, again.output
+    assert output.read_bytes() == converted
+    output.write_bytes(b"an older conversion")
+    failed = CliRunner().invoke(cli, [str(source), "-o", str(output), "--keep-float", "no_such_layer"])
+    assert "matches no layer" in one_error_line(failed)
+    assert output.read_bytes() == b"an older conversion"
+    refused = CliRunner().invoke(cli, [str(source), "-o", str(source)])
+    assert one_error_line(refused).endswith("the output would overwrite the input model")
+    assert source.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "out.onnx"]  # no temporaries left
+
+
+def test_convert_help_states_the_overwrite_rule():
+    text = " ".join(CliRunner().invoke(cli, ["convert", "--help"]).stdout.split())
+    assert "An existing output file is replaced without asking" in text
+    assert "MODEL itself is never overwritten (exit 2)" in text
+
+
+@pytest.mark.parametrize(
+    ("name", "warned"), [("out.bin", True), ("out", True), ("out.onnx", False), ("OUT.ONNX", False)]
+)
+def test_an_output_without_the_onnx_suffix_is_written_with_a_warning(tmp_path, name, warned):
+    source = residual_cnn_file(tmp_path)
+    outcome = CliRunner().invoke(cli, [str(source), "-o", str(tmp_path / name), "--no-verify"])
+    assert outcome.exit_code == 0, outcome.output
+    assert onnx.load(str(tmp_path / name)).graph.node
+    warnings = [line for line in outcome.stderr.splitlines() if line.startswith("fp8conv: warning: ")]
+    if warned:
+        assert warnings == [
+            f"fp8conv: warning: {tmp_path / name}: the output has "
+            + (f"suffix {Path(name).suffix!r}" if Path(name).suffix else "no suffix")
+            + ", not '.onnx'; writing an ONNX model there all the same"
+        ]
+    else:
+        assert warnings == []
+
+
+# -- config files ----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -43,7 +82,7 @@ def _written(tmp_path: Path) -> list[str]:
     ids=["yaml-flow", "yaml-tab", "toml"],
 )
 def test_a_config_syntax_error_is_one_line_with_file_and_line_exit_2(tmp_path, suffix, text, where):
-    source, data = _source(tmp_path)
+    source, data = residual_cnn_files(tmp_path)
     config = tmp_path / f"bad.{suffix}"
     config.write_text(text)
     outcome = CliRunner().invoke(cli, [str(source), "--data", str(data), "--config", str(config)])
@@ -66,7 +105,7 @@ def test_a_config_syntax_error_is_one_line_with_file_and_line_exit_2(tmp_path, s
     ],
 )
 def test_a_config_value_of_the_wrong_type_is_bad_input_naming_the_file(tmp_path, text, message):
-    source, data = _source(tmp_path)
+    source, data = residual_cnn_files(tmp_path)
     config = tmp_path / "bad.yaml"
     config.write_text(text)
     outcome = CliRunner().invoke(cli, [str(source), "--data", str(data), "--config", str(config)])
@@ -77,30 +116,9 @@ def test_a_config_value_of_the_wrong_type_is_bad_input_naming_the_file(tmp_path,
     assert _written(tmp_path) == []
 
 
-@pytest.mark.parametrize(
-    "error", [InternalError("layer conv1: planned int8, written float"), KeyError("conv1")], ids=["internal", "other"]
-)
-def test_an_unexpected_exception_is_exit_3_in_one_line_and_the_traceback_only_with_v(tmp_path, monkeypatch, error):
-    source, data = _source(tmp_path)
-
-    def broken(*args, **kwargs):
-        raise error
-
-    monkeypatch.setattr("fp8conv.converter.pipeline.convert", broken)
-    outcome = CliRunner().invoke(cli, [str(source), "--data", str(data)])
-    assert outcome.exit_code == 3, outcome.output
-    assert outcome.output.count("\n") == 1, outcome.output
-    assert outcome.output.startswith("fp8conv: internal error: ")
-    assert ("layer conv1: planned int8" if isinstance(error, InternalError) else "KeyError: 'conv1'") in outcome.output
-    assert "Traceback" not in outcome.output
-    verbose = CliRunner().invoke(cli, ["-v", str(source), "--data", str(data)])
-    assert verbose.exit_code == 3
-    assert "Traceback" in verbose.output
-
-
 def test_all_zero_calibration_data_converts_with_a_warning_instead_of_crashing(tmp_path):
     """The default mse method crashed on an all-zero histogram (math domain error, exit 1)."""
-    source, data = _source(tmp_path)
+    source, data = residual_cnn_files(tmp_path)
     name = next(iter(np.load(data).keys()))
     zeros = tmp_path / "zeros.npz"
     np.savez(zeros, **{name: np.zeros_like(np.load(data)[name])})
@@ -149,7 +167,7 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_a_bad_input_is_exit_2_before_anything_is_written(tmp_path, case):
     """--verify-data with labels of the wrong length used to exit 2 after the model was written."""
-    source, data = _source(tmp_path)
+    source, data = residual_cnn_files(tmp_path)
     args, message = _bad_inputs(tmp_path, data)[case]
     before = set(tmp_path.iterdir())
     outcome = CliRunner().invoke(cli, [str(source), "--data", str(data), *map(str, args)])
@@ -158,30 +176,3 @@ def test_a_bad_input_is_exit_2_before_anything_is_written(tmp_path, case):
     assert message in outcome.output
     assert "calibrating" not in outcome.output  # refused before the conversion ran
     assert set(tmp_path.iterdir()) == before  # no model, no temporary file, no report directory
-
-
-def test_verify_checks_where_its_reports_go_before_it_runs(tmp_path, monkeypatch):
-    source, data = _source(tmp_path)
-    (tmp_path / "a_file").write_text("")
-
-    def not_reached(*args, **kwargs):
-        raise AssertionError("verification ran although its reports cannot be written")
-
-    monkeypatch.setattr(importlib.import_module("fp8conv.verification.verify"), "verify", not_reached)
-    report = tmp_path / "a_file" / "report"
-    outcome = CliRunner().invoke(
-        cli, ["verify", str(source), str(source), "--data", str(data), "--report", str(report)]
-    )
-    assert outcome.exit_code == 2, outcome.output
-    assert f"{report}: cannot write the reports: {tmp_path / 'a_file'} is not a directory" in outcome.output
-
-
-def test_convert_file_refuses_an_output_it_cannot_write_before_converting(tmp_path, monkeypatch):
-    from fp8conv.converter import pipeline
-    from fp8conv.errors import Fp8ConvError
-
-    source, data = _source(tmp_path)
-    (tmp_path / "a_file").write_text("")
-    monkeypatch.setattr(pipeline, "convert", lambda *args, **kwargs: pytest.fail("converted first"))
-    with pytest.raises(Fp8ConvError, match=r"cannot write the model: .*a_file is not a directory"):
-        pipeline.convert_file(source, tmp_path / "a_file" / "out.onnx", data=data)
