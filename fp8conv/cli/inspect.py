@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import click
 
 from fp8conv.cli.output import print_json
+from fp8conv.cli.schema_options import SchemaCommand, required, schema_options, settings
 
 __all__ = ["inspect_command"]
 
 
-@click.command("inspect")
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print a stable JSON document instead of the table.")
-def inspect_command(model: Path, as_json: bool) -> None:
+@click.command("inspect", cls=SchemaCommand)
+@schema_options("inspect")
+def inspect_command(**values: Any) -> None:
     """Show MODEL's opset, size, FP8 dialects, quantization points and layers.
 
     The first table lists every quantization point: the quantized tensor, its role (weight or activation),
@@ -28,8 +28,9 @@ def inspect_command(model: Path, as_json: bool) -> None:
     """
     from fp8conv.converter import inspection  # looked up when called (tests replace inspection.inspect)
 
-    result = inspection.inspect(model)
-    if as_json:
+    given = settings("inspect", values)
+    result = inspection.inspect(required(given, "model"))
+    if given["json"]:
         print_json(result.to_json())
     else:
         click.echo(result.to_text())

@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import click
 
 from fp8conv.cli.output import quiet
+from fp8conv.cli.schema_options import SchemaCommand, required, schema_options, settings
 
 __all__ = ["run_command"]
 
 
-@click.command("run")
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option(
-    "--data",
-    "data_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Inputs: .npz keyed by graph input name (first axis = samples), or a directory of them.",
-)
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Where to write the outputs (.npz keyed by graph output name).",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Samples per run (default: the model's static batch size, else 32).",
-)
-def run_command(model: Path, data_path: Path, output: Path, batch_size: int | None) -> None:
+@click.command("run", cls=SchemaCommand)
+@schema_options("run")
+def run_command(**values: Any) -> None:
     """Run MODEL with exact FP8 numerics at every quantization point and save its outputs.
 
     Works for every dialect fp8conv reads, including TensorRT `trt::` ops and QONNX FloatQuant that
@@ -42,5 +23,7 @@ def run_command(model: Path, data_path: Path, output: Path, batch_size: int | No
     """
     from fp8conv.converter import reference_run  # looked up when called (tests replace run_reference)
 
-    written = reference_run.run_reference(model, data_path, output, batch_size=batch_size, progress=not quiet())
+    given = settings("run", values)
+    model, data, output = (required(given, name) for name in ("model", "data", "output"))
+    written = reference_run.run_reference(model, data, output, batch_size=given["batch_size"], progress=not quiet())
     click.echo(f"wrote {written.num_samples} samples of {', '.join(written.output_names)} to {output}")

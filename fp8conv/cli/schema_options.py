@@ -121,6 +121,8 @@ def _help(option: options.Option, command: str) -> str:
     if option.kind is options.Kind.FLAG or (option.default is None and option.default_text is None):
         return text
     default = options.default_text(option, command).replace("`", "")
+    if default == "required" and not option.positional:
+        return f"{text} [required]"
     if default in ("required", "none"):
         return text
     return f"{text} [default: {default}]"
@@ -149,8 +151,10 @@ def keywords(values: options.Settings, names: tuple[str, ...]) -> dict[str, Any]
 
 
 def required(values: options.Settings, name: str) -> Path:
-    """The path option ``name`` (an argument such as MODEL), which the command line or the config file must give."""
+    """The path option ``name`` (MODEL, or ``--data`` of ``run``), which the command line or config must give."""
     value = values[name]
     if value is None:
-        raise click.UsageError(f"missing argument '{name.upper()}' (or '{name}' in a --config file)")
+        option = options.option(name)
+        what = f"argument '{option.flag}'" if option.positional else f"option '{option.flag}'"
+        raise click.UsageError(f"missing {what} (or '{name}' in a --config file)")
     return value  # type: ignore[return-value]

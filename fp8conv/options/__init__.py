@@ -1,4 +1,4 @@
-"""Every option of fp8conv, once: the flags of ``convert``/``verify``, the config-file keys, the Python keywords.
+"""Every option of fp8conv, once: the commands' flags, the config-file keys, the Python keywords.
 
 :data:`OPTIONS` is the schema. Each :class:`Option` has one name, spelled three ways: ``max_samples`` is the
 flag ``--max-samples``, the config-file key ``max_samples`` (``max-samples`` is read too) and the keyword

@@ -120,8 +120,8 @@ class Kind(StrEnum):
     NAMES = "names"  # P1,P2: comma-separated names (a list in a file or in Python)
 
 
-COMMANDS = ("convert", "verify")
-"""The commands whose options come from the schema."""
+COMMANDS = ("convert", "verify", "inspect", "run")
+"""The commands whose options come from the schema (``formats`` has only ``--json``, its own)."""
 
 API_FUNCTIONS = ("convert", "convert_file", "convert_and_verify")
 """The Python functions whose keyword arguments the schema checks."""
@@ -470,6 +470,7 @@ _PATTERN_HELP = (
 _MODEL, _CONVERSION, _CALIBRATION, _WRITING = "Input and output", "Conversion", "Calibration", "Writing"
 _VERIFICATION, _GATES, _PRINTING = "Verification", "Gates", "Output"
 _BOTH = ("convert", "verify")
+_EVERY_COMMAND = COMMANDS
 
 
 def _conversion(name: str, kind: Kind, text: str, section: str = _CONVERSION, **more: object) -> Option:
@@ -493,13 +494,23 @@ def _gate(name: str, text: str, default: float | None, metavar: str, **more: obj
     return Option(name, Kind.GATE, text, default, _BOTH, section=_GATES, metavar=metavar, **more)  # type: ignore[arg-type]
 
 
-def _model(name: str, text: str, command: str) -> Option:
-    return Option(name, Kind.PATH, text, commands=(command,), positional=True, section=_MODEL, default_text="required")
+def _model(name: str, text: str | Mapping[str, str], *commands: str) -> Option:
+    return Option(name, Kind.PATH, text, commands=commands, positional=True, section=_MODEL, default_text="required")
 
 
 OPTIONS: tuple[Option, ...] = (
     # -- input and output ---------------------------------------------------------------------------------------
-    _model("model", "The FP8 fake-quantized model to convert (an argument, or `model` in the config file).", "convert"),
+    _model(
+        "model",
+        {
+            "convert": "The FP8 fake-quantized model to convert (an argument, or `model` in the config file).",
+            "inspect": "The model to describe (an argument, or `model` in the config file).",
+            "run": "The model to run under exact FP8 numerics (an argument, or `model` in the config file).",
+        },
+        "convert",
+        "inspect",
+        "run",
+    ),
     _model(
         "reference", "The reference, run under exact FP8 numerics (an argument, or `reference` in the file).", "verify"
     ),
@@ -511,7 +522,7 @@ OPTIONS: tuple[Option, ...] = (
         Kind.PATH,
         "YAML (.yaml/.yml) or TOML (.toml) file of options: every option's key, optionally under a top-level "
         "`fp8conv` table; relative paths in it are relative to the file. Command-line flags override it.",
-        commands=_BOTH,
+        commands=_EVERY_COMMAND,
         section=_MODEL,
         in_config=False,
         default_text="none",
@@ -519,11 +530,12 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "output",
         Kind.PATH,
-        "Output model.",
+        {"convert": "Output model.", "run": "Where to write the outputs (.npz keyed by graph output name)."},
+        commands=("convert", "run"),
         api=_VERIFYING_API,
         section=_MODEL,
         short="-o",
-        default_text="`<stem>.<to>.onnx` beside the model",
+        default_text={"convert": "`<stem>.<to>.onnx` beside the model", "run": "required"},
     ),
     # -- conversion ---------------------------------------------------------------------------------------------
     _conversion(
@@ -607,11 +619,16 @@ OPTIONS: tuple[Option, ...] = (
             "--verify-data or --random-inputs is given.",
             "verify": "Inputs: .npz keyed by input name (first axis = samples; optional 'labels'), or a directory "
             "of them.",
+            "run": "Inputs: .npz keyed by graph input name (first axis = samples), or a directory of them.",
         },
-        commands=_BOTH,
+        commands=("convert", "verify", "run"),
         api=_CONVERSION_API,
-        section={"convert": _CALIBRATION, "verify": _VERIFICATION},
-        default_text={"convert": "none (data-free)", "verify": "none (then --random-inputs is needed)"},
+        section={"convert": _CALIBRATION, "verify": _VERIFICATION, "run": _MODEL},
+        default_text={
+            "convert": "none (data-free)",
+            "verify": "none (then --random-inputs is needed)",
+            "run": "required",
+        },
     ),
     _conversion(
         "activations_range",
@@ -796,12 +813,16 @@ OPTIONS: tuple[Option, ...] = (
     _verification(
         "batch_size",
         Kind.INTEGER,
-        "Samples per verification run.",
-        commands=("verify",),
+        {"verify": "Samples per verification run.", "run": "Samples per run."},
+        commands=("verify", "run"),
         api=(),
+        section={"verify": _VERIFICATION, "run": _MODEL},
         minimum=1,
         metavar="N",
-        default_text="16, or the models' static batch size",
+        default_text={
+            "verify": "16, or the models' static batch size",
+            "run": "the model's static batch size, else 32",
+        },
     ),
     _verification(
         "optimization_level",
@@ -870,9 +891,10 @@ OPTIONS: tuple[Option, ...] = (
             "convert": "Print JSON: the verification report (its 'conversion' key is the conversion record), or "
             "the conversion record when nothing was verified.",
             "verify": "Print report.json to stdout instead of the table.",
+            "inspect": "Print a stable JSON document instead of the table.",
         },
         default=False,
-        commands=_BOTH,
+        commands=("convert", "verify", "inspect"),
         section=_PRINTING,
     ),
 )

@@ -69,3 +69,13 @@ def test_inspect_lists_every_name_the_override_patterns_match():
         for name in entry["names"]:  # and each one is what a pattern selects the layer by
             selected = select_overrides(layers, ConversionConfig(keep_float=(f"^{re.escape(name)}$",)))
             assert selected[index], name
+
+
+def test_inspect_reads_its_model_from_a_config_file(tmp_path):
+    path = save_golden(tmp_path, "qdq_per_tensor")
+    config = tmp_path / "fp8conv.toml"
+    config.write_text(f'[fp8conv]\nmodel = "{path.name}"\njson = true\n')
+    from_file = CliRunner().invoke(cli, ["inspect", "--config", str(config)])
+    direct = CliRunner().invoke(cli, ["inspect", str(path), "--json"])
+    assert from_file.exit_code == direct.exit_code == 0, from_file.output
+    assert json.loads(from_file.output) == json.loads(direct.output)

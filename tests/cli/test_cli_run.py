@@ -43,3 +43,44 @@ def test_run_with_missing_input_exits_2_and_writes_nothing(tmp_path):
     assert result.exit_code == 2
     assert "no data for model input" in result.output
     assert not out.exists()
+
+
+def test_run_takes_every_option_from_a_config_file_and_flags_override_it(tmp_path):
+    """run's options come from the option schema: a config file can hold model, data, output and batch size."""
+    path = save_golden(tmp_path, "qdq_per_tensor")
+    runner = ReferenceRunner(fp8conv.load(path).model)
+    x = np.random.default_rng(4).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", **{runner.input_names[0]: x})
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model: {path.name}\ndata: in.npz\noutput: from_file.npz\nbatch_size: 1\n")
+    from_file = CliRunner().invoke(cli, ["run", "--config", str(config)])
+    assert from_file.exit_code == 0, from_file.output
+    overridden = CliRunner().invoke(cli, ["run", "--config", str(config), "-o", str(tmp_path / "flag.npz")])
+    assert overridden.exit_code == 0, overridden.output
+    first, second = np.load(tmp_path / "from_file.npz"), np.load(tmp_path / "flag.npz")
+    assert first.files == second.files == list(runner.output_names)
+    for name in first.files:
+        np.testing.assert_array_equal(first[name], second[name])
+
+
+@pytest.mark.parametrize(("missing", "flag"), [("--data", "--data"), ("-o", "--output")])
+def test_run_without_a_required_option_is_one_line_naming_it(tmp_path, missing, flag):
+    path = save_golden(tmp_path, "qdq_per_tensor")
+    np.savez(tmp_path / "in.npz", x=np.zeros((1, 3, 8, 8), np.float32))
+    given = {"--data": str(tmp_path / "in.npz"), "-o": str(tmp_path / "out.npz")}
+    del given[missing]
+    result = CliRunner().invoke(cli, ["run", str(path), *[part for pair in given.items() for part in pair]])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert f"missing option '{flag}'" in lines[0]
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_run_help_marks_the_required_options():
+    result = CliRunner().invoke(cli, ["run", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    for flag in ("--data PATH", "--output PATH", "--batch-size N"):
+        described = text.split(flag, 1)[1].split(" --", 1)[0]
+        assert ("[required]" in described) is (flag != "--batch-size N"), described
