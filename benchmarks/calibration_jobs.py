@@ -5,7 +5,8 @@ Usage::
     python benchmarks/calibration_jobs.py                         # seq_transformer and a 4x512 synthetic transformer
     python benchmarks/calibration_jobs.py --jobs 1 2 4 --samples 1024 --synthetic 4x512 --seq 64 --repeat 2
 
-Models: ``models/seq_transformer/model.onnx`` with its ``calib.npz`` tiled to ``--samples`` samples, and a
+Models: ``models/seq_transformer/model.onnx`` with its ``calib.npz`` grown to ``--samples`` samples (copies with
+their tokens shuffled), and a
 synthetic FP8 decoder (``benchmarks/make_fp8_transformer.py``, ``LAYERSxHIDDEN``, ``--seq`` tokens,
 ``--synthetic-samples`` standard-normal samples) written to a temporary directory. For each model and
 ``--jobs`` value, ``convert(MODEL, "int8", DATA, jobs=N)`` runs in this process; the time is its
@@ -52,13 +53,22 @@ from fp8conv.passes.plan import plan_conversion  # noqa: E402
 SEQ_TRANSFORMER = HERE.parent / "models" / "seq_transformer"
 
 
-def tiled(path: Path, samples: int) -> dict[str, np.ndarray]:
-    """The arrays of ``path`` repeated along the sample axis to ``samples`` samples."""
+def tiled(path: Path, samples: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """The arrays of ``path`` grown to ``samples`` samples: copies whose tokens (axis 1) are shuffled per sample.
+
+    Every copy after the first is a new set of sequences of the same tokens, so the shards see different
+    values (identical copies would give every shard the same histogram shape, which hides a merge error).
+    """
     with np.load(path) as archive:
         arrays = {key: archive[key] for key in archive.files if key != "labels"}
     count = len(next(iter(arrays.values())))
-    reps = -(-samples // count)
-    return {key: np.concatenate([value] * reps)[:samples] for key, value in arrays.items()}
+    rng = np.random.default_rng(seed)
+    grown = {key: [value] for key, value in arrays.items()}
+    for _ in range(1, -(-samples // count)):
+        order = np.argsort(rng.random((count, next(iter(arrays.values())).shape[1])), axis=1)
+        for key, value in arrays.items():
+            grown[key].append(np.take_along_axis(value, order.reshape(*order.shape, *[1] * (value.ndim - 2)), axis=1))
+    return {key: np.concatenate(parts)[:samples] for key, parts in grown.items()}
 
 
 def synthetic(folder: Path, spec: str, seq: int, samples: int) -> tuple[Path, Path]:
