@@ -29,7 +29,9 @@ from fp8conv.runtime.reference import PortableReference
 def ray_instance():
     import ray  # in the test extra: never skipped
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        num_cpus=2, object_store_memory=200 << 20, include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
     yield ray
     ray.shutdown()
 
