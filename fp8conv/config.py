@@ -36,6 +36,7 @@ from fp8conv.options import (
     Placement,
     Setting,
     Settings,
+    ShardExecutor,
     Target,
     WeightRange,
     file_layer,
@@ -53,6 +54,7 @@ __all__ = [
     "ActivationType",
     "Placement",
     "ConversionConfig",
+    "ShardExecutor",
     "IntegerType",
     "LayerPrecision",
     "Target",
@@ -133,6 +135,8 @@ class ConversionConfig:
             many batches in memory). None: 2 on a machine with 2 or more CPUs, else 1. The statistics do not
             depend on it.
         max_calibration_samples: Use at most this many calibration samples (None: all).
+        jobs: Calibration shards at once (1: in this process). The statistics do not depend on it.
+        executor: What runs the shards (:class:`ShardExecutor`): local processes or Ray tasks.
     """
 
     target: Target = Target.INT8
@@ -150,6 +154,8 @@ class ConversionConfig:
     calibration_batch_size: int = 2
     calibration_workers: int | None = None
     max_calibration_samples: int | None = None
+    jobs: int = 1
+    executor: ShardExecutor = ShardExecutor.LOCAL
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

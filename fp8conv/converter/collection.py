@@ -16,30 +16,38 @@ holds values already counted, unless its sources feed nothing else; then the cop
 Relu output read only by a MaxPool is counted as the MaxPool's output: the values MaxPool drops never
 reach an integer op, and the ones it keeps are on the FP8 grid when the source quantized there.
 
-Parallelism: ``workers`` threads each take a batch, run it through one shared onnxruntime session (each
-run computes on its caller's thread when there are as many workers as cores) and add its values to
-their own set of statistics; the sets are merged at the end. A batch's reference run and another batch's
-counting then overlap, which a single thread cannot do (onnxruntime releases the GIL while it runs). The
-merge is exact and the statistics do not depend on the order of their values (see the calibration
-module), so the result is the same for any number of workers and any scheduling. At most ``workers``
-batches are in memory at once.
+Parallelism, in one process: ``workers`` threads each take a batch, run it through one shared onnxruntime
+session and add its values to their own set of statistics, merged at the end
+(:func:`~fp8conv.converter.counting.count_batches`). Across processes: with ``jobs`` > 1 (or the ``ray``
+executor) the samples split into contiguous shards of whole batches, each calibrated by a worker process or
+Ray task that opens the same lowered reference from its bytes, and the shards' statistics merge in shard
+order (:mod:`fp8conv.converter.shards`, which proves the result byte-identical). The merges are exact and the
+statistics do not depend on the order of their values (see the calibration module), so the result is the
+same for any number of workers, jobs and any scheduling.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
-import os
-import queue
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Mapping
 
-import numpy as np
 import onnx_ir as ir
 from tqdm import tqdm
 
 from fp8conv.config import ConversionConfig
 from fp8conv.converter import calibration
-from fp8conv.converter.data import LABELS_KEY, SampleSet
+from fp8conv.converter.counting import CodeHistogramOf, StatisticsLayout, count_batches, limited_batches
+from fp8conv.converter.data import SampleSet
+from fp8conv.converter.executors import make_executor
+from fp8conv.converter.shards import (
+    ShardContext,
+    ShardResult,
+    available_cpus,
+    calibrate_shard,
+    merge_shards,
+    plan_shards,
+)
 from fp8conv.passes.canonical import is_fake_quantize
 from fp8conv.passes.plan import ActivationPoint, QuantizationPlan
 from fp8conv.passes.reference_runner import ReferenceRunner
@@ -52,23 +60,17 @@ _MAX_WORKERS = 2
 
 
 def calibration_workers(config: ConversionConfig) -> int:
-    """Threads that calibrate at once: ``config.calibration_workers``, else 2 on a machine with 2+ CPUs."""
+    """Threads that calibrate at once (in each process): ``config.calibration_workers``, else 2 on 2+ CPUs."""
     if config.calibration_workers is not None:
         return config.calibration_workers
-    return max(1, min(_MAX_WORKERS, _available_cpus()))
-
-
-def _available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return max(1, min(_MAX_WORKERS, available_cpus()))
 
 
 class StatisticsCollector:
     """The exact FP8 reference, built once, with the captures the plan's activation groups need.
 
-    Building it creates the onnxruntime session (the slow part); :meth:`collect` then streams samples.
+    Building it creates the onnxruntime session (the slow part); :meth:`collect` then streams samples, in this
+    process or in shards (``config.jobs``, ``config.executor``).
     """
 
     def __init__(self, model: ir.Model, plan: QuantizationPlan, config: ConversionConfig) -> None:
@@ -77,7 +79,7 @@ class StatisticsCollector:
         Args:
             model: The canonical model (not modified).
             plan: The conversion plan (its activation groups).
-            config: Conversion options (range method, batch size, workers, sample limit).
+            config: Conversion options (range method, batch size, workers, jobs, executor, sample limit).
 
         Raises:
             Fp8ConvError: The reference cannot be built.
@@ -85,15 +87,16 @@ class StatisticsCollector:
         self.config = config
         self.workers = calibration_workers(config)
         self._factories, self._captures = _statistics_layout(model, plan, config)
-        codes = {
-            t for t, group in self._captures.items() if self._factories[group] is not calibration.StreamingHistogram
-        }
+        self.layout = StatisticsLayout(self._factories, self._captures)
+        codes = set(self.layout.code_tensors())
         self.runner = ReferenceRunner(
             model,
             capture=sorted(set(self._captures) - codes),
             capture_grid=sorted(codes),
-            intra_op_threads=max(1, _available_cpus() // self.workers),
+            intra_op_threads=max(1, available_cpus() // self.workers),
         )
+        self.shard_results: list[ShardResult] = []
+        """What each shard of the last :meth:`collect` reported (empty when it ran in this process)."""
 
     def collect(self, samples: SampleSet, *, progress: bool = False) -> dict[str, calibration.Statistics]:
         """Run the reference over the samples and stream one statistic per activation group.
@@ -101,94 +104,77 @@ class StatisticsCollector:
         Args:
             samples: Calibration samples; batches of ``config.calibration_batch_size`` (or the model's static
                 batch size), at most ``config.max_calibration_samples`` samples.
-            progress: Show a progress bar.
+            progress: Show a progress bar (per batch in this process, per shard with ``jobs``).
 
         Returns:
             ``{group: statistic}`` for every activation group of the plan.
 
         Raises:
-            Fp8ConvError: A reference run fails (one line).
+            Fp8ConvError: A reference run fails (one line), or Ray is asked for and not installed.
         """
-        runner, captures, workers = self.runner, self._captures, self.workers
-        free: queue.SimpleQueue[dict[str, calibration.Statistics]] = queue.SimpleQueue()
-        sets = [{group: factory() for group, factory in self._factories.items()} for _ in range(workers)]
-        for statistics in sets:
-            free.put(statistics)
-
-        def count(feeds: dict[str, np.ndarray]) -> int:
-            outputs = runner.run(feeds)
-            statistics = free.get()  # at most `workers` tasks run at once, so one is always free
-            try:
-                for tensor, group in captures.items():
-                    if tensor in runner.grid_outputs:
-                        statistics[group].update_grid(outputs[tensor])  # type: ignore[union-attr]
-                    else:
-                        statistics[group].update(outputs[tensor])
-            finally:
-                free.put(statistics)
-            return len(next(iter(feeds.values())))
-
-        batch_size = runner.static_batch_size or self.config.calibration_batch_size
+        batch_size = self.runner.static_batch_size or self.config.calibration_batch_size
         limit = min(self.config.max_calibration_samples or samples.num_samples, samples.num_samples)
-        with (
-            tqdm(total=limit, unit="sample", desc="calibrating", disable=not progress) as bar,
-            concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fp8conv-calibration") as pool,
-        ):
-            _run_bounded(pool, workers, count, _limited_batches(samples, batch_size, limit), bar.update)
-        merged = sets[0]
-        for other in sets[1:]:
-            for group, statistic in other.items():
-                merged[group].merge(statistic)  # type: ignore[arg-type]
-        logger.info("calibrated %d activation groups on %d samples (%d workers)", len(merged), limit, workers)
+        jobs, executor = self.config.jobs, self.config.executor.value
+        self.shard_results = []
+        with tqdm(total=limit, unit="sample", desc="calibrating", disable=not progress) as bar:
+            if jobs == 1 and executor == "local":
+                batches = limited_batches(samples, batch_size, limit)
+                merged = count_batches(self.runner, self.layout, batches, self.workers, bar.update)
+            else:
+                merged = self._collect_shards(samples, batch_size, limit, bar)
+        logger.info(
+            "calibrated %d activation groups on %d samples (%d workers, %d jobs, %s)",
+            len(merged),
+            limit,
+            self.workers,
+            jobs,
+            executor,
+        )
         return merged
 
+    def _collect_shards(
+        self, samples: SampleSet, batch_size: int, limit: int, bar: tqdm
+    ) -> dict[str, calibration.Statistics]:
+        """Calibrate ``config.jobs`` shards on the configured executor; merge them in shard order."""
+        shards = plan_shards(samples, batch_size, limit, self.config.jobs)
+        if len(shards) < self.config.jobs:
+            logger.info(
+                "%d jobs asked for, %d batches of calibration data: %d shards",
+                self.config.jobs,
+                len(shards),
+                len(shards),
+            )
+        context = ShardContext(self.runner.portable(), self.layout, batch_size, self.workers, len(shards))
+        began = time.perf_counter()
+        finished = 0
 
-def _run_bounded(
-    pool: concurrent.futures.Executor,
-    bound: int,
-    task: Callable[[dict[str, np.ndarray]], int],
-    items: Iterable[dict[str, np.ndarray]],
-    done: Callable[[int], object],
-) -> None:
-    """Submit ``task(item)`` for each item with at most ``bound`` in flight; ``done(result)`` as each ends.
+        def done(index: int, result: ShardResult) -> None:
+            nonlocal finished
+            finished += 1
+            shard = shards[index]
+            bar.update(shard.size)
+            bar.set_postfix_str(f"shard {finished}/{len(shards)}")
+            logger.info(
+                "calibration shard %d/%d (samples %d-%d) done in %.2f s (%.2f s opening the reference), %.2f s in",
+                index + 1,
+                len(shards),
+                shard.start,
+                shard.stop - 1,
+                result.seconds,
+                result.open_seconds,
+                time.perf_counter() - began,
+            )
 
-    The first exception a task raises propagates (after the tasks in flight finish).
-    """
-    pending: set[concurrent.futures.Future[int]] = set()
-    try:
-        for item in items:
-            if len(pending) >= bound:
-                finished, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-                for future in finished:
-                    done(future.result())
-            pending.add(pool.submit(task, item))
-        for future in concurrent.futures.as_completed(pending):
-            done(future.result())
-    finally:
-        for future in pending:
-            future.cancel()
-
-
-def _limited_batches(samples: SampleSet, batch_size: int, limit: int) -> Iterator[dict[str, np.ndarray]]:
-    """The sample batches without labels, cut to ``limit`` samples in all."""
-    seen = 0
-    for feeds in samples.batches(batch_size):
-        if seen >= limit:
-            return
-        feeds.pop(LABELS_KEY, None)
-        size = len(next(iter(feeds.values())))
-        if seen + size > limit:
-            feeds = {name: array[: limit - seen] for name, array in feeds.items()}
-            size = limit - seen
-        seen += size
-        yield feeds
+        with make_executor(self.config.executor, len(shards)) as pool:
+            self.shard_results = pool.map(calibrate_shard, context, shards, done)
+        return merge_shards(self.shard_results)
 
 
 def _statistics_layout(
     model: ir.Model, plan: QuantizationPlan, config: ConversionConfig
 ) -> tuple[dict[str, Callable[[], calibration.Statistics]], dict[str, str]]:
     """``({group: statistic factory}, {captured tensor: group})``."""
-    factories: dict[str, Callable[[], calibration.Statistics]] = {}
+    factories: dict[str, Callable[[], calibration.Statistics]] = {}  # pickled for shards: no lambdas
     captures: dict[str, str] = {}
     dtypes = _fake_quantize_dtypes(model)
     # The exact FP8-code histogram serves the methods that evaluate the grid (mse, minmax); the continuous
@@ -202,7 +188,7 @@ def _statistics_layout(
             first = counted[0].fp8
             assert first is not None
             fmt, scale = first.spec.format, float(first.scale.reshape(-1)[0])
-            factories[group] = lambda fmt=fmt, scale=scale: calibration.CodeHistogram(fmt, scale)
+            factories[group] = CodeHistogramOf(fmt, scale)
             for point in counted:
                 assert point.fp8 is not None
                 captures[point.fp8.output] = group

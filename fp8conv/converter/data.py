@@ -61,6 +61,7 @@ class SampleSet:
     num_samples: int
     has_labels: bool
     _chunks: tuple[_Chunk, ...] = dataclasses.field(repr=False)
+    _sizes: tuple[int, ...] | None = dataclasses.field(default=None, repr=False)
 
     def batches(self, batch_size: int = 1) -> Iterator[dict[str, np.ndarray]]:
         """Yield feeds of at most ``batch_size`` samples (a ``labels`` entry rides along when present)."""
@@ -72,11 +73,102 @@ class SampleSet:
             for start in range(0, count, batch_size):
                 yield {name: np.asarray(array[start : start + batch_size]) for name, array in chunk.items()}
 
+    def chunk_sizes(self) -> tuple[int, ...]:
+        """The number of samples of each chunk, in order (the chunks are read when the set does not know them)."""
+        if self._sizes is not None:
+            return self._sizes
+        return tuple(len(next(iter(load_chunk().values()))) for load_chunk in self._chunks)
+
+    def select(self, start: int, stop: int) -> SampleSet:
+        """The samples ``[start, stop)`` (positions in :meth:`batches` order) as a set another process can read.
+
+        Each chunk overlapping the range becomes a window on it: a file's chunk is read again, by its absolute
+        path, in the process that iterates the selection; samples in memory are sliced, and the slices travel
+        with the selection when it is pickled. :meth:`batches` of the selection cuts each window from its own
+        start, so a ``start`` at a batch boundary of this set (a multiple of ``batch_size`` inside its chunk)
+        gives exactly the batches this set gives between ``start`` and ``stop``.
+
+        Raises:
+            ValueError: For a range outside ``[0, num_samples]`` or an empty one.
+        """
+        if not 0 <= start < stop <= self.num_samples:
+            raise ValueError(f"select: [{start}, {stop}) is not a non-empty range of the {self.num_samples} samples")
+        chunks: list[_Chunk] = []
+        sizes: list[int] = []
+        offset = 0
+        for load_chunk, size in zip(self._chunks, self.chunk_sizes(), strict=True):
+            low, high = max(start, offset) - offset, min(stop, offset + size) - offset
+            offset += size
+            if low >= high:
+                continue
+            chunks.append(_window(load_chunk, low, high, size))
+            sizes.append(high - low)
+        return SampleSet(
+            f"{self.source} [{start}:{stop}]", self.input_names, stop - start, self.has_labels, (*chunks,), (*sizes,)
+        )
+
     def labels(self) -> np.ndarray | None:
         """All labels, or None."""
         if not self.has_labels:
             return None
         return np.concatenate([np.asarray(chunk()[LABELS_KEY]) for chunk in self._chunks])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Arrays:
+    """A chunk of samples in memory (pickled with the set)."""
+
+    feed: Mapping[str, np.ndarray]
+
+    def __call__(self) -> Mapping[str, np.ndarray]:
+        return self.feed
+
+
+@dataclasses.dataclass(frozen=True)
+class _NpzFile:
+    """A chunk read from an ``.npz`` file: the model inputs and the labels."""
+
+    path: Path
+    names: tuple[str, ...]
+
+    def __call__(self) -> Mapping[str, np.ndarray]:
+        arrays = _open_npz(self.path)
+        return {key: arrays[key] for key in (*self.names, LABELS_KEY) if key in arrays}
+
+
+@dataclasses.dataclass(frozen=True)
+class _NpyFiles:
+    """A chunk of memory-mapped ``.npy`` files, one per input (and the labels)."""
+
+    files: Mapping[str, Path]
+
+    def __call__(self) -> Mapping[str, np.ndarray]:
+        return {name: _open_npy(file) for name, file in self.files.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Window:
+    """The samples ``[start, stop)`` of a file's chunk, read when called."""
+
+    chunk: _NpzFile | _NpyFiles
+    start: int
+    stop: int
+
+    def __call__(self) -> Mapping[str, np.ndarray]:
+        return {name: array[self.start : self.stop] for name, array in self.chunk().items()}
+
+
+def _window(load_chunk: _Chunk, start: int, stop: int, size: int) -> _Chunk:
+    """Samples ``[start, stop)`` of a chunk of ``size`` samples, as a chunk that pickles (see :meth:`SampleSet.select`).
+
+    Files are windows read again where the selection is iterated; anything else (samples in memory, generated
+    ones) is sliced here.
+    """
+    if isinstance(load_chunk, (_NpzFile, _NpyFiles)):
+        return load_chunk if (start, stop) == (0, size) else _Window(load_chunk, start, stop)
+    if isinstance(load_chunk, _Window):
+        return _Window(load_chunk.chunk, load_chunk.start + start, load_chunk.start + stop)
+    return _Arrays({name: np.asarray(array[start:stop]) for name, array in load_chunk().items()})
 
 
 DataSource = Any
@@ -120,15 +212,16 @@ def open_samples(
         refuse_constant_input_data(label, arrays, constants)
         count = _check_chunk(label, arrays, names)
         source = f"{label} (arrays in memory)"
-        return SampleSet(source, names, count, LABELS_KEY in arrays, (_constant(_inputs(arrays, names)),))
+        return SampleSet(source, names, count, LABELS_KEY in arrays, (_Arrays(_inputs(arrays, names)),), (count,))
     feeds = _read_feeds(label, data, names)
     for feed in feeds:
         refuse_constant_input_data(label, feed, constants)
     if len({LABELS_KEY in feed for feed in feeds}) > 1:
         raise Fp8ConvError(f"{label}: some feeds have labels and some do not")
     counts = [_check_chunk(f"{label}: feed {index}", feed, names) for index, feed in enumerate(feeds)]
-    chunks = tuple(_constant(_inputs(feed, names)) for feed in feeds)
-    return SampleSet(f"{label} ({len(feeds)} feeds in memory)", names, sum(counts), LABELS_KEY in feeds[0], chunks)
+    chunks = tuple(_Arrays(_inputs(feed, names)) for feed in feeds)
+    source = f"{label} ({len(feeds)} feeds in memory)"
+    return SampleSet(source, names, sum(counts), LABELS_KEY in feeds[0], chunks, tuple(counts))
 
 
 def _inputs(arrays: Mapping[str, np.ndarray], names: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -188,10 +281,6 @@ def _read_feeds(label: str, data: object, names: tuple[str, ...]) -> list[dict[s
     return feeds
 
 
-def _constant(feed: Mapping[str, np.ndarray]) -> _Chunk:
-    return lambda: feed
-
-
 def load_samples(path: str | Path, input_names: Sequence[str], *, constants: Collection[str] = ()) -> SampleSet:
     """Open a data file or directory for the given graph inputs.
 
@@ -224,7 +313,8 @@ def load_samples(path: str | Path, input_names: Sequence[str], *, constants: Col
         if len(names) != 1:
             raise Fp8ConvError(f"{path}: a single .npy file can only feed a model with one input, not {names}")
         array = _open_npy(path)
-        return SampleSet(str(path), names, len(array), False, (lambda: {names[0]: _open_npy(path)},))
+        chunk = _NpyFiles({names[0]: Path(os.path.abspath(path))})
+        return SampleSet(str(path), names, len(array), False, (chunk,), (len(array),))
     return _from_npz_files(str(path), [path], names, constants)
 
 
@@ -309,24 +399,17 @@ def _check_chunk(label: str, arrays: Mapping[str, np.ndarray], names: tuple[str,
 def _from_npz_files(
     label: str, files: Sequence[Path], names: tuple[str, ...], constants: Collection[str] = ()
 ) -> SampleSet:
-    total = 0
+    sizes: list[int] = []
     has_labels: set[bool] = set()
     for file in files:
         arrays = _open_npz(file)
         refuse_constant_input_data(str(file), arrays, constants)
-        total += _check_chunk(str(file), arrays, names)
+        sizes.append(_check_chunk(str(file), arrays, names))
         has_labels.add(LABELS_KEY in arrays)
     if len(has_labels) > 1:
         raise Fp8ConvError(f"{label}: some .npz chunks have labels and some do not")
-
-    def loader(file: Path) -> _Chunk:
-        def load_chunk() -> Mapping[str, np.ndarray]:
-            arrays = _open_npz(file)
-            return {key: arrays[key] for key in (*names, LABELS_KEY) if key in arrays}
-
-        return load_chunk
-
-    return SampleSet(label, names, total, has_labels == {True}, tuple(loader(file) for file in files))
+    chunks = tuple(_NpzFile(Path(os.path.abspath(file)), names) for file in files)
+    return SampleSet(label, names, sum(sizes), has_labels == {True}, chunks, tuple(sizes))
 
 
 def _from_npy_directory(path: Path, names: tuple[str, ...]) -> SampleSet:
@@ -339,13 +422,8 @@ def _from_npy_directory(path: Path, names: tuple[str, ...]) -> SampleSet:
         files[LABELS_KEY] = labels_file
     arrays = {name: _open_npy(file) for name, file in files.items()}
     count = _check_chunk(str(path), arrays, names)
-    return SampleSet(
-        str(path),
-        names,
-        count,
-        LABELS_KEY in files,
-        (lambda: {name: _open_npy(file) for name, file in files.items()},),
-    )
+    absolute = {name: Path(os.path.abspath(file)) for name, file in files.items()}
+    return SampleSet(str(path), names, count, LABELS_KEY in files, (_NpyFiles(absolute),), (count,))
 
 
 def save_arrays(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:

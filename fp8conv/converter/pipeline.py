@@ -90,7 +90,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_SCHEDULING_OPTIONS = frozenset({"calibration_batch_size", "calibration_workers"})
+_SCHEDULING_OPTIONS = frozenset({"calibration_batch_size", "calibration_workers", "jobs", "executor"})
 _UNRECORDED_DEFAULTS = {"placement": "target"}
 """Options added after the metadata format, recorded only when not at their default: the files the default writes
 stay byte-identical to those written before the option existed (a file without the key was placed for the target)."""
@@ -563,8 +563,8 @@ def _record_metadata(model: ir.Model, config: ConversionConfig) -> None:
     model.metadata_props["fp8conv.weights_range"] = config.weights_range.value
     model.metadata_props["fp8conv.activations_range"] = config.activations_range.value
     model.metadata_props["fp8conv.weight_bits"] = str(config.weight_bits)
-    # The calibration batch size and worker count only schedule the work (the statistics do not depend on
-    # them): not recorded, so the same conversion gives the same file on any machine and with any batching.
+    # The calibration batch size, workers, jobs and executor only schedule the work (the statistics do not depend
+    # on them): not recorded, so the same conversion gives the same file on any machine and with any batching.
     recorded = {
         key: value
         for key, value in config.to_json().items()

@@ -34,6 +34,7 @@ __all__ = [
     "Kind",
     "Option",
     "Placement",
+    "ShardExecutor",
     "Target",
     "Task",
     "WeightRange",
@@ -93,6 +94,13 @@ class Placement(StrEnum):
 
     TARGET = "target"
     SOURCE = "source"
+
+
+class ShardExecutor(StrEnum):
+    """What runs calibration shards: processes of this machine, or Ray tasks."""
+
+    LOCAL = "local"
+    RAY = "ray"
 
 
 class Task(StrEnum):
@@ -687,6 +695,27 @@ OPTIONS: tuple[Option, ...] = (
         minimum=1,
         metavar="N",
         default_text="2 on 2+ CPUs, else 1",
+    ),
+    _conversion(
+        "jobs",
+        Kind.INTEGER,
+        "Calibration shards at once: the samples split into N contiguous shards of whole batches, each "
+        "calibrated by its own process (--executor local: spawned worker processes) or Ray task (--executor "
+        "ray), their statistics merged exactly in shard order: the same file as --jobs 1, which calibrates in "
+        "this process.",
+        _CALIBRATION,
+        default=1,
+        minimum=1,
+        metavar="N",
+    ),
+    _conversion(
+        "executor",
+        Kind.CHOICE,
+        "What runs the calibration shards: local (processes of this machine) or ray (Ray tasks on the Ray "
+        "instance this process is connected to, else ray.init(): the cluster RAY_ADDRESS names, or a local one "
+        "started for the run; needs pip install fp8conv[ray]; data files must be at the same path on every node).",
+        _CALIBRATION,
+        **_enum(ShardExecutor),
     ),
     # -- writing ------------------------------------------------------------------------------------------------
     Option(

@@ -7,6 +7,7 @@ with the others (see :mod:`fp8conv.options`).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -432,6 +433,20 @@ def _save_and_load(settings: Settings) -> str | None:
     )
 
 
+def _ray_installed(settings: Settings) -> str | None:
+    if settings["executor"] != "ray" or _importable("ray"):
+        return None
+    return "ray needs Ray, which is not installed: pip install fp8conv[ray]"
+
+
+def _importable(module: str) -> bool:
+    """Whether ``import module`` would find it (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a None entry in sys.modules, a broken parent package
+        return False
+
+
 _INPUTS_AND_OUTPUTS = ("model", "reference", "candidate", "data", "verify_data", "output", "config", "report")
 """The paths an option may not write over."""
 
@@ -469,6 +484,9 @@ RULES: tuple[Rule, ...] = (
     Rule("max_samples", ("data",), _needs_data("it limits the calibration samples")),
     Rule("calibration_batch_size", ("data",), _needs_data("it batches the calibration runs")),
     Rule("calibration_workers", ("data",), _needs_data("it runs calibration in parallel")),
+    Rule("jobs", ("data",), _needs_data("it splits the calibration samples into shards")),
+    Rule("executor", ("data",), _needs_data("it runs the calibration shards")),
+    Rule("executor", (), _ray_installed),
     *(
         Rule(name, ("verify",), _needs_verification, ("convert", "convert_and_verify"))
         for name in (

@@ -56,6 +56,7 @@ rounding order only: quantization points stay exact either way.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -65,9 +66,9 @@ import onnx_ir as ir
 import onnxruntime as ort
 
 from fp8conv.errors import Fp8ConvError
-from fp8conv.runtime.ort_backend import TensorInfo, create_session, session_inputs
+from fp8conv.runtime.ort_backend import TensorInfo, create_session, external_data_folder, session_inputs
 
-__all__ = ["DISABLED_OPTIMIZERS", "SESSION_CONFIG", "ReferenceSession", "check_feed"]
+__all__ = ["DISABLED_OPTIMIZERS", "SESSION_CONFIG", "PortableReference", "ReferenceSession", "check_feed"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,23 +122,39 @@ class ReferenceSession:
         plain = [name for name in capture_grid if name not in self.grid_outputs]
         self._constants = _add_captures(lowered, [*self._grid_tensors, *capture, *plain])
         self._data_dir = _spill_to_disk(lowered)
-        self.model = lowered
-        """The lowered model that runs, captured tensors included among its outputs."""
-        self._session = create_session(
-            lowered,
-            optimization_level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-            disabled_optimizers=DISABLED_OPTIMIZERS,
-            config=SESSION_CONFIG,
-            intra_op_threads=intra_op_threads,
-        )
-        self._inputs = session_inputs(self._session)
-        self._session_outputs = [arg.name for arg in self._session.get_outputs()]
+        self.model: ir.Model | None = lowered
+        """The lowered model that runs, captured tensors included among its outputs (None in a session opened
+        from a :class:`PortableReference`)."""
+        self._open(create_session(lowered, **_session_settings(intra_op_threads)))
         self._output_names = tuple(dict.fromkeys([*graph_outputs, *capture, *capture_grid]))
         logger.info(
             "reference runner: %d inputs, %d outputs (%d captured)",
             len(self._inputs),
             len(graph_outputs),
             len(self._output_names) - len(graph_outputs),
+        )
+
+    def _open(self, session: ort.InferenceSession) -> None:
+        self._session = session
+        self._inputs = session_inputs(session)
+        self._session_outputs = [arg.name for arg in session.get_outputs()]
+
+    def portable(self) -> PortableReference:
+        """This session as another process rebuilds it: :meth:`PortableReference.open` runs the same model.
+
+        The lowered model is serialized once (``ir.to_proto``, the bytes this session was created from); tensors
+        spilled to a temporary file (models over :data:`SPILL_THRESHOLD_BYTES`) or kept in the source's external
+        data stay there and are read by path, so the bytes stay small whatever the model's size. The files
+        live as long as this session.
+        """
+        if self.model is None:
+            raise ValueError("a session opened from a PortableReference cannot be made portable again")
+        return PortableReference(
+            serialized=ir.to_proto(self.model).SerializeToString(),
+            external_data_dir=external_data_folder(self.model),
+            grid_tensors=dict(self._grid_tensors),
+            constants=dict(self._constants),
+            output_names=self._output_names,
         )
 
     def _lower(self, model: ir.Model, grid: Sequence[str]) -> Mapping[str, str]:
@@ -217,6 +234,52 @@ class ReferenceSession:
             raise Fp8ConvError(f"feeds: {'; '.join(problems)} (the model's inputs are {', '.join(expected)})")
         for name, array in feeds.items():
             check_feed(expected[name], array)
+
+
+@dataclasses.dataclass(frozen=True)
+class PortableReference:
+    """A :class:`ReferenceSession` in a form that pickles: what a worker process needs to run the same model.
+
+    Attributes:
+        serialized: The lowered model's bytes (the parent session's own source bytes).
+        external_data_dir: Where its external data is (the spilled tensors or the source's), or None.
+        grid_tensors: ``{grid tensor: FakeQuantize output}`` of the outputs returned as float16 grid values.
+        constants: Captured initializers' values.
+        output_names: What :meth:`ReferenceSession.run` returns.
+    """
+
+    serialized: bytes = dataclasses.field(repr=False)
+    external_data_dir: str | None
+    grid_tensors: Mapping[str, str]
+    constants: Mapping[str, np.ndarray] = dataclasses.field(repr=False)
+    output_names: tuple[str, ...]
+
+    def open(self, intra_op_threads: int = 0) -> ReferenceSession:
+        """A session of the same bytes with the same settings: every run returns what the original's returns.
+
+        Raises:
+            Fp8ConvError: onnxruntime rejects the model (its external data moved, say).
+        """
+        session = ReferenceSession.__new__(ReferenceSession)
+        session.model = None
+        session.grid_outputs = frozenset(self.grid_tensors.values())
+        session._grid_tensors = dict(self.grid_tensors)
+        session._constants = dict(self.constants)
+        session._data_dir = None
+        session._output_names = self.output_names
+        settings = _session_settings(intra_op_threads)
+        session._open(create_session(self.serialized, external_data_dir=self.external_data_dir, **settings))
+        return session
+
+
+def _session_settings(intra_op_threads: int) -> dict[str, object]:
+    """The keyword arguments of :func:`create_session` for a reference session (see the module docstring)."""
+    return {
+        "optimization_level": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        "disabled_optimizers": DISABLED_OPTIMIZERS,
+        "config": SESSION_CONFIG,
+        "intra_op_threads": intra_op_threads,
+    }
 
 
 def check_feed(info: TensorInfo, array: object) -> None:
