@@ -31,7 +31,8 @@ import concurrent.futures
 import logging
 import os
 import queue
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 import onnx_ir as ir
@@ -40,11 +41,12 @@ from tqdm import tqdm
 from fp8conv.config import ConversionConfig
 from fp8conv.converter import calibration
 from fp8conv.converter.data import LABELS_KEY, SampleSet
+from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.canonical import is_fake_quantize
 from fp8conv.passes.plan import ActivationPoint, QuantizationPlan
 from fp8conv.passes.reference_runner import ReferenceRunner
 
-__all__ = ["StatisticsCollector", "calibration_workers"]
+__all__ = ["InputStatistic", "StatisticsCollector", "calibration_workers"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +67,38 @@ def _available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+class InputStatistic(Protocol):
+    """A statistic of a tensor that counts each sample at its index (``InputHessian``, ``ChannelMean``).
+
+    One object serves every worker (it is thread-safe); its result does not depend on the batching.
+    """
+
+    def update(self, x: np.ndarray, first_sample: int, samples: int | None = None) -> object:
+        """Count the batch ``x`` of ``samples`` samples whose first sample has index ``first_sample``."""
+        ...
+
+
 class StatisticsCollector:
     """The exact FP8 reference, built once, with the captures the plan's activation groups need.
 
     Building it creates the onnxruntime session (the slow part); :meth:`collect` then streams samples.
     """
 
-    def __init__(self, model: ir.Model, plan: QuantizationPlan, config: ConversionConfig) -> None:
+    def __init__(
+        self,
+        model: ir.Model,
+        plan: QuantizationPlan,
+        config: ConversionConfig,
+        tensor_statistics: Mapping[str, Sequence[InputStatistic]] | None = None,
+    ) -> None:
         """Lower the model and create the reference session.
 
         Args:
             model: The canonical model (not modified).
             plan: The conversion plan (its activation groups).
             config: Conversion options (range method, batch size, workers, sample limit).
+            tensor_statistics: More statistics to feed, by the tensor they count (layer inputs for GPTQ and
+                bias correction): the float values the FP8 reference computes there.
 
         Raises:
             Fp8ConvError: The reference cannot be built.
@@ -85,12 +106,15 @@ class StatisticsCollector:
         self.config = config
         self.workers = calibration_workers(config)
         self._factories, self._captures = _statistics_layout(model, plan, config)
+        self._tensor_statistics = {tensor: tuple(stats) for tensor, stats in (tensor_statistics or {}).items()}
         codes = {
-            t for t, group in self._captures.items() if self._factories[group] is not calibration.StreamingHistogram
+            t
+            for t, group in self._captures.items()
+            if self._factories[group] is not calibration.StreamingHistogram and t not in self._tensor_statistics
         }
         self.runner = ReferenceRunner(
             model,
-            capture=sorted(set(self._captures) - codes),
+            capture=sorted((set(self._captures) | set(self._tensor_statistics)) - codes),
             capture_grid=sorted(codes),
             intra_op_threads=max(1, _available_cpus() // self.workers),
         )
@@ -115,8 +139,16 @@ class StatisticsCollector:
         for statistics in sets:
             free.put(statistics)
 
-        def count(feeds: dict[str, np.ndarray]) -> int:
+        def count(batch: tuple[int, dict[str, np.ndarray]]) -> int:
+            first, feeds = batch
             outputs = runner.run(feeds)
+            size = len(next(iter(feeds.values())))
+            for tensor, tensor_statistics in self._tensor_statistics.items():
+                for statistic in tensor_statistics:
+                    try:
+                        statistic.update(outputs[tensor], first, size)
+                    except ValueError as error:
+                        raise Fp8ConvError(f"calibration of layer input {tensor}: {error}") from error
             statistics = free.get()  # at most `workers` tasks run at once, so one is always free
             try:
                 for tensor, group in captures.items():
@@ -146,8 +178,8 @@ class StatisticsCollector:
 def _run_bounded(
     pool: concurrent.futures.Executor,
     bound: int,
-    task: Callable[[dict[str, np.ndarray]], int],
-    items: Iterable[dict[str, np.ndarray]],
+    task: Callable[[tuple[int, dict[str, np.ndarray]]], int],
+    items: Iterable[tuple[int, dict[str, np.ndarray]]],
     done: Callable[[int], object],
 ) -> None:
     """Submit ``task(item)`` for each item with at most ``bound`` in flight; ``done(result)`` as each ends.
@@ -169,8 +201,8 @@ def _run_bounded(
             future.cancel()
 
 
-def _limited_batches(samples: SampleSet, batch_size: int, limit: int) -> Iterator[dict[str, np.ndarray]]:
-    """The sample batches without labels, cut to ``limit`` samples in all."""
+def _limited_batches(samples: SampleSet, batch_size: int, limit: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """The sample batches without labels, cut to ``limit`` samples in all, with the index of their first sample."""
     seen = 0
     for feeds in samples.batches(batch_size):
         if seen >= limit:
@@ -180,8 +212,8 @@ def _limited_batches(samples: SampleSet, batch_size: int, limit: int) -> Iterato
         if seen + size > limit:
             feeds = {name: array[: limit - seen] for name, array in feeds.items()}
             size = limit - seen
+        yield seen, feeds
         seen += size
-        yield feeds
 
 
 def _statistics_layout(

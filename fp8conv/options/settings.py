@@ -359,6 +359,27 @@ def _weight_only(settings: Settings) -> str | None:
     return f"does nothing with {settings.show('to')}: it is weight-only, activations stay float"
 
 
+def _gptq_data(settings: Settings) -> str | None:
+    if settings["weight_rounding"] != "gptq" or settings["data"] is not None:
+        return None
+    return (
+        f"{settings['weight_rounding']} needs calibration data (H = 2XᵀX/n of each layer's inputs is measured on "
+        f"it): give {settings.spell('data')}, or {settings.show('weight_rounding', 'rtn')}"
+    )
+
+
+def _bias_correction_data(settings: Settings) -> str | None:
+    if not settings["bias_correction"] or settings["data"] is not None:
+        return None
+    return f"needs calibration data (E[x] of each layer's inputs is measured on it): give {settings.spell('data')}"
+
+
+def _needs_gptq(settings: Settings) -> str | None:
+    if settings["weight_rounding"] == "gptq":
+        return None
+    return f"does nothing without {settings.show('weight_rounding', 'gptq')}"
+
+
 def _calibrated_ranges(settings: Settings) -> str | None:
     if settings["activations_range"] == "fp8" or settings["data"] is not None:
         return None
@@ -466,6 +487,10 @@ RULES: tuple[Rule, ...] = (
     Rule("activations_range", ("to",), _weight_only, warn_only=True),
     Rule("activations_range", ("data",), _calibrated_ranges),
     Rule("percentile", ("activations_range",), _percentile),
+    Rule("weight_rounding", ("data",), _gptq_data),
+    Rule("bias_correction", ("data",), _bias_correction_data),
+    Rule("gptq_damp", ("weight_rounding",), _needs_gptq),
+    Rule("gptq_act_order", ("weight_rounding",), _needs_gptq),
     Rule("max_samples", ("data",), _needs_data("it limits the calibration samples")),
     Rule("calibration_batch_size", ("data",), _needs_data("it batches the calibration runs")),
     Rule("calibration_workers", ("data",), _needs_data("it runs calibration in parallel")),
