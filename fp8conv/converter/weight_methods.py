@@ -91,6 +91,13 @@ def _input_tensor(layer: Layer) -> str | None:
     return value.name if value is not None and value.name else None
 
 
+def _integer_layers(
+    plan: QuantizationPlan, weights: dict[ir.Node, QuantizedWeights]
+) -> list[tuple[Layer, ir.Node, str | None]]:
+    """``(layer, node, input tensor)`` of every layer with integer weights, in plan order."""
+    return [(layer, layer.graph_node, _input_tensor(layer)) for layer in plan.layers if layer.graph_node in weights]
+
+
 def _gptq_skip(layer: Layer) -> str | None:
     """Why GPTQ leaves an integer layer with RTN, or None."""
     if layer.op_type not in _GPTQ_OPS:
@@ -157,12 +164,8 @@ def _apply_gptq(
     """
     layers, skipped = [], []
     factors: dict[str, GptqFactor] = {}
-    for layer in plan.layers:
-        node = layer.graph_node
-        if node not in weights:
-            continue
+    for layer, node, tensor in _integer_layers(plan, weights):
         reason = _gptq_skip(layer)
-        tensor = _input_tensor(layer)
         hessian = statistics.hessians[tensor].hessian() if reason is None and tensor is not None else None
         if reason is None and hessian is None:
             reason = "calibration gave its input no finite values (round to nearest kept)"
@@ -214,12 +217,8 @@ def _correct_biases(
 ) -> dict[str, Any]:
     """Fill ``corrected`` with each integer layer's corrected bias; the ``bias_correction`` record."""
     layers, skipped = [], []
-    for layer in plan.layers:
-        node = layer.graph_node
-        if node not in weights:
-            continue
+    for layer, node, tensor in _integer_layers(plan, weights):
         site = bias_site(layer)
-        tensor = _input_tensor(layer)
         mean_stat = statistics.means.get((tensor, _channel_axis(layer))) if tensor is not None else None
         mean = mean_stat.mean() if mean_stat is not None else None
         if site is None or mean is None:

@@ -14,16 +14,14 @@ sample axis need not be the first: ``[b·T, K]``); a channel axis 1 needs the sa
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
-from fp8conv.converter.calibration.sample_sums import SampleSums
+from fp8conv.converter.calibration.sample_sums import RowSums
 
 __all__ = ["ChannelMean"]
 
 
-class ChannelMean:
+class ChannelMean(RowSums):
     """The mean per channel over every position of every calibration sample (mergeable, order-independent).
 
     Attributes:
@@ -33,13 +31,13 @@ class ChannelMean:
     def __init__(self, axis: int = -1) -> None:
         if axis == 0:
             raise ValueError("axis 0 is the sample axis, not a channel axis")
+        super().__init__()
         self.axis = axis
-        self._sums = SampleSums()
-        self._lock = threading.Lock()
-        self.positions = 0
-        """Positions counted."""
-        self.nonfinite = 0
-        """Positions left out for holding NaN or Inf."""
+
+    @property
+    def positions(self) -> int:
+        """Positions counted (the rows)."""
+        return self.rows
 
     def update(self, x: np.ndarray, first_sample: int, samples: int | None = None) -> ChannelMean:
         """Count a batch ``x`` of ``samples`` samples (default ``x.shape[0]``) from index ``first_sample``.
@@ -59,32 +57,13 @@ class ChannelMean:
             parts = np.moveaxis(batch, self.axis, -1).reshape(count, -1, channels)
         else:
             raise ValueError(f"a layer input of shape {batch.shape} does not split into {count} samples")
-        terms, positions, nonfinite = [], 0, 0
-        for sample in parts:
-            values = sample.astype(np.float64)
-            finite = np.isfinite(values).all(axis=1)
-            if not finite.all():
-                nonfinite += int((~finite).sum())
-                values = values[finite]
-            terms.append(values.sum(axis=0))
-            positions += values.shape[0]
-        self._sums.add(first_sample, terms)
-        with self._lock:
-            self.positions += positions
-            self.nonfinite += nonfinite
+        self._add_samples(parts, first_sample)
         return self
 
-    def merge(self, other: ChannelMean) -> ChannelMean:
-        """Add ``other``'s samples (disjoint from this one's): the same as counting them here."""
-        self._sums.merge(other._sums)
-        with self._lock:
-            self.positions += other.positions
-            self.nonfinite += other.nonfinite
-        return self
+    def _term(self, rows: np.ndarray) -> np.ndarray:
+        return rows.sum(axis=0)
 
     def mean(self) -> np.ndarray | None:
         """``E[x_c]`` (float64 ``[C]``), or None before any position."""
-        total = self._sums.total()
-        if total is None or self.positions == 0:
-            return None
-        return total / self.positions
+        total = self._total()
+        return None if total is None else total / self.rows

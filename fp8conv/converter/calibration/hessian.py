@@ -16,25 +16,15 @@ histograms leave such values out. Memory: a few ``K × K`` float64 matrices, wha
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
-from fp8conv.converter.calibration.sample_sums import SampleSums
+from fp8conv.converter.calibration.sample_sums import RowSums
 
 __all__ = ["InputHessian"]
 
 
-class InputHessian:
+class InputHessian(RowSums):
     """``2XᵀX/n`` over the rows of a layer input's calibration values (mergeable, order-independent)."""
-
-    def __init__(self) -> None:
-        self._sums = SampleSums()
-        self._lock = threading.Lock()
-        self.rows = 0
-        """Rows counted (positions of all samples)."""
-        self.nonfinite = 0
-        """Rows left out for holding NaN or Inf."""
 
     def update(self, x: np.ndarray, first_sample: int, samples: int | None = None) -> InputHessian:
         """Count a batch ``x [..., K]`` of ``samples`` samples (default ``x.shape[0]``) from index ``first_sample``.
@@ -50,37 +40,13 @@ class InputHessian:
         channels = batch.shape[-1]
         if count < 1 or batch.size % (count * channels):
             raise ValueError(f"a layer input of shape {batch.shape} does not split into {count} samples")
-        terms, rows, nonfinite = [], 0, 0
-        for sample in batch.reshape(count, -1, channels):
-            values = sample.astype(np.float64)
-            finite = np.isfinite(values).all(axis=1)
-            if not finite.all():
-                nonfinite += int((~finite).sum())
-                values = values[finite]
-            terms.append(values.T @ values)
-            rows += values.shape[0]
-        self._sums.add(first_sample, terms)
-        with self._lock:
-            self.rows += rows
-            self.nonfinite += nonfinite
+        self._add_samples(batch.reshape(count, -1, channels), first_sample)
         return self
 
-    def merge(self, other: InputHessian) -> InputHessian:
-        """Add ``other``'s samples (disjoint from this one's): the same as counting them here."""
-        self._sums.merge(other._sums)
-        with self._lock:
-            self.rows += other.rows
-            self.nonfinite += other.nonfinite
-        return self
-
-    @property
-    def samples(self) -> int:
-        """Samples counted."""
-        return self._sums.samples
+    def _term(self, rows: np.ndarray) -> np.ndarray:
+        return rows.T @ rows
 
     def hessian(self) -> np.ndarray | None:
         """``H = 2 S / n`` (float64 ``[K, K]``), or None before any row."""
-        total = self._sums.total()
-        if total is None or self.rows == 0:
-            return None
-        return total * (2.0 / self.rows)
+        total = self._total()
+        return None if total is None else total * (2.0 / self.rows)

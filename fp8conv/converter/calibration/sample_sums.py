@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["SampleSums"]
+__all__ = ["RowSums", "SampleSums"]
 
 
 class SampleSums:
@@ -89,3 +89,57 @@ class SampleSums:
             # IEEE addition is commutative: value + sibling is left + right either way round.
             np.add(value, sibling, out=value)
             level, index = level + 1, index >> 1
+
+
+class RowSums:
+    """A statistic that sums one term per sample of the sample's rows ``[r, C]`` (a base: subclasses say the term).
+
+    Rows holding NaN or Inf are left out (counted in ``nonfinite``); the terms are summed by :class:`SampleSums`.
+    Thread-safe, mergeable, independent of batching.
+    """
+
+    def __init__(self) -> None:
+        self._sums = SampleSums()
+        self._lock = threading.Lock()
+        self.rows = 0
+        """Rows counted (positions of all samples)."""
+        self.nonfinite = 0
+        """Rows left out for holding NaN or Inf."""
+
+    def _term(self, rows: np.ndarray) -> np.ndarray:
+        """The term of one sample's finite rows (float64 ``[r, C]``)."""
+        raise NotImplementedError
+
+    def _add_samples(self, parts: Iterable[np.ndarray], first_sample: int) -> None:
+        """Count the samples ``parts`` (one ``[r, C]`` array each), the first at index ``first_sample``."""
+        terms, rows, nonfinite = [], 0, 0
+        for part in parts:
+            values = np.asarray(part, dtype=np.float64)
+            finite = np.isfinite(values).all(axis=1)
+            if not finite.all():
+                nonfinite += int((~finite).sum())
+                values = values[finite]
+            terms.append(self._term(values))
+            rows += values.shape[0]
+        self._sums.add(first_sample, terms)
+        with self._lock:
+            self.rows += rows
+            self.nonfinite += nonfinite
+
+    def merge(self, other: RowSums) -> RowSums:
+        """Add ``other``'s samples (disjoint from this one's): the same as counting them here."""
+        self._sums.merge(other._sums)
+        with self._lock:
+            self.rows += other.rows
+            self.nonfinite += other.nonfinite
+        return self
+
+    @property
+    def samples(self) -> int:
+        """Samples counted."""
+        return self._sums.samples
+
+    def _total(self) -> np.ndarray | None:
+        """The sum of the terms, or None before any row."""
+        total = self._sums.total()
+        return None if total is None or self.rows == 0 else total
