@@ -10,7 +10,9 @@ Steps (each delegated to the module that owns it):
    over the calibration data once; streaming statistics per activation group (an exact FP8-code histogram
    where an FP8 quantizer produced the tensor, a growing histogram elsewhere); ranges by the chosen
    method; scale and zero point (:mod:`fp8conv.converter.calibration`). Without data, ranges come from
-   the FP8 quantizers' formats and scales (``fp8`` method) and the result says so.
+   the FP8 quantizers' formats and scales (``fp8`` method) and the result says so. With ``weight_rounding=gptq``
+   or ``bias_correction``, the same run also counts each integer layer's input (``H = 2XᵀX/n``, ``E[x]``) and
+   :mod:`~fp8conv.converter.weight_methods` then refines the step-3 weights (GPTQ) and the biases.
 5. :func:`~fp8conv.passes.emit_qdq.emission_pipeline` writes the integer QDQ graph (a sequence of
    passes, each recorded in the result); metadata records the fp8conv version, target and methods.
 6. :func:`convert_file` saves atomically and audits which layers onnxruntime runs on integer kernels
