@@ -39,6 +39,7 @@ from fp8conv.options import (
     ShardExecutor,
     Target,
     WeightRange,
+    WeightRounding,
     file_layer,
     keyword_settings,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "LayerPrecision",
     "Target",
     "WeightRange",
+    "WeightRounding",
     "checked_call",
     "load_config_file",
 ]
@@ -110,6 +112,11 @@ class ConversionConfig:
     Attributes:
         target: See :class:`Target`.
         weights_range: Weight range method.
+        weight_rounding: How weights are rounded onto their grid (:class:`WeightRounding`): ``rtn`` (round to
+            nearest, default) or ``gptq`` (GPTQ on the calibration inputs, MatMul/Gemm; needs data).
+        gptq_damp: GPTQ's dampening, λ as a fraction of ``mean(diag H)``.
+        gptq_act_order: GPTQ in decreasing ``diag H`` order.
+        bias_correction: Subtract ``(W_q − W)·E[x]`` from the biases of the integer layers (needs data).
         activations_range: Activation range method (``fp8`` needs no data).
         activation_type: 8-bit activation type.
         placement: Where activation Q/DQ goes (:class:`Placement`): ``target`` (default) only where an integer
@@ -141,6 +148,10 @@ class ConversionConfig:
 
     target: Target = Target.INT8
     weights_range: WeightRange = WeightRange.MSE
+    weight_rounding: WeightRounding = WeightRounding.RTN
+    gptq_damp: float = 0.01
+    gptq_act_order: bool = False
+    bias_correction: bool = False
     activations_range: ActivationRange = ActivationRange.MSE
     activation_type: ActivationType = ActivationType.UINT8
     placement: Placement = Placement.TARGET

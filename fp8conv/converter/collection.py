@@ -30,14 +30,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import onnx_ir as ir
 from tqdm import tqdm
 
 from fp8conv.config import ConversionConfig
 from fp8conv.converter import calibration
-from fp8conv.converter.counting import CodeHistogramOf, StatisticsLayout, count_batches, limited_batches
+from fp8conv.converter.counting import (
+    CodeHistogramOf,
+    InputStatistic,
+    StatisticsLayout,
+    count_batches,
+    limited_batches,
+)
 from fp8conv.converter.data import SampleSet
 from fp8conv.converter.executors import make_executor
 from fp8conv.converter.shards import (
@@ -48,11 +54,12 @@ from fp8conv.converter.shards import (
     merge_shards,
     plan_shards,
 )
+from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.canonical import is_fake_quantize
 from fp8conv.passes.plan import ActivationPoint, QuantizationPlan
 from fp8conv.passes.reference_runner import ReferenceRunner
 
-__all__ = ["StatisticsCollector", "calibration_workers"]
+__all__ = ["InputStatistic", "StatisticsCollector", "calibration_workers"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +80,22 @@ class StatisticsCollector:
     process or in shards (``config.jobs``, ``config.executor``).
     """
 
-    def __init__(self, model: ir.Model, plan: QuantizationPlan, config: ConversionConfig) -> None:
+    def __init__(
+        self,
+        model: ir.Model,
+        plan: QuantizationPlan,
+        config: ConversionConfig,
+        tensor_statistics: Mapping[str, Sequence[InputStatistic]] | None = None,
+    ) -> None:
         """Lower the model and create the reference session.
 
         Args:
             model: The canonical model (not modified).
             plan: The conversion plan (its activation groups).
             config: Conversion options (range method, batch size, workers, jobs, executor, sample limit).
+            tensor_statistics: More statistics to feed, by the tensor they count (layer inputs for GPTQ and
+                bias correction): the float values the FP8 reference computes there. They are counted in this
+                process only (``config.jobs`` 1 on the local executor; the option rules refuse the others).
 
         Raises:
             Fp8ConvError: The reference cannot be built.
@@ -88,10 +104,11 @@ class StatisticsCollector:
         self.workers = calibration_workers(config)
         self._factories, self._captures = _statistics_layout(model, plan, config)
         self.layout = StatisticsLayout(self._factories, self._captures)
-        codes = set(self.layout.code_tensors())
+        self._tensor_statistics = {tensor: tuple(stats) for tensor, stats in (tensor_statistics or {}).items()}
+        codes = set(self.layout.code_tensors()) - set(self._tensor_statistics)
         self.runner = ReferenceRunner(
             model,
-            capture=sorted(set(self._captures) - codes),
+            capture=sorted((set(self._captures) | set(self._tensor_statistics)) - codes),
             capture_grid=sorted(codes),
             intra_op_threads=max(1, available_cpus() // self.workers),
         )
@@ -119,7 +136,11 @@ class StatisticsCollector:
         with tqdm(total=limit, unit="sample", desc="calibrating", disable=not progress) as bar:
             if jobs == 1 and executor == "local":
                 batches = limited_batches(samples, batch_size, limit)
-                merged = count_batches(self.runner, self.layout, batches, self.workers, bar.update)
+                merged = count_batches(
+                    self.runner, self.layout, batches, self.workers, bar.update, self._tensor_statistics
+                )
+            elif self._tensor_statistics:
+                raise Fp8ConvError("GPTQ and bias-correction statistics are counted in one process: use --jobs 1")
             else:
                 merged = self._collect_shards(samples, batch_size, limit, bar)
         logger.info(

@@ -15,16 +15,36 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import queue
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from fp8conv.converter import calibration
 from fp8conv.converter.data import LABELS_KEY, SampleSet
+from fp8conv.errors import Fp8ConvError
 from fp8conv.runtime.formats import FloatFormat
 from fp8conv.runtime.reference import ReferenceSession
 
-__all__ = ["CodeHistogramOf", "StatisticsLayout", "count_batches", "limited_batches", "merge_statistics"]
+__all__ = [
+    "CodeHistogramOf",
+    "InputStatistic",
+    "StatisticsLayout",
+    "count_batches",
+    "limited_batches",
+    "merge_statistics",
+]
+
+
+class InputStatistic(Protocol):
+    """A statistic of a tensor that counts each sample at its index (``InputHessian``, ``ChannelMean``).
+
+    One object serves every worker (it is thread-safe); its result does not depend on the batching.
+    """
+
+    def update(self, x: np.ndarray, first_sample: int, samples: int | None = None) -> object:
+        """Count the batch ``x`` of ``samples`` samples whose first sample has index ``first_sample``."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +92,7 @@ def count_batches(
     batches: Iterable[dict[str, np.ndarray]],
     workers: int,
     done: Callable[[int], object] = lambda samples: None,
+    tensor_statistics: Mapping[str, Sequence[InputStatistic]] | None = None,
 ) -> dict[str, calibration.Statistics]:
     """Run every batch through ``runner`` and count its captured tensors (see the module docstring).
 
@@ -81,6 +102,8 @@ def count_batches(
         batches: Feeds without labels.
         workers: Batches in flight at once (threads).
         done: Called with the number of samples of each batch as it is counted.
+        tensor_statistics: More statistics by the captured tensor they count, each told the index of a batch's
+            first sample (the batches are numbered in the order ``batches`` yields them).
 
     Returns:
         ``{group: statistic}`` for every group of ``layout``.
@@ -94,8 +117,18 @@ def count_batches(
     for statistics in sets:
         free.put(statistics)
 
-    def count(feeds: dict[str, np.ndarray]) -> int:
+    more = dict(tensor_statistics or {})
+
+    def count(batch: tuple[int, dict[str, np.ndarray]]) -> int:
+        first, feeds = batch
         outputs = runner.run(feeds)
+        size = len(next(iter(feeds.values())))
+        for tensor, statistics_of_tensor in more.items():
+            for statistic in statistics_of_tensor:
+                try:
+                    statistic.update(outputs[tensor], first, size)
+                except ValueError as error:
+                    raise Fp8ConvError(f"calibration of layer input {tensor}: {error}") from error
         statistics = free.get()  # at most `workers` tasks run at once, so one is always free
         try:
             for tensor, group in captures.items():
@@ -108,7 +141,7 @@ def count_batches(
         return len(next(iter(feeds.values())))
 
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fp8conv-calibration") as pool:
-        _run_bounded(pool, workers, count, batches, done)
+        _run_bounded(pool, workers, count, _numbered(batches), done)
     return merge_statistics(sets)
 
 
@@ -122,11 +155,19 @@ def merge_statistics(sets: Iterable[dict[str, calibration.Statistics]]) -> dict[
     return merged
 
 
+def _numbered(batches: Iterable[dict[str, np.ndarray]]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Each batch with the index of its first sample."""
+    first = 0
+    for feeds in batches:
+        yield first, feeds
+        first += len(next(iter(feeds.values())))
+
+
 def _run_bounded(
     pool: concurrent.futures.Executor,
     bound: int,
-    task: Callable[[dict[str, np.ndarray]], int],
-    items: Iterable[dict[str, np.ndarray]],
+    task: Callable[[tuple[int, dict[str, np.ndarray]]], int],
+    items: Iterable[tuple[int, dict[str, np.ndarray]]],
     done: Callable[[int], object],
 ) -> None:
     """Submit ``task(item)`` for each item with at most ``bound`` in flight; ``done(result)`` as each ends.

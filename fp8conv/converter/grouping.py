@@ -7,8 +7,9 @@ first few things it applies to; the full per-layer records stay in report.json /
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-__all__ = ["group_by_message", "name_list", "quantizer_lines", "subject"]
+__all__ = ["group_by_message", "name_list", "quantizer_lines", "subject", "weight_method_lines"]
 
 SHOWN = 3
 """Names listed before ``… and N more``."""
@@ -67,3 +68,45 @@ def quantizer_lines(records: Sequence[Mapping[str, object]], code: str = "") -> 
     reasons = ((f"{code}{record['tensor']}{code}", str(record["reason"])) for record in records)
     lines += [f"{subject(tensors, 'tensor')}: {reason}" for tensors, reason in group_by_message(reasons)]
     return lines
+
+
+def weight_method_lines(record: Mapping[str, Any] | None) -> list[str]:
+    """Lines for the summary and the reports: what GPTQ and bias correction did (none when neither ran).
+
+    ``record`` is ``conversion.weight_methods`` (:mod:`fp8conv.converter.weight_methods`); the layers left out
+    are one indented line per reason.
+    """
+    if not record:
+        return []
+    lines = []
+    gptq_record = record.get("gptq")
+    if gptq_record is not None:
+        layers = gptq_record["layers"]
+        rtn = sum(layer["rtn_output_mse"] for layer in layers)
+        after = sum(layer["gptq_output_mse"] for layer in layers)
+        change = f" ({(after / rtn - 1) * 100:+.0f} %)" if rtn > 0 else ""
+        order = ", act-order" if gptq_record["act_order"] else ""
+        lines.append(
+            f"GPTQ on {len(layers)} layer{'s' if len(layers) != 1 else ''} (RTN scales kept; damp "
+            f"{gptq_record['damp']:g}{order}): layer-output MSE on the calibration inputs {rtn:.4g} -> {after:.4g}"
+            + change
+        )
+        lines += _skipped_lines(gptq_record["skipped"], "kept round to nearest")
+    bias = record.get("bias_correction")
+    if bias is not None:
+        layers = bias["layers"]
+        largest = max((layer["max_abs_shift"] for layer in layers), default=0.0)
+        lines.append(
+            f"bias correction on {len(layers)} layer{'s' if len(layers) != 1 else ''} "
+            f"(largest mean output shift removed {largest:.3g})"
+        )
+        lines += _skipped_lines(bias["skipped"], "not corrected")
+    return lines
+
+
+def _skipped_lines(skipped: Sequence[Mapping[str, Any]], what: str) -> list[str]:
+    """``  <what>: <layers>: <reason>``, one line per reason."""
+    return [
+        f"  {what}: {subject(nodes, 'layer', nodes[0])}: {reason}"
+        for nodes, reason in group_by_message((entry["layer"], entry["reason"]) for entry in skipped)
+    ]

@@ -10,7 +10,9 @@ Steps (each delegated to the module that owns it):
    over the calibration data once; streaming statistics per activation group (an exact FP8-code histogram
    where an FP8 quantizer produced the tensor, a growing histogram elsewhere); ranges by the chosen
    method; scale and zero point (:mod:`fp8conv.converter.calibration`). Without data, ranges come from
-   the FP8 quantizers' formats and scales (``fp8`` method) and the result says so.
+   the FP8 quantizers' formats and scales (``fp8`` method) and the result says so. With ``weight_rounding=gptq``
+   or ``bias_correction``, the same run also counts each integer layer's input (``H = 2XᵀX/n``, ``E[x]``) and
+   :mod:`~fp8conv.converter.weight_methods` then refines the step-3 weights (GPTQ) and the biases.
 5. :func:`~fp8conv.passes.emit_qdq.emission_pipeline` writes the integer QDQ graph (a sequence of
    passes, each recorded in the result); metadata records the fp8conv version, target and methods.
 6. :func:`convert_file` saves atomically and audits which layers onnxruntime runs on integer kernels
@@ -55,6 +57,7 @@ from fp8conv.converter.saving import (
     write_atomically,
 )
 from fp8conv.converter.stopwatch import Stopwatch
+from fp8conv.converter.weight_methods import layer_input_statistics, refine_weights
 from fp8conv.errors import Fp8ConvError
 from fp8conv.passes.emit_qdq import ActivationQuantization, WeightQuantization, emission_pipeline
 from fp8conv.passes.plan import (
@@ -91,7 +94,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SCHEDULING_OPTIONS = frozenset({"calibration_batch_size", "calibration_workers", "jobs", "executor"})
-_UNRECORDED_DEFAULTS = {"placement": "target"}
+_UNRECORDED_DEFAULTS = {
+    "placement": "target",
+    "weight_rounding": "rtn",
+    "gptq_damp": 0.01,
+    "gptq_act_order": False,
+    "bias_correction": False,
+}
 """Options added after the metadata format, recorded only when not at their default: the files the default writes
 stay byte-identical to those written before the option existed (a file without the key was placed for the target)."""
 
@@ -152,6 +161,7 @@ def convert(
         )
         weights_done = background.submit(_quantize_layer_weights, plan, config)
         statistics: dict[str, calibration.Statistics] = {}
+        layer_inputs = layer_input_statistics(plan, config) if samples_ready is not None else None
         if samples_ready is None:
             if plan.points and config.activations_range is not ActivationRange.FP8:
                 warnings.append(
@@ -161,7 +171,8 @@ def convert(
                 config = config.replace(activations_range=ActivationRange.FP8)
             samples = None
         else:
-            collector = StatisticsCollector(canonical, plan, config)
+            tensors = layer_inputs.by_tensor() if layer_inputs is not None else None
+            collector = StatisticsCollector(canonical, plan, config, tensors)
             stopwatch.lap("reference session")
             samples = samples_ready.result()
             stopwatch.lap("calibration data")
@@ -169,6 +180,10 @@ def convert(
             stopwatch.lap("calibration")
         weights, weight_ranges = weights_done.result()
         stopwatch.lap("weights")
+    refined = refine_weights(plan, weights, layer_inputs, config) if layer_inputs is not None else None
+    if refined is not None:
+        weights = refined.weights
+        stopwatch.lap("weight methods")
     auto_int16: list[dict[str, Any]] = []
     if statistics and config.auto_int16_below_db is not None:
         outliers = int16_outliers(plan, statistics, config)
@@ -180,7 +195,8 @@ def convert(
     activations, activation_records = _activation_quantization(canonical, plan, statistics, config, warnings)
     stopwatch.lap("ranges")
     converted = canonical
-    emitted = emission_pipeline(plan, _emission_weights(weights), activations)(converted)
+    corrections = refined.corrected_biases if refined is not None else None
+    emitted = emission_pipeline(plan, _emission_weights(weights), activations, corrections)(converted)
     _record_metadata(converted, config)
     kept_float = [layer.node for layer in plan.layers if layer.decision.code is DecisionCode.KEPT_FLOAT]
     written = check_written(converted, plan.layers, kept_float=kept_float)
@@ -207,6 +223,7 @@ def convert(
         calibration_source=samples.source if samples is not None else None,
         auto_int16=auto_int16,
         fp8_quantizers=[_quantizer_record(decision) for decision in plan.quantizer_decisions],
+        weight_methods=refined.record if refined is not None else None,
     )
 
 

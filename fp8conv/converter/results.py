@@ -104,6 +104,10 @@ class ConversionResult:
         fp8_quantizers: The FP8 activation quantizers the placement did not simply replace by an integer Q/DQ
             (:class:`~fp8conv.passes.plan.records.QuantizerDecision`): ``tensor``, ``quantizer`` (its node),
             ``code``, ``reason``, ``readers`` (op types) and ``dropped`` (no integer Q/DQ at all: it became float).
+        weight_methods: GPTQ and bias correction, when either ran (:mod:`~fp8conv.converter.weight_methods`):
+            ``rounding``, ``gptq`` (its settings, per layer the layer-output MSE of RTN and GPTQ on the
+            calibration inputs, the layers kept RTN and why) and ``bias_correction`` (the corrected layers and
+            the largest shift removed, the layers without a bias); None when neither ran.
     """
 
     model: ir.Model
@@ -125,9 +129,11 @@ class ConversionResult:
     calibration_source: str | None = None
     auto_int16: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     fp8_quantizers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    weight_methods: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, object]:
         """The conversion decisions as JSON (the ``conversion`` part of ``report.json``)."""
+        weight_methods = {"weight_methods": self.weight_methods} if self.weight_methods is not None else {}
         return {
             "config": self.config.to_json(),
             "source": {
@@ -144,6 +150,7 @@ class ConversionResult:
             "calibration_source": self.calibration_source,
             "auto_int16": [dict(record) for record in self.auto_int16],
             "fp8_quantizers": [dict(record) for record in self.fp8_quantizers],
+            **weight_methods,
             "seconds": self.seconds,
             "stage_seconds": dict(self.stage_seconds),
             "layers": [layer.to_json() for layer in self.layers],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fp8conv.converter.grouping import group_by_message, name_list, quantizer_lines, subject
+from fp8conv.converter.grouping import group_by_message, name_list, quantizer_lines, subject, weight_method_lines
 from fp8conv.converter.pipeline import ConversionResult
 from fp8conv.converter.postconditions import written_model
 from fp8conv.runtime.audit import KernelRecord
@@ -36,6 +36,10 @@ def conversion_summary(result: ConversionResult) -> str:
         f"weights {result.config.weights_range.value} ({result.config.weight_bits}-bit)",
     ]
     lines += _auto_int16_lines(result)
+    methods = weight_method_lines(result.weight_methods)
+    lines += [f"weights      {line}" for line in methods[:1]] + [
+        f"  {line}" if not line.startswith("  ") else line for line in methods[1:]
+    ]
     placement = quantizer_lines(result.fp8_quantizers)
     lines += [f"placement    {line}" for line in placement[:1]] + [f"  {line}" for line in placement[1:]]
     if result.audit is not None:

@@ -38,6 +38,7 @@ __all__ = [
     "Target",
     "Task",
     "WeightRange",
+    "WeightRounding",
     "close_names",
     "for_command",
     "for_function",
@@ -70,6 +71,13 @@ class WeightRange(StrEnum):
 
     MSE = "mse"
     MAX = "max"
+
+
+class WeightRounding(StrEnum):
+    """How weights are rounded onto their integer grid: to nearest, or by GPTQ on the calibration inputs."""
+
+    RTN = "rtn"
+    GPTQ = "gptq"
 
 
 class ActivationRange(StrEnum):
@@ -560,6 +568,44 @@ OPTIONS: tuple[Option, ...] = (
         Kind.CHOICE,
         "Weight range: mse (a clipping search that includes ratios above 1) or max.",
         **_enum(WeightRange),
+    ),
+    _conversion(
+        "weight_rounding",
+        Kind.CHOICE,
+        "Weight rounding onto the integer grid: rtn (round to nearest) or gptq (GPTQ: each MatMul/Gemm weight's "
+        "rounding errors are moved onto the input channels not yet quantized, minimizing the layer-output error on "
+        "the calibration inputs, H = 2XᵀX/n; the same grid, scales and nodes as rtn, new integers; Conv stays "
+        "rtn). gptq needs --data.",
+        _CALIBRATION,
+        **_enum(WeightRounding),
+    ),
+    _conversion(
+        "gptq_damp",
+        Kind.NUMBER,
+        "GPTQ dampening: λ = DAMP · mean(diag H) is added to the diagonal of H (--weight-rounding gptq).",
+        _CALIBRATION,
+        default=0.01,
+        minimum=0.0,
+        maximum=1.0,
+        exclusive_minimum=True,
+        metavar="DAMP",
+    ),
+    _conversion(
+        "gptq_act_order",
+        Kind.FLAG,
+        "GPTQ in act-order: quantize the input channels in decreasing diag H (--weight-rounding gptq; the scales "
+        "are fixed before GPTQ, so the grid does not change).",
+        _CALIBRATION,
+        default=False,
+    ),
+    _conversion(
+        "bias_correction",
+        Kind.FLAG,
+        "Bias correction: subtract the mean output shift of the integer weights, (W_q − W)·E[x] per output channel "
+        "on the calibration inputs, from each integer layer's bias (a Conv/Gemm bias, or the constant of the "
+        "MatMul's bias Add); a layer without a bias is left as it is (the report names them). Needs --data.",
+        _CALIBRATION,
+        default=False,
     ),
     _conversion(
         "activation_type",

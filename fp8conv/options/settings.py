@@ -360,6 +360,43 @@ def _weight_only(settings: Settings) -> str | None:
     return f"does nothing with {settings.show('to')}: it is weight-only, activations stay float"
 
 
+def _gptq_data(settings: Settings) -> str | None:
+    if settings["weight_rounding"] != "gptq" or settings["data"] is not None:
+        return None
+    return (
+        f"{settings['weight_rounding']} needs calibration data (H = 2XᵀX/n of each layer's inputs is measured on "
+        f"it): give {settings.spell('data')}, or {settings.show('weight_rounding', 'rtn')}"
+    )
+
+
+def _unsharded_statistics(settings: Settings) -> str | None:
+    """GPTQ's H and bias correction's E[x] are counted in one process: shards would need their merge (not built)."""
+    sharded = settings["jobs"] != 1 or settings["executor"] != "local"
+    methods = [
+        settings.show(name)
+        for name, active in (
+            ("weight_rounding", settings["weight_rounding"] == "gptq"),
+            ("bias_correction", bool(settings["bias_correction"])),
+        )
+        if active
+    ]
+    if not sharded or not methods:
+        return None
+    return f"cannot shard the layer-input statistics of {' and '.join(methods)} (counted in one process)"
+
+
+def _bias_correction_data(settings: Settings) -> str | None:
+    if not settings["bias_correction"] or settings["data"] is not None:
+        return None
+    return f"needs calibration data (E[x] of each layer's inputs is measured on it): give {settings.spell('data')}"
+
+
+def _needs_gptq(settings: Settings) -> str | None:
+    if settings["weight_rounding"] == "gptq":
+        return None
+    return f"does nothing without {settings.show('weight_rounding', 'gptq')}"
+
+
 def _calibrated_ranges(settings: Settings) -> str | None:
     if settings["activations_range"] == "fp8" or settings["data"] is not None:
         return None
@@ -481,12 +518,18 @@ RULES: tuple[Rule, ...] = (
     Rule("activations_range", ("to",), _weight_only, warn_only=True),
     Rule("activations_range", ("data",), _calibrated_ranges),
     Rule("percentile", ("activations_range",), _percentile),
+    Rule("weight_rounding", ("data",), _gptq_data),
+    Rule("bias_correction", ("data",), _bias_correction_data),
+    Rule("gptq_damp", ("weight_rounding",), _needs_gptq),
+    Rule("gptq_act_order", ("weight_rounding",), _needs_gptq),
     Rule("max_samples", ("data",), _needs_data("it limits the calibration samples")),
     Rule("calibration_batch_size", ("data",), _needs_data("it batches the calibration runs")),
     Rule("calibration_workers", ("data",), _needs_data("it runs calibration in parallel")),
     Rule("jobs", ("data",), _needs_data("it splits the calibration samples into shards")),
     Rule("executor", ("data",), _needs_data("it runs the calibration shards")),
     Rule("executor", (), _ray_installed),
+    Rule("jobs", ("weight_rounding", "bias_correction"), _unsharded_statistics),
+    Rule("executor", ("weight_rounding", "bias_correction"), _unsharded_statistics),
     *(
         Rule(name, ("verify",), _needs_verification, ("convert", "convert_and_verify"))
         for name in (

@@ -92,11 +92,14 @@ class EmissionContext:
         plan: Where the integer quantizers go.
         weights: Integer weights per converted layer (by the layer's node).
         activations: Quantization per activation group (by group name).
+        bias_corrections: Corrected float biases per layer (by the layer's node), for
+            :class:`~fp8conv.passes.correct_biases.CorrectBiasesPass` (bias correction; empty: none).
     """
 
     plan: QuantizationPlan
     weights: Mapping[ir.Node, WeightQuantization]
     activations: Mapping[str, ActivationQuantization]
+    bias_corrections: Mapping[ir.Node, np.ndarray] = dataclasses.field(default_factory=dict)
     _allocators: dict[ir.Graph, NameAllocator] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False
     )

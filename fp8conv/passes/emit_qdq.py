@@ -8,6 +8,8 @@
    (``s_W·q_W``, in the layout the layer reads), float layers their exact float weights.
 2. :class:`~fp8conv.passes.fold_fp8_constants.FoldFp8ConstantsPass`: other FP8-quantized constants (biases)
    become exact float initializers.
+   Only with bias correction: :class:`~fp8conv.passes.correct_biases.CorrectBiasesPass` puts the corrected
+   biases ``b − α·(W_q − W)·E[x]/β`` in place.
 3. :class:`~fp8conv.passes.emit_activations.EmitActivationsPass`: ``DequantizeLinear(QuantizeLinear(x, s, z), s, z)``
    on every planned tensor, replacing the FP8 quantizer that read it (both source names kept).
 4. :class:`~fp8conv.passes.emit_biases.EmitBiasesPass`: int32 biases ``round_half_even(b / (s_x·s_W))`` of
@@ -29,10 +31,12 @@ import dataclasses
 import time
 from collections.abc import Mapping
 
+import numpy as np
 import onnx_ir as ir
 import onnx_ir.passes.common as ir_common
 
 from fp8conv.errors import InternalError
+from fp8conv.passes.correct_biases import CorrectBiasesPass
 from fp8conv.passes.emission import ActivationQuantization, EmissionContext, WeightQuantization
 from fp8conv.passes.emit_activations import EmitActivationsPass
 from fp8conv.passes.emit_biases import EmitBiasesPass
@@ -117,6 +121,7 @@ def emission_pipeline(
     plan: QuantizationPlan,
     weights: Mapping[ir.Node, WeightQuantization],
     activations: Mapping[str, ActivationQuantization],
+    bias_corrections: Mapping[ir.Node, np.ndarray] | None = None,
 ) -> EmissionPipeline:
     """The passes that turn the planned canonical model into the integer QDQ model (see the module docstring).
 
@@ -124,14 +129,16 @@ def emission_pipeline(
         plan: The conversion plan; its nodes are nodes of the model the pipeline is run on.
         weights: Integer weights per converted layer (by the layer's node).
         activations: Quantization per activation group (by group name).
+        bias_corrections: Corrected float biases per layer (bias correction); None or empty: no such pass.
 
     Returns:
         The pipeline, to be run once on the planned model: ``emission_pipeline(...)(model)``.
     """
-    context = EmissionContext(plan, weights, activations)
+    context = EmissionContext(plan, weights, activations, dict(bias_corrections or {}))
     return EmissionPipeline(
         EmitWeightsPass(context),
         FoldFp8ConstantsPass(context),
+        *([CorrectBiasesPass(context)] if bias_corrections else []),
         EmitActivationsPass(context),
         EmitBiasesPass(context),
         RemoveFp8Pass(context),

@@ -12,7 +12,7 @@ from typing import Any
 
 import jinja2
 
-from fp8conv.converter.grouping import quantizer_lines
+from fp8conv.converter.grouping import quantizer_lines, weight_method_lines
 from fp8conv.report import formatting, plots
 from fp8conv.report.formatting import basename, db, num, pct
 
@@ -67,6 +67,9 @@ def render_html(report: Mapping[str, Any]) -> str:
         layers_text=formatting.layer_summary(report),
         legend=formatting.OUTPUT_LEGEND,
         placement=quantizer_lines((report.get("conversion") or {}).get("fp8_quantizers") or []),
+        weight_methods=[
+            line.strip() for line in weight_method_lines((report.get("conversion") or {}).get("weight_methods"))
+        ],
         classification=any(formatting.is_classification(output) for output in report["outputs"]),
         paths={
             role: formatting.display_path(report, role, path)

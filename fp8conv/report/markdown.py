@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fp8conv.converter.grouping import quantizer_lines
+from fp8conv.converter.grouping import quantizer_lines, weight_method_lines
 from fp8conv.report.formatting import (
     OUTPUT_LEGEND,
     db,
@@ -106,6 +106,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines.append("")
         lines.append(f"**Placement**: {placement[0]}.")
         lines += [f"- {line}" for line in placement[1:]]
+    methods = weight_method_lines((report.get("conversion") or {}).get("weight_methods"))
+    if methods:
+        lines.append("")
+        lines.append(f"**Weights**: {methods[0]}.")
+        lines += [f"- {line.strip()}" for line in methods[1:]]
     warnings = list(report["warnings"])[1 if not report["verified"] else 0 :]
     if warnings:
         lines.append("")

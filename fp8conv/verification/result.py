@@ -29,7 +29,7 @@ __all__ = [
     "json_safe",
 ]
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 """Version of the report.json schema (major bumps break readers; minor ones add keys)."""
 
 

@@ -113,7 +113,7 @@ def test_the_report_says_the_reference_was_loaded(runs):
     assert saved["provenance"]["golden_outputs"]["sha256"] == digest
     assert "golden_outputs" not in runs["plain"]["provenance"]
     for document in (loaded, saved, runs["plain"]):
-        assert document["schema_version"] == "1.2"
+        assert document["schema_version"] == "1.3"
         validate_report(document)
     report = runs["tmp"] / "report"
     assert "Reference outputs loaded from `" in (report / "report.md").read_text()

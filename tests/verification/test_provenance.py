@@ -149,7 +149,7 @@ def test_schema_version_is_a_string_in_inspect_and_in_report_json(files):
     report = not_verified(files / "conv.onnx", None, "no data").to_json()
     assert isinstance(document["schema_version"], str)
     assert isinstance(report["schema_version"], str)
-    assert (
-        SCHEMA_VERSION == "1.2"
-    )  # 1.2: provenance.golden_outputs/execution_providers, conversion.fp8_quantizers, outputs[].task
+    # 1.2: provenance.golden_outputs/execution_providers, conversion.fp8_quantizers, outputs[].task;
+    # 1.3: conversion.weight_methods (GPTQ, bias correction)
+    assert SCHEMA_VERSION == "1.3"
     assert report_schema()["$id"].endswith(f"report-{SCHEMA_VERSION}.json")

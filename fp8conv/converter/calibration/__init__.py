@@ -17,6 +17,9 @@ Modules:
 * :mod:`.methods`: one module per range method (``mse``, ``minmax``, ``percentile``, ``entropy``, ``fp8``).
 * :mod:`.registry`: the methods by name, the statistic each needs, their options; :func:`compute_range`.
 * :mod:`.sqnr`: :func:`int8_sqnr_db`, the SQNR of the MSE-optimal 8-bit grid (what auto-INT16 measures).
+* Layer-input statistics of the weight methods (not range methods; imported from their modules):
+  :mod:`.hessian` (``H = 2XᵀX/n``, GPTQ), :mod:`.channel_mean` (``E[x]``, bias correction), both summed by
+  :mod:`.sample_sums` (the same bits for any batching, threads or merge order).
 
 The names below are re-exported so that ``calibration.X`` works for every public ``X`` of the package.
 """
