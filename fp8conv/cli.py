@@ -395,10 +395,11 @@ def _gates(settings: options.Settings) -> Gates:
 def _finish(result: VerificationResult, report_dir: Path | None, as_json: bool, prefix: str = "") -> None:
     """Write the reports, print the summary (or JSON), and exit with the result's exit code."""
     from fp8conv.report.terminal import render_terminal
-    from fp8conv.report.writer import write_reports
 
     document = result.to_json()
     if report_dir is not None:
+        from fp8conv.report.writer import write_reports  # jinja2 and matplotlib: only when a report is written
+
         write_reports(result, report_dir)
     if as_json:
         click.echo(json.dumps(document, indent=2, allow_nan=False))
