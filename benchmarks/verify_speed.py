@@ -23,7 +23,8 @@ other, ``--repeat`` times in turn:
 
 Peak RSS is each child's ``ru_maxrss`` (``os.wait4``). ``--memory-samples 32,1024`` adds per-layer
 ``verify`` runs of the largest model on those sample counts: verification memory should not grow with
-samples. ``--baseline SRC`` runs the two ``verify`` cases with the fp8conv package found in ``SRC`` as well,
+samples (with ``--memory-baseline``, for ``--baseline`` too).
+``--baseline SRC`` runs the two ``verify`` cases with the fp8conv package found in ``SRC`` as well,
 in turn with the current tree, so that before/after ratios see the same machine load. The table is printed
 as Markdown; ``--json PATH`` writes the measurements.
 """
@@ -129,6 +130,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/verify-speed"))
     parser.add_argument("--baseline", type=Path, help="another source tree holding an fp8conv package to time too")
     parser.add_argument("--memory-samples", default="32,1024", help="sample counts of the memory runs ('' skips)")
+    parser.add_argument("--memory-baseline", action="store_true", help="the memory runs with --baseline too")
     parser.add_argument("--models", default="seq_transformer,digits_cnn,minilm")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -159,12 +161,14 @@ def main() -> None:
             row: dict[str, object] = {"model": name, "samples": samples, "repeat": repeat, "forward": forward}
             row["forward_s"] = sum(forward.values())
             row["forward_rss_mb"] = rss
+            print(f"{name} forward: {json.dumps(forward)}", file=sys.stderr, flush=True)
             for tree, src in trees.items():
                 for case, per_layer in (("outputs", False), ("layers", True)):
                     code, wall, rss, _ = run_child(verify_argv(paths, paths["data"], per_layer), src)
                     if code not in (0, 1):  # 1: a gate failed, which is a verdict, not a failure
                         raise SystemExit(f"{name}: verify ({tree}, {case}) failed (exit {code})")
                     row[f"{tree}_{case}_s"], row[f"{tree}_{case}_rss_mb"] = wall, rss
+                    print(f"{name} {tree} {case}: {wall:.1f} s, {rss:.0f} MB", file=sys.stderr, flush=True)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
 
@@ -175,7 +179,7 @@ def main() -> None:
         paths = prepare(name, model, calib, evaluation, args.workdir, args.samples)
         for samples in [int(s) for s in args.memory_samples.split(",")]:
             data = tiled(evaluation, args.workdir / name / f"eval{samples}.npz", samples)
-            for tree, src in trees.items():
+            for tree, src in trees.items() if args.memory_baseline else [("current", ROOT)]:
                 code, wall, rss, _ = run_child(verify_argv(paths, data, True), src)
                 memory.append({"model": name, "samples": samples, "tree": tree, "seconds": wall, "rss_mb": rss})
                 print(json.dumps(memory[-1]), file=sys.stderr, flush=True)
