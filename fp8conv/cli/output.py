@@ -45,10 +45,11 @@ def _exit(code: int) -> None:
 def finish(result: VerificationResult, report_dir: Path | None, as_json: bool, prefix: str = "") -> None:
     """Write the reports, print the summary (or JSON), and exit with the result's exit code."""
     from fp8conv.report.terminal import render_terminal
-    from fp8conv.report.writer import write_reports
 
     document = result.to_json()
     if report_dir is not None:
+        from fp8conv.report.writer import write_reports  # jinja2 and matplotlib: only when a report is written
+
         write_reports(result, report_dir)
     if as_json:
         print_json(document, allow_nan=False)

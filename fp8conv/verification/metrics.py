@@ -1,7 +1,10 @@
 """Streaming, mergeable error statistics between a reference tensor and a candidate tensor.
 
 Every accumulator here consumes one batch at a time (:meth:`update`), keeps only sums, counts and fixed
-histograms (memory independent of the number of samples), and two accumulators fed different batches
+histograms (memory independent of the number of samples; :meth:`ErrorStats.update` works on blocks of
+:data:`_BLOCK` elements, so its working memory does not depend on the tensor's size either, and its sums are
+those of ``np.sum`` over the whole batch, bit for bit: :mod:`~fp8conv.verification.pairwise`), and two
+accumulators fed different batches
 :meth:`merge` into the one that would have seen all of them — ``a.update(x); b.update(y); a.merge(b)``
 equals one accumulator fed ``x`` and then ``y`` (up to float64 summation order).
 
@@ -36,6 +39,8 @@ import math
 
 import numpy as np
 
+from fp8conv.verification.pairwise import combine, leaves
+
 __all__ = [
     "HISTOGRAM_EDGES",
     "ErrorStats",
@@ -54,6 +59,10 @@ HISTOGRAM_EDGES: np.ndarray = 10.0 ** (
 )
 """Bin edges of the ``|r−c|`` histograms: 10^-12 … 10^6, four bins per decade (72 bins); bin ``i`` holds
 ``edges[i] ≤ |r−c| < edges[i+1]``."""
+
+_BLOCK = 1 << 15
+"""Elements per block of :meth:`ErrorStats.update` (four float64 work arrays of it stay in a core's cache)."""
+_TINIEST = float(np.finfo(np.float64).smallest_subnormal)
 
 
 def sqnr_db(signal_energy: float, noise_energy: float) -> float:
@@ -151,6 +160,9 @@ class ErrorStats:
     def update(self, reference: np.ndarray, candidate: np.ndarray) -> None:
         """Add one batch.
 
+        The sums are float64 ``np.sum`` of the element-wise float64 quantities over the whole batch; they are
+        computed one cache-sized block at a time (:mod:`~fp8conv.verification.pairwise`: the same bits).
+
         Args:
             reference: Reference values.
             candidate: Candidate values, same shape.
@@ -160,8 +172,77 @@ class ErrorStats:
         """
         if np.shape(reference) != np.shape(candidate):
             raise ValueError(f"shapes differ: reference {np.shape(reference)}, candidate {np.shape(candidate)}")
-        r = np.asarray(reference, dtype=np.float64).ravel()
-        c = np.asarray(candidate, dtype=np.float64).ravel()
+        r = np.asarray(reference).reshape(-1)
+        c = np.asarray(candidate).reshape(-1)
+        if r.size == 0:
+            return
+        if not self._update_blocked(r, c):
+            self._update_filtered(r, c)
+
+    def _update_blocked(self, r: np.ndarray, c: np.ndarray) -> bool:
+        """Add a batch of finite pairs in cache-sized blocks; False (nothing added) when a sum is not finite.
+
+        A non-finite ``Σr²`` or ``Σc²`` means a non-finite element (or, for float64 data, a square beyond the
+        float64 range): :meth:`_update_filtered` then handles the batch.
+        """
+        n = r.size
+        size = min(n, _BLOCK)
+        ref, cand, err, work = (np.empty(size) for _ in range(4))
+        bins = len(self.histogram)
+        counts = np.zeros(bins + 2, dtype=np.int64)  # [below range (and zeros), bins..., above range]
+        zeros = 0
+        largest = 0.0
+        parts = []
+        for start, length in leaves(n, _BLOCK):
+            x, y, e, t = ref[:length], cand[:length], err[:length], work[:length]
+            np.copyto(x, r[start : start + length])
+            np.copyto(y, c[start : start + length])
+            sums = np.empty(5)
+            sums[0] = np.multiply(x, x, out=t).sum()
+            sums[1] = np.multiply(y, y, out=t).sum()
+            if not (math.isfinite(sums[0]) and math.isfinite(sums[1])):
+                return False
+            sums[2] = np.multiply(x, y, out=t).sum()
+            np.subtract(x, y, out=e)
+            sums[3] = np.multiply(e, e, out=t).sum()
+            np.abs(e, out=e)
+            sums[4] = e.sum()
+            parts.append(sums)
+            largest = max(largest, float(e.max()))
+            zeros += length - int(np.count_nonzero(e))
+            # bin = floor((log10|e| - first decade) · bins per decade), as _update_filtered computes it; exact
+            # zeros become the smallest subnormal, far below the range, and are taken out of it again.
+            np.maximum(e, _TINIEST, out=t)
+            np.log10(t, out=t)
+            np.subtract(t, _FIRST_DECADE, out=t)
+            np.multiply(t, _BINS_PER_DECADE, out=t)
+            np.floor(t, out=t)
+            np.add(t, 1.0, out=t)
+            np.clip(t, 0.0, bins + 1.0, out=t)
+            counts += np.bincount(t.astype(np.intp), minlength=bins + 2)
+        totals = combine(n, _BLOCK, iter(parts)).tolist()
+        sum_ref_sq, sum_cand_sq, sum_dot, sum_err_sq, sum_abs_err = totals
+        if not (math.isfinite(sum_ref_sq) and math.isfinite(sum_cand_sq)):
+            return False
+        self.count += n
+        self.sum_ref_sq += sum_ref_sq
+        self.sum_cand_sq += sum_cand_sq
+        self.sum_err_sq += sum_err_sq
+        self.sum_dot += sum_dot
+        self.sum_abs_err += sum_abs_err
+        self.max_abs_err = max(self.max_abs_err, largest)
+        self.ref_min = min(self.ref_min, float(r.min()))
+        self.ref_max = max(self.ref_max, float(r.max()))
+        self.zero_errors += zeros
+        self.underflow += int(counts[0]) - zeros
+        self.overflow += int(counts[-1])
+        self.histogram += counts[1:-1]
+        return True
+
+    def _update_filtered(self, reference: np.ndarray, candidate: np.ndarray) -> None:
+        """Add a batch with non-finite pairs: those are counted, the finite ones summed over the whole batch."""
+        r = np.asarray(reference, dtype=np.float64)
+        c = np.asarray(candidate, dtype=np.float64)
         finite = np.isfinite(r) & np.isfinite(c)
         if not finite.all():
             bad_r, bad_c = r[~finite], c[~finite]
